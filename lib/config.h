@@ -1,0 +1,80 @@
+#ifndef BUZON_CONFIG_H
+#define BUZON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "lib/log.h"
+
+/*
+ * The configuration: an INI file read with libinih. Every key is documented
+ * in docs/configuration.md. config_load() checks every section, key and value
+ * and reports the first problem as "FILE:LINE: reason".
+ */
+
+enum proto { PROTO_SMTP, PROTO_POP3, PROTO_IMAP };
+
+enum bare_lf_policy { BARE_LF_NORMALIZE, BARE_LF_REJECT };
+
+struct listen_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[80];          /* as written: "127.0.0.1:2525", "[::1]:2525" */
+};
+
+struct listener_config {
+	char *name;
+	unsigned line;          /* line of the section header, for errors */
+	unsigned address_line;  /* line of the address key, for bind errors */
+	enum proto protocol;
+	int have_protocol;
+	struct listen_addr *addrs;
+	size_t n_addrs;
+};
+
+struct smtp_config {
+	uint64_t max_message_size;  /* octets; SIZE announced and enforced */
+	unsigned max_recipients;
+	enum bare_lf_policy bare_newline;
+	char recipient_delimiter[8]; /* "" disables plus-addressing */
+	unsigned command_timeout;    /* seconds waiting for a command */
+	unsigned data_timeout;       /* seconds waiting for the next data block */
+	unsigned max_bad_commands;
+	unsigned max_pipeline;       /* commands buffered ahead of their replies */
+};
+
+struct config {
+	char *path;
+	char *hostname;
+	char *data_dir;
+	enum log_level log_level;
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	unsigned shutdown_timeout;   /* seconds to finish sessions on SIGTERM */
+	unsigned delivery_threads;   /* libuv threadpool size */
+	struct smtp_config smtp;
+	struct listener_config *listeners;
+	size_t n_listeners;
+};
+
+/* Fills cfg with the defaults of docs/configuration.md and no listeners. */
+void config_defaults(struct config *cfg);
+/* Reads and checks path; 0 or -1 with "FILE:LINE: reason" in err. */
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
+/* Same for text held in memory; name stands for the file in messages. */
+int config_load_string(const char *text, const char *name, struct config *cfg,
+		       char *err, size_t errlen);
+/* Frees everything config_load() allocated. */
+void config_free(struct config *cfg);
+
+/* Parses "host:port" or "[v6]:port" into a; 0 or -1 with reason in err. */
+int config_parse_address(const char *text, struct listen_addr *a, char *err, size_t errlen);
+/* Parses a size like "10485760", "10M", "512k", "1G"; 0 or -EINVAL. */
+int config_parse_size(const char *s, uint64_t *r);
+/* Parses a duration like "300", "300s", "5m", "1h"; 0 or -EINVAL. */
+int config_parse_duration(const char *s, unsigned *r);
+/* Returns "smtp", "pop3" or "imap". */
+const char *proto_name(enum proto p);
+
+#endif

@@ -1,0 +1,83 @@
+#ifndef BUZON_NET_H
+#define BUZON_NET_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "lib/config.h"
+
+/*
+ * Listeners and connections on one libuv loop.
+ *
+ * A struct conn owns its TCP handle, its input buffer, its write queue and
+ * its idle timer; it is freed in the last close callback, never from inside
+ * a protocol handler. Protocols see it only through the functions below and
+ * the struct proto_handler callbacks.
+ */
+
+struct net;
+struct conn;
+
+struct proto_handler {
+	const char *name;
+	/* A connection was accepted: create the session (it may write its
+	 * greeting). Returns the session, or NULL to drop the connection. */
+	void *(*open)(struct conn *c, void *ctx);
+	/* Bytes arrived. Returns how many were consumed; the rest stay in the
+	 * connection's input buffer and are passed again after conn_resume_input()
+	 * or when more bytes arrive. */
+	size_t (*input)(void *session, const char *data, size_t len);
+	/* The idle timer fired. */
+	void (*timeout)(void *session);
+	/* The server is stopping: finish the current exchange and close soon. */
+	void (*shutdown)(void *session);
+	/* The connection is gone: the session must not call conn_* any more.
+	 * The session frees itself now, or later if work is still in flight. */
+	void (*closed)(void *session);
+	/* Reply sent before closing a connection over the connection limits. */
+	const char *busy_reply;
+};
+
+struct net_limits {
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	size_t input_max;        /* bytes held for the protocol (default 4096) */
+	size_t output_high;      /* stop reading above this much queued output */
+	size_t output_max;       /* close the connection above this */
+};
+
+struct net *net_new(uv_loop_t *loop, const struct net_limits *lim);
+/* Frees a net whose connections and listeners are all closed. */
+void net_free(struct net **n);
+/* Binds and listens on a; the actual address (port 0 = a free port) is
+ * written to bound_r (size 80). 0 or -1 with a reason in err. */
+int net_listen(struct net *n, const struct listen_addr *a, const char *listener_name,
+	       const struct proto_handler *h, void *ctx, char *bound_r, char *err, size_t errlen);
+/* Stops accepting, asks every session to shut down, and aborts those still
+ * open after timeout_ms; done(arg) runs once no connection is left. */
+void net_shutdown(struct net *n, unsigned timeout_ms, void (*done)(void *arg), void *arg);
+/* The number of open connections. */
+unsigned net_connections(const struct net *n);
+
+/* Queues bytes for the client (copied). */
+void conn_write(struct conn *c, const void *data, size_t len);
+/* Closes after every queued byte has been sent; idempotent. reason is logged. */
+void conn_close(struct conn *c, const char *reason);
+/* Closes now, dropping queued output; idempotent. */
+void conn_abort(struct conn *c, const char *reason);
+/* (Re)arms the idle timer; 0 stops it. */
+void conn_set_timeout(struct conn *c, unsigned ms);
+/* Asks the connection to pass its held input to the protocol again (from
+ * the next loop iteration, never re-entering the caller). */
+void conn_resume_input(struct conn *c);
+/* Bytes queued and not yet written. */
+size_t conn_output_pending(const struct conn *c);
+/* Session id (12 hex digits), client IP text, the listener's name, loop. */
+const char *conn_sid(const struct conn *c);
+const char *conn_peer(const struct conn *c);
+const char *conn_listener(const struct conn *c);
+uv_loop_t *conn_loop(const struct conn *c);
+/* 1 once conn_close()/conn_abort() was called. */
+int conn_closing(const struct conn *c);
+
+#endif

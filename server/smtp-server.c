@@ -1,0 +1,319 @@
+#include "server/smtp-server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "server/smtp-session.h"
+#include "storage/maildir.h"
+
+struct smtp_server {
+	const struct config *cfg;
+	struct dir *dir;
+	uv_loop_t *loop;
+	struct proto_handler handler;
+	char busy[160];
+};
+
+/*
+ * One per connection. It outlives the connection while a request is on the
+ * threadpool: the session and this struct are freed by whichever comes last,
+ * the connection's close or the request's completion.
+ */
+struct smtp_conn {
+	struct smtp_server *srv;
+	struct conn *conn;            /* NULL once the connection is gone */
+	struct smtp_session *s;
+	uv_work_t work;
+	/* the request on the threadpool, one at a time */
+	struct smtp_rcpt_req *rcpt;
+	struct smtp_delivery *dv;
+	int result;
+};
+
+static void sc_maybe_free(struct smtp_conn *sc)
+{
+	if (sc->conn || smtp_session_busy(sc->s))
+		return;
+	smtp_session_free(&sc->s);
+	free(sc);
+}
+
+/* ---- io for the session ---- */
+
+static void io_write(void *ctx, const char *data, size_t len)
+{
+	struct smtp_conn *sc = ctx;
+
+	if (sc->conn)
+		conn_write(sc->conn, data, len);
+}
+
+static void io_close(void *ctx, const char *reason)
+{
+	struct smtp_conn *sc = ctx;
+
+	if (sc->conn)
+		conn_close(sc->conn, reason);
+}
+
+static void io_set_timeout(void *ctx, unsigned seconds)
+{
+	struct smtp_conn *sc = ctx;
+
+	if (sc->conn)
+		conn_set_timeout(sc->conn, seconds * 1000);
+}
+
+static void io_resume(void *ctx)
+{
+	struct smtp_conn *sc = ctx;
+
+	if (sc->conn)
+		conn_resume_input(sc->conn);
+}
+
+/* Runs on a worker thread. */
+static void rcpt_work(uv_work_t *w)
+{
+	struct smtp_conn *sc = w->data;
+	struct smtp_rcpt_req *req = sc->rcpt;
+	struct dir_target *t = xcalloc(DIR_MAX_TARGETS, sizeof(*t));
+	size_t n = 0;
+	enum dir_status st;
+
+	st = dir_resolve(sc->srv->dir, req->address, sc->srv->cfg->smtp.recipient_delimiter, t, &n);
+	switch (st) {
+	case DIR_OK:
+		req->status = SMTP_RCPT_OK;
+		break;
+	case DIR_NO_USER:
+	case DIR_BAD_ADDRESS:
+		req->status = SMTP_RCPT_NO_USER;
+		break;
+	case DIR_DISABLED:
+		req->status = SMTP_RCPT_DISABLED;
+		break;
+	case DIR_NOT_LOCAL:
+		req->status = SMTP_RCPT_NOT_LOCAL;
+		break;
+	default:
+		req->status = SMTP_RCPT_TEMPFAIL;
+		break;
+	}
+	if (req->status == SMTP_RCPT_OK) {
+		for (size_t i = 0; i < n; i++) {
+			uint64_t used = 0;
+			if (!t[i].quota)
+				continue;
+			if (maildir_usage(t[i].maildir, &used) < 0) {
+				req->status = SMTP_RCPT_TEMPFAIL;
+				break;
+			}
+			if (used + req->size_hint > t[i].quota || used >= t[i].quota) {
+				req->status = SMTP_RCPT_OVER_QUOTA;
+				break;
+			}
+		}
+	}
+	if (req->status == SMTP_RCPT_OK) {
+		req->targets = xcalloc(n, sizeof(char *));
+		for (size_t i = 0; i < n; i++)
+			req->targets[i] = xstrdup(t[i].address);
+		req->n_targets = n;
+	}
+	free(t);
+}
+
+static void rcpt_after(uv_work_t *w, int status)
+{
+	struct smtp_conn *sc = w->data;
+	struct smtp_rcpt_req *req = sc->rcpt;
+
+	sc->rcpt = NULL;
+	if (status == UV_ECANCELED)
+		req->status = SMTP_RCPT_TEMPFAIL;
+	smtp_session_rcpt_done(sc->s, req);
+	sc_maybe_free(sc);
+}
+
+static void io_rcpt(void *ctx, struct smtp_rcpt_req *req)
+{
+	struct smtp_conn *sc = ctx;
+
+	if (sc->rcpt || sc->dv)
+		BUG("smtp request while another is in flight");
+	sc->rcpt = req;
+	sc->work.data = sc;
+	if (uv_queue_work(sc->srv->loop, &sc->work, rcpt_work, rcpt_after) < 0) {
+		sc->rcpt = NULL;
+		req->status = SMTP_RCPT_TEMPFAIL;
+		smtp_session_rcpt_done(sc->s, req);
+	}
+}
+
+/* Runs on a worker thread. */
+static void deliver_work(uv_work_t *w)
+{
+	struct smtp_conn *sc = w->data;
+	struct smtp_delivery *dv = sc->dv;
+	struct maildir_copy *copies = xcalloc(dv->n_targets, sizeof(*copies));
+	char **prefixes = xcalloc(dv->n_targets, sizeof(char *));
+	struct dir_target *t = xcalloc(DIR_MAX_TARGETS, sizeof(*t));
+	const char *rp_end;
+	size_t rp_len = 0;
+	struct iovec iov;
+	int r = 0;
+
+	/* Return-Path stays first; Delivered-To goes right after it. */
+	if (strncmp(dv->received, "Return-Path:", 12) == 0 && (rp_end = strchr(dv->received, '\n')))
+		rp_len = (size_t)(rp_end - dv->received + 1);
+	for (size_t i = 0; i < dv->n_targets; i++) {
+		size_t n = 0;
+		/* A canonical address resolves to exactly its own mailbox. */
+		enum dir_status st = dir_resolve(sc->srv->dir, dv->targets[i], "", t, &n);
+		if (st != DIR_OK || n != 1) {
+			log_error("smtp", NULL, "delivery target vanished to=%s status=%d", dv->targets[i], (int)st);
+			r = -EIO;
+			goto out;
+		}
+		prefixes[i] = xasprintf("%.*sDelivered-To: %s\n%s", (int)rp_len, dv->received, t[0].address,
+					dv->received + rp_len);
+		copies[i].maildir = xstrdup(t[0].maildir);
+		copies[i].prefix = prefixes[i];
+		copies[i].quota = t[0].quota;
+	}
+	iov.iov_base = dv->body->data;
+	iov.iov_len = dv->body->len;
+	r = maildir_deliver(copies, dv->n_targets, &iov, 1, sc->srv->cfg->hostname);
+out:
+	for (size_t i = 0; i < dv->n_targets; i++) {
+		free(prefixes[i]);
+		free((char *)copies[i].maildir);
+	}
+	free(prefixes);
+	free(copies);
+	free(t);
+	sc->result = r;
+}
+
+static void deliver_after(uv_work_t *w, int status)
+{
+	struct smtp_conn *sc = w->data;
+	struct smtp_delivery *dv = sc->dv;
+
+	sc->dv = NULL;
+	smtp_session_deliver_done(sc->s, dv, status == UV_ECANCELED ? -ECANCELED : sc->result);
+	sc_maybe_free(sc);
+}
+
+static void io_deliver(void *ctx, struct smtp_delivery *dv)
+{
+	struct smtp_conn *sc = ctx;
+
+	if (sc->rcpt || sc->dv)
+		BUG("smtp request while another is in flight");
+	sc->dv = dv;
+	sc->result = 0;
+	sc->work.data = sc;
+	if (uv_queue_work(sc->srv->loop, &sc->work, deliver_work, deliver_after) < 0) {
+		sc->dv = NULL;
+		smtp_session_deliver_done(sc->s, dv, -EIO);
+	}
+}
+
+static const struct smtp_io smtp_io = {
+	.write = io_write,
+	.close = io_close,
+	.set_timeout = io_set_timeout,
+	.rcpt = io_rcpt,
+	.deliver = io_deliver,
+	.resume = io_resume,
+};
+
+/* ---- proto handler ---- */
+
+static void *h_open(struct conn *c, void *ctx)
+{
+	struct smtp_server *srv = ctx;
+	struct smtp_conn *sc = xcalloc(1, sizeof(*sc));
+	struct smtp_session_params p = {
+		.cfg = &srv->cfg->smtp,
+		.hostname = srv->cfg->hostname,
+		.sid = conn_sid(c),
+		.client_addr = conn_peer(c),
+		.client_name = NULL,
+		.tls = 0,
+	};
+
+	sc->srv = srv;
+	sc->conn = c;
+	sc->s = smtp_session_new(&p, &smtp_io, sc);
+	return sc;
+}
+
+static size_t h_input(void *session, const char *data, size_t len)
+{
+	struct smtp_conn *sc = session;
+
+	return smtp_session_input(sc->s, data, len);
+}
+
+static void h_timeout(void *session)
+{
+	struct smtp_conn *sc = session;
+
+	smtp_session_timeout(sc->s);
+}
+
+static void h_shutdown(void *session)
+{
+	struct smtp_conn *sc = session;
+
+	smtp_session_shutdown(sc->s);
+}
+
+static void h_closed(void *session)
+{
+	struct smtp_conn *sc = session;
+
+	sc->conn = NULL;
+	smtp_session_disconnected(sc->s);
+	sc_maybe_free(sc);
+}
+
+struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+
+	srv->loop = loop;
+	srv->cfg = cfg;
+	srv->dir = dir;
+	snprintf(srv->busy, sizeof(srv->busy), "421 4.7.0 %s too many connections, try again later\r\n",
+		 cfg->hostname);
+	srv->handler = (struct proto_handler){
+		.name = "smtp",
+		.open = h_open,
+		.input = h_input,
+		.timeout = h_timeout,
+		.shutdown = h_shutdown,
+		.closed = h_closed,
+		.busy_reply = srv->busy,
+	};
+	return srv;
+}
+
+const struct proto_handler *smtp_server_handler(const struct smtp_server *srv)
+{
+	return &srv->handler;
+}
+
+void smtp_server_free(struct smtp_server **srv)
+{
+	free(*srv);
+	*srv = NULL;
+}

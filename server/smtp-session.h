@@ -1,0 +1,110 @@
+#ifndef BUZON_SMTP_SESSION_H
+#define BUZON_SMTP_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+#include "lib/config.h"
+
+/*
+ * The SMTP receiver as a pure state machine (RFC 5321, 1870, 2920, 3030,
+ * 3463, 6152, 6531): bytes in, replies out through struct smtp_io. It never
+ * touches a socket, a file or the directory; recipient checks and delivery
+ * are asynchronous requests to the glue (server/smtp-server.c), whose results
+ * come back through smtp_session_rcpt_done() and smtp_session_deliver_done().
+ * Unit tests and the fuzzer plug in a synchronous io.
+ */
+
+struct smtp_session;
+
+enum smtp_rcpt_status {
+	SMTP_RCPT_OK,
+	SMTP_RCPT_NO_USER,    /* 550 5.1.1 */
+	SMTP_RCPT_DISABLED,   /* 550 5.2.1 */
+	SMTP_RCPT_NOT_LOCAL,  /* 550 5.7.1 relaying denied */
+	SMTP_RCPT_OVER_QUOTA, /* 452 4.2.2 */
+	SMTP_RCPT_TEMPFAIL,   /* 451 4.3.0 */
+};
+
+/* A recipient check in flight. Owned by the session; valid until _done. */
+struct smtp_rcpt_req {
+	const char *address;   /* the forward-path mailbox, without <>; local part may hold UTF-8 */
+	uint64_t size_hint;    /* MAIL SIZE= value, 0 if none */
+	/* filled by the glue before smtp_session_rcpt_done(): */
+	enum smtp_rcpt_status status;
+	char **targets;        /* canonical user addresses (malloc'd strings, owned by the session after _done) */
+	size_t n_targets;
+};
+
+/* A delivery in flight. Owned by the session; valid until _done. */
+struct smtp_delivery {
+	const char *return_path;  /* reverse-path without <>, "" for the null sender */
+	const char *received;     /* "Return-Path: <...>\nReceived: ...\n" header block, LF ends */
+	char *const *targets;     /* unique canonical user addresses */
+	size_t n_targets;
+	const struct buf *body;   /* the message as stored: LF line ends, dot-unstuffed */
+	uint64_t size;            /* octets as received (CRLF counted as 2) */
+};
+
+struct smtp_io {
+	/* Queues reply bytes for the client. */
+	void (*write)(void *ctx, const char *data, size_t len);
+	/* Closes the connection once the queued replies are sent. */
+	void (*close)(void *ctx, const char *reason);
+	/* (Re)arms the idle timer; smtp_session_timeout() is called when it fires. */
+	void (*set_timeout)(void *ctx, unsigned seconds);
+	/* Starts a recipient check; the glue calls smtp_session_rcpt_done() later
+	 * or from inside this call. */
+	void (*rcpt)(void *ctx, struct smtp_rcpt_req *req);
+	/* Starts a delivery; the glue calls smtp_session_deliver_done() later or
+	 * from inside this call. */
+	void (*deliver)(void *ctx, struct smtp_delivery *dv);
+	/* Input was held back while a request was in flight: the glue should call
+	 * smtp_session_input() again with the bytes it still holds. */
+	void (*resume)(void *ctx);
+};
+
+struct smtp_session_params {
+	const struct smtp_config *cfg;
+	const char *hostname;     /* our name, in the greeting and Received */
+	const char *sid;          /* session id, in logs and Received */
+	const char *client_addr;  /* "127.0.0.1" or "::1" */
+	const char *client_name;  /* reverse DNS name, or NULL */
+	int tls;                  /* the connection is encrypted (ESMTPS) */
+};
+
+/* Creates a session and writes the 220 greeting. The params strings are
+ * copied. */
+struct smtp_session *smtp_session_new(const struct smtp_session_params *p,
+				      const struct smtp_io *io, void *ctx);
+/* Frees the session and sets *s to NULL. Must not be called while a request
+ * is in flight (see smtp_session_busy()). */
+void smtp_session_free(struct smtp_session **s);
+
+/*
+ * Feeds bytes received from the client. Returns how many were consumed; the
+ * caller keeps the rest and passes them again, with what arrives later, after
+ * io->resume (bytes are held back only while a request is in flight, or when
+ * max_pipeline replies are queued). An over-long line is consumed and
+ * discarded before its end arrives, so the caller's buffer never has to hold
+ * more than 1024 octets of one line.
+ */
+size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len);
+
+/* The connection was closed (by the client or an error); no more io calls. */
+void smtp_session_disconnected(struct smtp_session *s);
+/* The idle timer fired: writes 421 4.4.2 and closes. */
+void smtp_session_timeout(struct smtp_session *s);
+/* The server is stopping: an idle session gets 421 4.3.2 and closes now; a
+ * session in a transaction closes after its current reply. */
+void smtp_session_shutdown(struct smtp_session *s);
+/* 1 while a rcpt or delivery request is in flight. */
+int smtp_session_busy(const struct smtp_session *s);
+
+/* Results of the asynchronous requests. */
+void smtp_session_rcpt_done(struct smtp_session *s, struct smtp_rcpt_req *req);
+/* result: 0 delivered, -EDQUOT, -ENOSPC, or another negative code. */
+void smtp_session_deliver_done(struct smtp_session *s, struct smtp_delivery *dv, int result);
+
+#endif

@@ -1,0 +1,110 @@
+#ifndef BUZON_STORAGE_DIRECTORY_H
+#define BUZON_STORAGE_DIRECTORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The user directory: domains, users and aliases in data_dir/buzon.db
+ * (SQLite, WAL). The schema comes from schema/ (embedded in the binary) and
+ * is migrated when the directory is opened.
+ *
+ * A struct dir may be used from several threads at once (the connection is
+ * opened in serialized mode); every call may block on disk, so the server
+ * calls it only from worker threads or from the admin CLI, never from the
+ * event loop thread.
+ *
+ * Addresses are stored lower-case. A local part is a dot-atom of at most 64
+ * octets (no quoted local parts, no '/', not starting or ending with '.');
+ * a domain is a host name of at most 253 octets.
+ *
+ * Functions return 0 (or a count) on success and a negative errno-style code
+ * on failure; those that take err/errlen put a one-line, lower-case reason
+ * there ("unknown domain example.org").
+ */
+
+struct dir;
+
+/* Opens (creating if needed) data_dir/buzon.db and applies migrations. */
+int dir_open(const char *data_dir, struct dir **dir_r, char *err, size_t errlen);
+/* Closes the directory and sets *d to NULL. */
+void dir_close(struct dir **d);
+/* Returns the data_dir given to dir_open(). */
+const char *dir_data_dir(const struct dir *d);
+
+/* Checks and lower-cases an address into out (size outlen); 0 or -EINVAL with reason. */
+int dir_normalize_address(const char *address, char *out, size_t outlen, char *err, size_t errlen);
+
+int dir_domain_add(struct dir *d, const char *domain, char *err, size_t errlen);
+/* Fails with -EBUSY when the domain still has users or aliases. */
+int dir_domain_del(struct dir *d, const char *domain, char *err, size_t errlen);
+/* Calls cb for every domain in name order; returns the count or a negative code. */
+int dir_domain_list(struct dir *d, void (*cb)(void *ctx, const char *domain), void *ctx);
+/* 1 when the domain is local, 0 when not, negative on error. */
+int dir_domain_exists(struct dir *d, const char *domain);
+
+/* Adds a user with the password (hashed here, yescrypt) and quota in bytes
+ * (0 = none) and creates the user's Maildir (with its default folders). */
+int dir_user_add(struct dir *d, const char *address, const char *password, uint64_t quota,
+		 char *err, size_t errlen);
+/* Deletes the user from the directory; the Maildir is left on disk. */
+int dir_user_del(struct dir *d, const char *address, char *err, size_t errlen);
+int dir_user_passwd(struct dir *d, const char *address, const char *password, char *err, size_t errlen);
+/* Sets a stored hash as is (import of $2b$, $6$, $y$ hashes). */
+int dir_user_set_hash(struct dir *d, const char *address, const char *hash, char *err, size_t errlen);
+int dir_user_set_quota(struct dir *d, const char *address, uint64_t quota, char *err, size_t errlen);
+int dir_user_set_enabled(struct dir *d, const char *address, int enabled, char *err, size_t errlen);
+
+struct dir_user {
+	const char *address;
+	uint64_t quota;
+	int enabled;
+};
+/* Calls cb for every user (of one domain when domain is not NULL). */
+int dir_user_list(struct dir *d, const char *domain,
+		  void (*cb)(void *ctx, const struct dir_user *u), void *ctx);
+
+/* Adds alias -> target (target must be a local user). alias may be "@domain" (catch-all). */
+int dir_alias_add(struct dir *d, const char *alias, const char *target, char *err, size_t errlen);
+/* Removes alias -> target, or every target of alias when target is NULL. */
+int dir_alias_del(struct dir *d, const char *alias, const char *target, char *err, size_t errlen);
+int dir_alias_list(struct dir *d, void (*cb)(void *ctx, const char *alias, const char *target), void *ctx);
+
+enum dir_status {
+	DIR_OK = 0,
+	DIR_NO_USER,      /* local domain, no such user or alias: 550 5.1.1 */
+	DIR_DISABLED,     /* the user exists but is disabled: 550 5.2.1 */
+	DIR_NOT_LOCAL,    /* the domain is not ours (or the address tries to route): 550 5.7.1 */
+	DIR_BAD_ADDRESS,  /* not an address we accept: 501/553 */
+	DIR_TEMPFAIL,     /* the directory could not be read: 451 4.3.0 */
+};
+
+/* One local mailbox a recipient resolves to. */
+struct dir_target {
+	char address[320];   /* the user's canonical address: Delivered-To */
+	char maildir[4096];  /* data_dir/mail/<domain>/<localpart> */
+	uint64_t quota;      /* bytes, 0 = none */
+};
+
+#define DIR_MAX_TARGETS 64
+
+/*
+ * Resolves a recipient: exact user, then user after removing a +tag (the
+ * delimiter; "" disables), then alias (exact, then with the tag removed),
+ * then the catch-all alias "@domain". A disabled user gives DIR_DISABLED
+ * (for an alias, disabled targets are skipped; if none is left, DIR_DISABLED).
+ * Fills at most DIR_MAX_TARGETS targets and their count.
+ */
+enum dir_status dir_resolve(struct dir *d, const char *address, const char *delimiter,
+			    struct dir_target *targets, size_t *n_r);
+
+/*
+ * Checks a login. Returns 0 when the address is an enabled user whose hash
+ * verifies the password, -EACCES otherwise (unknown user, disabled user and
+ * wrong password look the same; a dummy hash is computed for unknown users so
+ * that the time does not tell), or another negative code on error.
+ * canonical_r (size 320) receives the canonical address on success.
+ */
+int dir_authenticate(struct dir *d, const char *address, const char *password, char *canonical_r);
+
+#endif
