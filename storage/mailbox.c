@@ -1,0 +1,926 @@
+#include "storage/mailbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#define INDEX_FILE "buzon-index.db"
+#define INDEX_VERSION 1
+
+/* The per-user index. Kept here rather than in schema/ because it lives in
+ * each user's Maildir, not in buzon.db; see docs/architecture.md. */
+static const char index_schema[] =
+	"CREATE TABLE IF NOT EXISTS index_version (version INTEGER NOT NULL);\n"
+	"CREATE TABLE IF NOT EXISTS mailboxes (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  name TEXT NOT NULL UNIQUE,\n"
+	"  uidvalidity INTEGER NOT NULL,\n"
+	"  uidnext INTEGER NOT NULL,\n"
+	"  highestmodseq INTEGER NOT NULL,\n"
+	"  first_recent_uid INTEGER NOT NULL DEFAULT 1);\n"
+	"CREATE TABLE IF NOT EXISTS messages (\n"
+	"  mailbox_id INTEGER NOT NULL,\n"
+	"  uid INTEGER NOT NULL,\n"
+	"  base TEXT NOT NULL,\n"
+	"  file TEXT NOT NULL,\n"
+	"  flags INTEGER NOT NULL,\n"
+	"  keywords TEXT NOT NULL DEFAULT '',\n"
+	"  size INTEGER NOT NULL,\n"
+	"  vsize INTEGER NOT NULL,\n"
+	"  internaldate INTEGER NOT NULL,\n"
+	"  modseq INTEGER NOT NULL,\n"
+	"  PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;\n"
+	"CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages(mailbox_id, base);\n"
+	"CREATE TABLE IF NOT EXISTS expunged (\n"
+	"  mailbox_id INTEGER NOT NULL,\n"
+	"  uid INTEGER NOT NULL,\n"
+	"  modseq INTEGER NOT NULL,\n"
+	"  PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;\n";
+
+struct mbox {
+	char *maildir;
+	char *name;
+	char *dir;              /* the folder's path */
+	unsigned flags;
+	sqlite3 *db;
+	int64_t id;
+	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	uint32_t recent_from;   /* UIDs >= this are \Recent for this session */
+	uint32_t recent_to;     /* ... and < this */
+	struct mbox_msg *msgs;
+	size_t n;
+	struct mbox_changes ch;
+};
+
+/* One file found in new/ or cur/. */
+struct found {
+	char *name;      /* file name without the directory */
+	char *base;      /* name up to ':' */
+	int in_cur;
+	int seen;        /* matched to an index row */
+};
+
+struct row {
+	uint32_t uid;
+	uint32_t flags;
+	char *base;
+	char *file;
+	int matched;
+};
+
+void mbox_flags_to_info(uint32_t flags, char *out)
+{
+	size_t n = 0;
+
+	/* Maildir info letters in ASCII order, as the spec asks. */
+	if (flags & MBOX_DRAFT)
+		out[n++] = 'D';
+	if (flags & MBOX_FLAGGED)
+		out[n++] = 'F';
+	if (flags & MBOX_ANSWERED)
+		out[n++] = 'R';
+	if (flags & MBOX_SEEN)
+		out[n++] = 'S';
+	if (flags & MBOX_DELETED)
+		out[n++] = 'T';
+	out[n] = '\0';
+}
+
+uint32_t mbox_info_to_flags(const char *name)
+{
+	const char *info = strstr(name, ":2,");
+	uint32_t f = 0;
+
+	if (!info)
+		return 0;
+	for (info += 3; *info; info++) {
+		switch (*info) {
+		case 'D': f |= MBOX_DRAFT; break;
+		case 'F': f |= MBOX_FLAGGED; break;
+		case 'R': f |= MBOX_ANSWERED; break;
+		case 'S': f |= MBOX_SEEN; break;
+		case 'T': f |= MBOX_DELETED; break;
+		default: break;
+		}
+	}
+	return f;
+}
+
+static int db_err(struct mbox *m, const char *what)
+{
+	log_error("store", NULL, "index error op=%s maildir=%s error=%s", what, m->maildir, sqlite3_errmsg(m->db));
+	return -EIO;
+}
+
+static int exec(struct mbox *m, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(m->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store", NULL, "index error maildir=%s error=%s", m->maildir, msg ? msg : "?");
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Reads S= and W= from a Dovecot-style name; 0 when absent. */
+static uint64_t name_size(const char *name, char key)
+{
+	char pat[4] = { ',', key, '=', '\0' };
+	const char *p = strstr(name, pat);
+	char *end;
+	unsigned long long v;
+
+	if (!p)
+		return 0;
+	v = strtoull(p + 3, &end, 10);
+	if (end == p + 3)
+		return 0;
+	return v;
+}
+
+static int measure(const char *path, uint64_t *size_r, uint64_t *vsize_r, int64_t *mtime_r)
+{
+	struct stat st;
+	char buf[65536];
+	uint64_t bare = 0;
+	char prev = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n' && prev != '\r')
+				bare++;
+			prev = buf[i];
+		}
+	}
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	*size_r = (uint64_t)st.st_size;
+	*vsize_r = (uint64_t)st.st_size + bare;
+	*mtime_r = st.st_mtime;
+	return 0;
+}
+
+static int cmp_found(const void *a, const void *b)
+{
+	const struct found *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+static int cmp_row_base(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+
+	return strcmp(x->base, y->base);
+}
+
+static int scan_dir(struct mbox *m, const char *sub, struct found **list, size_t *n, size_t *cap)
+{
+	char path[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "%s/%s", m->dir, sub);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d))) {
+		const char *colon;
+		if (e->d_name[0] == '.')
+			continue;
+		if (*n == *cap) {
+			*cap = *cap ? *cap * 2 : 256;
+			*list = xrealloc(*list, *cap * sizeof(**list));
+		}
+		colon = strchr(e->d_name, ':');
+		(*list)[*n].name = xstrdup(e->d_name);
+		(*list)[*n].base = colon ? xstrndup(e->d_name, (size_t)(colon - e->d_name)) : xstrdup(e->d_name);
+		(*list)[*n].in_cur = strcmp(sub, "cur") == 0;
+		(*list)[*n].seen = 0;
+		(*n)++;
+	}
+	closedir(d);
+	return 0;
+}
+
+static void free_view(struct mbox *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		free(m->msgs[i].keywords);
+		free(m->msgs[i].file);
+	}
+	free(m->msgs);
+	m->msgs = NULL;
+	m->n = 0;
+}
+
+static int load_mailbox_row(struct mbox *m)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if (sqlite3_prepare_v2(m->db, "SELECT id, uidvalidity, uidnext, highestmodseq, first_recent_uid "
+			       "FROM mailboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		m->id = sqlite3_column_int64(st, 0);
+		m->uidvalidity = (uint32_t)sqlite3_column_int64(st, 1);
+		m->uidnext = (uint32_t)sqlite3_column_int64(st, 2);
+		m->highestmodseq = (uint64_t)sqlite3_column_int64(st, 3);
+		m->recent_from = (uint32_t)sqlite3_column_int64(st, 4);
+		sqlite3_finalize(st);
+		return 0;
+	}
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return db_err(m, "select mailbox");
+	/* First sight of this folder (or a rebuilt index): a new UIDVALIDITY. */
+	m->uidvalidity = (uint32_t)time(NULL);
+	m->uidnext = 1;
+	m->highestmodseq = 1;
+	m->recent_from = 1;
+	if (sqlite3_prepare_v2(m->db, "INSERT INTO mailboxes (name, uidvalidity, uidnext, highestmodseq, "
+			       "first_recent_uid) VALUES (?, ?, 1, 1, 1)", -1, &st, NULL) != SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, m->uidvalidity);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return db_err(m, "insert mailbox");
+	m->id = sqlite3_last_insert_rowid(m->db);
+	return 0;
+}
+
+/*
+ * Brings the index in line with the folder. Runs in one IMMEDIATE
+ * transaction so that two sessions never hand out the same UID.
+ */
+static int sync_index(struct mbox *m)
+{
+	struct found *files = NULL;
+	size_t n_files = 0, cap = 0;
+	struct row *rows = NULL;
+	size_t n_rows = 0, rows_cap = 0;
+	sqlite3_stmt *sel = NULL, *del = NULL, *exp = NULL, *upd = NULL, *ins = NULL;
+	int r;
+
+	r = exec(m, "BEGIN IMMEDIATE");
+	if (r < 0)
+		return r;
+	r = load_mailbox_row(m);
+	if (r < 0)
+		goto fail;
+	if ((r = scan_dir(m, "new", &files, &n_files, &cap)) < 0 ||
+	    (r = scan_dir(m, "cur", &files, &n_files, &cap)) < 0)
+		goto fail;
+
+	if (sqlite3_prepare_v2(m->db, "SELECT uid, flags, base, file FROM messages WHERE mailbox_id = ?",
+			       -1, &sel, NULL) != SQLITE_OK) {
+		r = db_err(m, "prepare");
+		goto fail;
+	}
+	sqlite3_bind_int64(sel, 1, m->id);
+	while ((r = sqlite3_step(sel)) == SQLITE_ROW) {
+		if (n_rows == rows_cap) {
+			rows_cap = rows_cap ? rows_cap * 2 : 256;
+			rows = xrealloc(rows, rows_cap * sizeof(*rows));
+		}
+		rows[n_rows].uid = (uint32_t)sqlite3_column_int64(sel, 0);
+		rows[n_rows].flags = (uint32_t)sqlite3_column_int64(sel, 1);
+		rows[n_rows].base = xstrdup((const char *)sqlite3_column_text(sel, 2));
+		rows[n_rows].file = xstrdup((const char *)sqlite3_column_text(sel, 3));
+		rows[n_rows].matched = 0;
+		n_rows++;
+	}
+	if (r != SQLITE_DONE) {
+		r = db_err(m, "select messages");
+		goto fail;
+	}
+	if (n_rows)
+		qsort(rows, n_rows, sizeof(*rows), cmp_row_base);
+	if (n_files)
+		qsort(files, n_files, sizeof(*files), cmp_found);
+
+	if (sqlite3_prepare_v2(m->db, "UPDATE messages SET file = ?1, flags = ?2, "
+			       "modseq = CASE WHEN ?3 = 0 THEN modseq ELSE ?3 END "
+			       "WHERE mailbox_id = ?4 AND uid = ?5", -1, &upd, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(m->db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1, &del,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(m->db, "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+			       -1, &exp, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(m->db, "INSERT INTO messages (mailbox_id, uid, base, file, flags, size, vsize, "
+			       "internaldate, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &ins,
+			       NULL) != SQLITE_OK) {
+		r = db_err(m, "prepare");
+		goto fail;
+	}
+
+	/* Files the index knows: follow renames and flag changes. */
+	for (size_t i = 0; i < n_files; i++) {
+		struct row key = { .base = files[i].base }, *row;
+		char file[PATH_MAX];
+		uint32_t fflags;
+
+		row = n_rows ? bsearch(&key, rows, n_rows, sizeof(*rows), cmp_row_base) : NULL;
+		if (!row || row->matched)
+			continue; /* new, or a duplicate of a base already matched */
+		row->matched = 1;
+		files[i].seen = 1;
+		snprintf(file, sizeof(file), "%s/%s", files[i].in_cur ? "cur" : "new", files[i].name);
+		fflags = files[i].in_cur ? mbox_info_to_flags(files[i].name) : row->flags;
+		if (strcmp(file, row->file) == 0 && fflags == row->flags)
+			continue;
+		sqlite3_reset(upd);
+		sqlite3_bind_text(upd, 1, file, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(upd, 2, fflags);
+		/* A move alone (new/ to cur/) keeps the modseq; a flag change gets a new one. */
+		sqlite3_bind_int64(upd, 3, (sqlite3_int64)(fflags != row->flags ? ++m->highestmodseq : 0));
+		sqlite3_bind_int64(upd, 4, m->id);
+		sqlite3_bind_int64(upd, 5, row->uid);
+		if (sqlite3_step(upd) != SQLITE_DONE) {
+			r = db_err(m, "update message");
+			goto fail;
+		}
+	}
+
+	/* Index rows whose file is gone: expunged behind our back. */
+	for (size_t i = 0; i < n_rows; i++) {
+		if (rows[i].matched)
+			continue;
+		sqlite3_reset(del);
+		sqlite3_bind_int64(del, 1, m->id);
+		sqlite3_bind_int64(del, 2, rows[i].uid);
+		sqlite3_reset(exp);
+		sqlite3_bind_int64(exp, 1, m->id);
+		sqlite3_bind_int64(exp, 2, rows[i].uid);
+		sqlite3_bind_int64(exp, 3, (sqlite3_int64)++m->highestmodseq);
+		if (sqlite3_step(del) != SQLITE_DONE || sqlite3_step(exp) != SQLITE_DONE) {
+			r = db_err(m, "expunge");
+			goto fail;
+		}
+	}
+
+	/* Files new to the index: the next UIDs, in name (arrival) order. */
+	for (size_t i = 0; i < n_files; i++) {
+		char path[PATH_MAX + 300], file[PATH_MAX];
+		uint64_t size = 0, vsize = 0;
+		int64_t mtime = 0;
+
+		if (files[i].seen)
+			continue;
+		/* The same base twice (a crash between link and unlink): take it once. */
+		if (i > 0 && strcmp(files[i].base, files[i - 1].base) == 0)
+			continue;
+		snprintf(file, sizeof(file), "%s/%s", files[i].in_cur ? "cur" : "new", files[i].name);
+		snprintf(path, sizeof(path), "%s/%s", m->dir, file);
+		r = measure(path, &size, &vsize, &mtime);
+		if (r == -ENOENT)
+			continue; /* expunged by someone else meanwhile */
+		if (r < 0)
+			goto fail;
+		if (name_size(files[i].name, 'W') && name_size(files[i].name, 'S') == size)
+			vsize = name_size(files[i].name, 'W');
+		sqlite3_reset(ins);
+		sqlite3_bind_int64(ins, 1, m->id);
+		sqlite3_bind_int64(ins, 2, m->uidnext);
+		sqlite3_bind_text(ins, 3, files[i].base, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 4, file, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(ins, 5, files[i].in_cur ? mbox_info_to_flags(files[i].name) : 0);
+		sqlite3_bind_int64(ins, 6, (sqlite3_int64)size);
+		sqlite3_bind_int64(ins, 7, (sqlite3_int64)vsize);
+		sqlite3_bind_int64(ins, 8, mtime);
+		sqlite3_bind_int64(ins, 9, (sqlite3_int64)++m->highestmodseq);
+		if (sqlite3_step(ins) != SQLITE_DONE) {
+			r = db_err(m, "insert message");
+			goto fail;
+		}
+		m->uidnext++;
+	}
+
+	{
+		sqlite3_stmt *st;
+		uint32_t first_recent = m->recent_from;
+
+		if (m->flags & MBOX_TAKE_RECENT) {
+			/* This session owns \Recent of everything not yet claimed. */
+			m->recent_to = m->uidnext;
+			first_recent = m->uidnext;
+		}
+		if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, "
+				       "first_recent_uid = ? WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
+			r = db_err(m, "prepare");
+			goto fail;
+		}
+		sqlite3_bind_int64(st, 1, m->uidnext);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)m->highestmodseq);
+		sqlite3_bind_int64(st, 3, first_recent);
+		sqlite3_bind_int64(st, 4, m->id);
+		r = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (r != SQLITE_DONE) {
+			r = db_err(m, "update mailbox");
+			goto fail;
+		}
+	}
+	r = exec(m, "COMMIT");
+	if (r < 0)
+		goto fail;
+	r = 0;
+	goto out;
+fail:
+	exec(m, "ROLLBACK");
+out:
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	sqlite3_finalize(del);
+	sqlite3_finalize(exp);
+	sqlite3_finalize(ins);
+	for (size_t i = 0; i < n_files; i++) {
+		free(files[i].name);
+		free(files[i].base);
+	}
+	free(files);
+	for (size_t i = 0; i < n_rows; i++) {
+		free(rows[i].base);
+		free(rows[i].file);
+	}
+	free(rows);
+	return r;
+}
+
+static int load_view(struct mbox *m, struct mbox_msg **msgs_r, size_t *n_r)
+{
+	sqlite3_stmt *st;
+	struct mbox_msg *msgs = NULL;
+	size_t n = 0, cap = 0;
+	int r;
+
+	if (sqlite3_prepare_v2(m->db, "SELECT uid, flags, size, vsize, internaldate, modseq, keywords, file "
+			       "FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_int64(st, 1, m->id);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct mbox_msg *x;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			msgs = xrealloc(msgs, cap * sizeof(*msgs));
+		}
+		x = &msgs[n++];
+		x->uid = (uint32_t)sqlite3_column_int64(st, 0);
+		x->flags = (uint32_t)sqlite3_column_int64(st, 1);
+		x->size = (uint64_t)sqlite3_column_int64(st, 2);
+		x->vsize = (uint64_t)sqlite3_column_int64(st, 3);
+		x->internaldate = sqlite3_column_int64(st, 4);
+		x->modseq = (uint64_t)sqlite3_column_int64(st, 5);
+		x->keywords = xstrdup((const char *)sqlite3_column_text(st, 6));
+		x->file = xstrdup((const char *)sqlite3_column_text(st, 7));
+		if ((m->flags & MBOX_TAKE_RECENT) && x->uid >= m->recent_from && x->uid < m->recent_to)
+			x->flags |= MBOX_RECENT;
+	}
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE) {
+		for (size_t i = 0; i < n; i++) {
+			free(msgs[i].keywords);
+			free(msgs[i].file);
+		}
+		free(msgs);
+		return db_err(m, "select view");
+	}
+	*msgs_r = msgs;
+	*n_r = n;
+	return 0;
+}
+
+static int folder_path(const char *maildir, const char *name, char **dir_r)
+{
+	if (strcmp(name, "INBOX") == 0) {
+		*dir_r = xstrdup(maildir);
+		return 0;
+	}
+	if (!*name || name[0] == '.' || strstr(name, "..") || strchr(name, '/'))
+		return -EINVAL;
+	*dir_r = xasprintf("%s/.%s", maildir, name);
+	return 0;
+}
+
+int mbox_open(const char *maildir, const char *name, unsigned flags, struct mbox **mbox_r,
+	      char *err, size_t errlen)
+{
+	struct mbox *m = xcalloc(1, sizeof(*m));
+	struct stat st;
+	char *path;
+	int r;
+
+	m->maildir = xstrdup(maildir);
+	m->name = xstrdup(name);
+	m->flags = flags;
+	if (folder_path(maildir, name, &m->dir) < 0) {
+		snprintf(err, errlen, "invalid mailbox name");
+		r = -EINVAL;
+		goto fail;
+	}
+	if (stat(m->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "no such mailbox");
+		r = -ENOENT;
+		goto fail;
+	}
+	path = xasprintf("%s/%s", maildir, INDEX_FILE);
+	r = sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	free(path);
+	if (r != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open the mailbox index");
+		r = -EIO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(m->db, 10000);
+	if ((r = exec(m, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")) < 0 ||
+	    (r = exec(m, index_schema)) < 0) {
+		snprintf(err, errlen, "cannot set up the mailbox index");
+		goto fail;
+	}
+	r = sync_index(m);
+	if (r == 0)
+		r = load_view(m, &m->msgs, &m->n);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot read the mailbox");
+		goto fail;
+	}
+	*mbox_r = m;
+	return 0;
+fail:
+	mbox_close(&m);
+	return r;
+}
+
+void mbox_close(struct mbox **mp)
+{
+	struct mbox *m = *mp;
+
+	if (!m)
+		return;
+	free_view(m);
+	free(m->ch.expunged);
+	free(m->ch.changed);
+	if (m->db)
+		sqlite3_close(m->db);
+	free(m->maildir);
+	free(m->name);
+	free(m->dir);
+	free(m);
+	*mp = NULL;
+}
+
+uint32_t mbox_uidvalidity(const struct mbox *m) { return m->uidvalidity; }
+uint32_t mbox_uidnext(const struct mbox *m) { return m->uidnext; }
+uint64_t mbox_highestmodseq(const struct mbox *m) { return m->highestmodseq; }
+size_t mbox_count(const struct mbox *m) { return m->n; }
+
+const struct mbox_msg *mbox_get(const struct mbox *m, size_t i)
+{
+	return i < m->n ? &m->msgs[i] : NULL;
+}
+
+ssize_t mbox_find(const struct mbox *m, uint32_t uid)
+{
+	size_t lo = 0, hi = m->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->msgs[mid].uid == uid)
+			return (ssize_t)mid;
+		if (m->msgs[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+int mbox_path(const struct mbox *m, size_t i, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%s/%s", m->dir, m->msgs[i].file);
+
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* Finds the current file of message i by its base name, after a rename. */
+static int relocate(struct mbox *m, size_t i)
+{
+	const char *file = m->msgs[i].file;
+	const char *slash = strchr(file, '/');
+	const char *colon;
+	size_t blen;
+	static const char *const subs[] = { "cur", "new" };
+
+	if (!slash)
+		return -ENOENT;
+	colon = strchr(slash + 1, ':');
+	blen = colon ? (size_t)(colon - slash - 1) : strlen(slash + 1);
+	for (size_t s = 0; s < 2; s++) {
+		char path[PATH_MAX];
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(path, sizeof(path), "%s/%s", m->dir, subs[s]);
+		d = opendir(path);
+		if (!d)
+			continue;
+		while ((e = readdir(d))) {
+			if (strncmp(e->d_name, slash + 1, blen) == 0 &&
+			    (e->d_name[blen] == '\0' || e->d_name[blen] == ':')) {
+				free(m->msgs[i].file);
+				m->msgs[i].file = xasprintf("%s/%s", subs[s], e->d_name);
+				closedir(d);
+				return 0;
+			}
+		}
+		closedir(d);
+	}
+	return -ENOENT;
+}
+
+int mbox_open_msg(struct mbox *m, size_t i)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (i >= m->n)
+		return -EINVAL;
+	if (mbox_path(m, i, path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 || errno != ENOENT)
+		return fd >= 0 ? fd : -errno;
+	if (relocate(m, i) < 0)
+		return -ENOENT;
+	if (mbox_path(m, i, path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd >= 0 ? fd : -errno;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+static int bump_mailbox(struct mbox *m)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)m->highestmodseq);
+	sqlite3_bind_int64(st, 2, m->id);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? 0 : db_err(m, "update mailbox");
+}
+
+/* Re-reads highestmodseq inside a transaction: another session may have moved it. */
+static int reload_modseq(struct mbox *m)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if (sqlite3_prepare_v2(m->db, "SELECT highestmodseq FROM mailboxes WHERE id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_int64(st, 1, m->id);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		m->highestmodseq = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return r == SQLITE_ROW ? 0 : db_err(m, "select mailbox");
+}
+
+int mbox_expunge(struct mbox *m, const uint32_t *uids, size_t n, size_t *done_r)
+{
+	sqlite3_stmt *del = NULL, *exp = NULL;
+	char path[PATH_MAX];
+	size_t done = 0;
+	int r = 0, removed_new = 0, removed_cur = 0;
+
+	*done_r = 0;
+	if (n == 0)
+		return 0;
+	if ((r = exec(m, "BEGIN IMMEDIATE")) < 0)
+		return r;
+	if ((r = reload_modseq(m)) < 0)
+		goto fail;
+	if (sqlite3_prepare_v2(m->db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1, &del, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_prepare_v2(m->db, "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+			       -1, &exp, NULL) != SQLITE_OK) {
+		r = db_err(m, "prepare");
+		goto fail;
+	}
+	for (size_t k = 0; k < n; k++) {
+		ssize_t i = mbox_find(m, uids[k]);
+		if (i >= 0) {
+			if ((r = mbox_path(m, (size_t)i, path, sizeof(path))) < 0)
+				break;
+			if (unlink(path) < 0 && errno == ENOENT && relocate(m, (size_t)i) == 0 &&
+			    mbox_path(m, (size_t)i, path, sizeof(path)) == 0)
+				unlink(path);
+			if (access(path, F_OK) == 0) {
+				r = -EIO;
+				log_error("store", NULL, "expunge failed maildir=%s uid=%u error=%s", m->maildir,
+					  uids[k], strerror(errno));
+				break;
+			}
+			if (strncmp(m->msgs[i].file, "new/", 4) == 0)
+				removed_new = 1;
+			else
+				removed_cur = 1;
+		}
+		sqlite3_reset(del);
+		sqlite3_bind_int64(del, 1, m->id);
+		sqlite3_bind_int64(del, 2, uids[k]);
+		sqlite3_reset(exp);
+		sqlite3_bind_int64(exp, 1, m->id);
+		sqlite3_bind_int64(exp, 2, uids[k]);
+		sqlite3_bind_int64(exp, 3, (sqlite3_int64)++m->highestmodseq);
+		if (sqlite3_step(del) != SQLITE_DONE || sqlite3_step(exp) != SQLITE_DONE) {
+			r = db_err(m, "expunge");
+			break;
+		}
+		done++;
+	}
+	if (done && bump_mailbox(m) < 0 && r == 0)
+		r = -EIO;
+	sqlite3_finalize(del);
+	sqlite3_finalize(exp);
+	del = exp = NULL;
+	/* What was unlinked is gone whatever the index says: commit it. */
+	if (exec(m, "COMMIT") < 0 && r == 0)
+		r = -EIO;
+	if (removed_new) {
+		snprintf(path, sizeof(path), "%s/new", m->dir);
+		fsync_dir(path);
+	}
+	if (removed_cur) {
+		snprintf(path, sizeof(path), "%s/cur", m->dir);
+		fsync_dir(path);
+	}
+	*done_r = done;
+	return r;
+fail:
+	sqlite3_finalize(del);
+	sqlite3_finalize(exp);
+	exec(m, "ROLLBACK");
+	return r;
+}
+
+int mbox_set_flags(struct mbox *m, size_t i, uint32_t flags, const char *keywords)
+{
+	struct mbox_msg *x;
+	char from[PATH_MAX], to[PATH_MAX], info[8], *file;
+	const char *slash, *colon;
+	sqlite3_stmt *st;
+	int r;
+
+	if (i >= m->n)
+		return -EINVAL;
+	x = &m->msgs[i];
+	flags &= ~(uint32_t)MBOX_RECENT;
+	mbox_flags_to_info(flags, info);
+	slash = strchr(x->file, '/');
+	colon = strchr(slash ? slash + 1 : x->file, ':');
+	file = xasprintf("cur/%.*s:2,%s", (int)(colon ? (size_t)(colon - slash - 1) : strlen(slash + 1)),
+			 slash + 1, info);
+	if ((r = exec(m, "BEGIN IMMEDIATE")) < 0) {
+		free(file);
+		return r;
+	}
+	if ((r = reload_modseq(m)) < 0)
+		goto fail;
+	if (strcmp(file, x->file) != 0) {
+		mbox_path(m, i, from, sizeof(from));
+		snprintf(to, sizeof(to), "%s/%s", m->dir, file);
+		if (rename(from, to) < 0) {
+			if (errno != ENOENT || relocate(m, i) < 0) {
+				r = -errno ? -errno : -ENOENT;
+				goto fail;
+			}
+			mbox_path(m, i, from, sizeof(from));
+			if (rename(from, to) < 0) {
+				r = -errno;
+				goto fail;
+			}
+		}
+	}
+	if (sqlite3_prepare_v2(m->db, "UPDATE messages SET file = ?, flags = ?, keywords = ?, modseq = ? "
+			       "WHERE mailbox_id = ? AND uid = ?", -1, &st, NULL) != SQLITE_OK) {
+		r = db_err(m, "prepare");
+		goto fail;
+	}
+	sqlite3_bind_text(st, 1, file, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, flags);
+	sqlite3_bind_text(st, 3, keywords ? keywords : x->keywords, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)++m->highestmodseq);
+	sqlite3_bind_int64(st, 5, m->id);
+	sqlite3_bind_int64(st, 6, x->uid);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE || bump_mailbox(m) < 0) {
+		r = db_err(m, "update flags");
+		goto fail;
+	}
+	if ((r = exec(m, "COMMIT")) < 0)
+		goto fail;
+	free(x->file);
+	x->file = file;
+	if (keywords) {
+		free(x->keywords);
+		x->keywords = xstrdup(keywords);
+	}
+	x->flags = flags | (x->flags & MBOX_RECENT);
+	x->modseq = m->highestmodseq;
+	return 0;
+fail:
+	exec(m, "ROLLBACK");
+	free(file);
+	return r;
+}
+
+int mbox_refresh(struct mbox *m, struct mbox_changes *ch)
+{
+	struct mbox_msg *msgs = NULL;
+	size_t n = 0, i = 0, j = 0;
+	int r;
+
+	r = sync_index(m);
+	if (r < 0)
+		return r;
+	r = load_view(m, &msgs, &n);
+	if (r < 0)
+		return r;
+	free(m->ch.expunged);
+	free(m->ch.changed);
+	memset(&m->ch, 0, sizeof(m->ch));
+	m->ch.expunged = xcalloc(m->n + 1, sizeof(uint32_t));
+	m->ch.changed = xcalloc(m->n + 1, sizeof(uint32_t));
+	/* Both lists are in UID order: walk them together. */
+	while (i < m->n) {
+		if (j < n && msgs[j].uid == m->msgs[i].uid) {
+			/* \Recent stays what this session saw. */
+			msgs[j].flags = (msgs[j].flags & ~(uint32_t)MBOX_RECENT) | (m->msgs[i].flags & MBOX_RECENT);
+			if (msgs[j].modseq != m->msgs[i].modseq &&
+			    ((msgs[j].flags ^ m->msgs[i].flags) & ~(uint32_t)MBOX_RECENT ||
+			     strcmp(msgs[j].keywords, m->msgs[i].keywords) != 0))
+				m->ch.changed[m->ch.n_changed++] = msgs[j].uid;
+			i++;
+			j++;
+		} else if (j < n && msgs[j].uid < m->msgs[i].uid) {
+			j++; /* cannot happen: UIDs only grow */
+		} else {
+			m->ch.expunged[m->ch.n_expunged++] = m->msgs[i].uid;
+			i++;
+		}
+	}
+	m->ch.n_new = n - j;
+	free_view(m);
+	m->msgs = msgs;
+	m->n = n;
+	if (ch)
+		*ch = m->ch;
+	return 0;
+}

@@ -1,0 +1,109 @@
+#ifndef BUZON_STORAGE_MAILBOX_H
+#define BUZON_STORAGE_MAILBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * A mailbox (one Maildir folder) as POP3 and IMAP see it: the Maildir is the
+ * truth, the per-user index (<maildir>/buzon-index.db, SQLite WAL) is a
+ * cache that gives each message a UID that is stable for the life of the
+ * index, keeps flags, keywords, modseqs and sizes, and is rebuilt (with a new
+ * UIDVALIDITY) if it is lost.
+ *
+ * Every call blocks on disk: sessions call these from worker threads only.
+ * A struct mbox belongs to one session and is not shared between threads at
+ * the same time.
+ *
+ * Opening or refreshing a mailbox reconciles the index with the folder:
+ * files new to the index get the next UIDs in name order (oldest first);
+ * files that vanished are expunged; flags changed by other Maildir readers in
+ * the file name (":2,FRS") are taken over. The message list of an open mbox
+ * changes only when mbox_refresh() is called, so POP3 keeps the list it had
+ * at login.
+ */
+
+enum mbox_flag {
+	MBOX_SEEN = 1 << 0,
+	MBOX_ANSWERED = 1 << 1,
+	MBOX_FLAGGED = 1 << 2,
+	MBOX_DELETED = 1 << 3,
+	MBOX_DRAFT = 1 << 4,
+	MBOX_RECENT = 1 << 5, /* only in struct mbox_msg, never stored */
+};
+
+struct mbox_msg {
+	uint32_t uid;
+	uint32_t flags;        /* enum mbox_flag */
+	uint64_t size;         /* octets of the file (LF line ends) */
+	uint64_t vsize;        /* octets with CRLF line ends: RFC822.SIZE, POP3 LIST */
+	int64_t internaldate;  /* seconds since the epoch (file mtime at first sight) */
+	uint64_t modseq;
+	char *keywords;        /* space-separated, "" when none */
+	char *file;            /* path relative to the folder: "new/NAME" or "cur/NAME:2,FS" */
+};
+
+enum mbox_open_flags {
+	MBOX_READONLY = 1 << 0,     /* EXAMINE, STATUS: change nothing but the index sync */
+	MBOX_TAKE_RECENT = 1 << 1,  /* SELECT: this session owns \Recent of new messages */
+};
+
+struct mbox;
+
+/*
+ * Opens folder name ("INBOX" for the Maildir root, or a Maildir++ folder
+ * name without its leading dot, such as "Sent" or "Archive.2026") of the
+ * Maildir at path. Returns 0, -ENOENT when the folder does not exist, or
+ * another negative code with a reason in err.
+ */
+int mbox_open(const char *maildir, const char *name, unsigned flags, struct mbox **mbox_r,
+	      char *err, size_t errlen);
+void mbox_close(struct mbox **m);
+
+uint32_t mbox_uidvalidity(const struct mbox *m);
+uint32_t mbox_uidnext(const struct mbox *m);
+uint64_t mbox_highestmodseq(const struct mbox *m);
+/* Messages in UID order, fixed between refreshes. */
+size_t mbox_count(const struct mbox *m);
+const struct mbox_msg *mbox_get(const struct mbox *m, size_t i);
+/* Index of the message with uid, or -1. */
+ssize_t mbox_find(const struct mbox *m, uint32_t uid);
+/* Full path of message i into out; 0 or -ENAMETOOLONG. */
+int mbox_path(const struct mbox *m, size_t i, char *out, size_t outlen);
+/* Opens message i for reading (O_RDONLY|O_CLOEXEC); if its file moved (a
+ * flag change by another reader), finds it again. Returns an fd or -ENOENT
+ * when it was expunged meanwhile. */
+int mbox_open_msg(struct mbox *m, size_t i);
+
+/*
+ * Removes the messages with the given UIDs: unlinks their files, fsyncs the
+ * folder and drops them from the index. Stops at the first failure and
+ * returns it (the messages before it are gone, the rest are intact);
+ * *done_r counts those removed. A file already gone counts as removed.
+ */
+int mbox_expunge(struct mbox *m, const uint32_t *uids, size_t n, size_t *done_r);
+
+/* Sets the flags (not MBOX_RECENT) and keywords of message i: renames the
+ * file to carry the new ":2," info, updates the index, gives the message a
+ * new modseq. */
+int mbox_set_flags(struct mbox *m, size_t i, uint32_t flags, const char *keywords);
+
+/* What mbox_refresh() found. Arrays are owned by the mbox until the next refresh. */
+struct mbox_changes {
+	uint32_t *expunged;    /* UIDs gone since the last view */
+	size_t n_expunged;
+	size_t n_new;          /* messages appended at the end of the view */
+	uint32_t *changed;     /* UIDs whose flags or keywords changed */
+	size_t n_changed;
+};
+
+/* Reconciles again and updates the view; ch may be NULL. */
+int mbox_refresh(struct mbox *m, struct mbox_changes *ch);
+
+/* Flags as Maildir info letters ("DFRST" order) into out (size >= 8). */
+void mbox_flags_to_info(uint32_t flags, char *out);
+/* Parses the ":2,..." info of a file name into flags. */
+uint32_t mbox_info_to_flags(const char *name);
+
+#endif
