@@ -152,12 +152,6 @@ static int serve(const struct config *cfg, const char *banner)
 	setenv("UV_THREADPOOL_SIZE", tp, 1);
 	if (open_directory(cfg, &dir) < 0)
 		return 1;
-	r = maildir_sweep_tmp(cfg->data_dir);
-	if (r < 0)
-		log_warn("server", NULL, "tmp sweep failed error=%s", strerror(-r));
-	else if (r > 0)
-		log_info("server", NULL, "tmp sweep removed=%d", r);
-
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.loop = uv_default_loop();
@@ -189,6 +183,13 @@ static int serve(const struct config *cfg, const char *banner)
 				 proto_name(l->protocol), bound);
 		}
 	}
+	/* Only now, with every address bound, can no other buzon be using this
+	 * data_dir's tmp/ (a second instance fails to bind first). */
+	r = maildir_sweep_tmp(cfg->data_dir);
+	if (r < 0)
+		log_warn("server", NULL, "tmp sweep failed error=%s", strerror(-r));
+	else if (r > 0)
+		log_info("server", NULL, "tmp sweep removed=%d", r);
 	uv_signal_init(d.loop, &d.sigterm);
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sighup);

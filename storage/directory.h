@@ -47,7 +47,11 @@ int dir_domain_exists(struct dir *d, const char *domain);
  * (0 = none) and creates the user's Maildir (with its default folders). */
 int dir_user_add(struct dir *d, const char *address, const char *password, uint64_t quota,
 		 char *err, size_t errlen);
-/* Deletes the user from the directory; the Maildir is left on disk. */
+/* 1 when address is a user (enabled or not), 0 when not (or not an address),
+ * negative on error. */
+int dir_user_exists(struct dir *d, const char *address);
+/* Deletes the user from the directory; the Maildir is left on disk. The alias
+ * entries that point to the user go too; returns how many did (>= 0). */
 int dir_user_del(struct dir *d, const char *address, char *err, size_t errlen);
 int dir_user_passwd(struct dir *d, const char *address, const char *password, char *err, size_t errlen);
 /* Sets a stored hash as is (import of $2b$, $6$, $y$ hashes). */
