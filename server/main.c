@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -144,7 +146,7 @@ static int serve(const struct config *cfg, const char *banner)
 		.input_max = 4096,
 	};
 	char err[512], bound[80], tp[16];
-	int r;
+	int r, lock_fd;
 
 	log_set_level(cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
@@ -152,6 +154,18 @@ static int serve(const struct config *cfg, const char *banner)
 	setenv("UV_THREADPOOL_SIZE", tp, 1);
 	if (open_directory(cfg, &dir) < 0)
 		return 1;
+	/* One server per data_dir: the lock dies with the process. */
+	snprintf(err, sizeof(err), "%s/buzon.pid", cfg->data_dir);
+	lock_fd = open(err, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "buzon: %s: data_dir %s is in use by another buzon server\n", cfg->path,
+			cfg->data_dir);
+		dir_close(&dir);
+		return 1;
+	}
+	if (ftruncate(lock_fd, 0) == 0)
+		dprintf(lock_fd, "%ld\n", (long)getpid());
+
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.loop = uv_default_loop();
@@ -183,8 +197,8 @@ static int serve(const struct config *cfg, const char *banner)
 				 proto_name(l->protocol), bound);
 		}
 	}
-	/* Only now, with every address bound, can no other buzon be using this
-	 * data_dir's tmp/ (a second instance fails to bind first). */
+	/* No other server uses this data_dir (the lock above): what is in tmp/
+	 * was never acknowledged. */
 	r = maildir_sweep_tmp(cfg->data_dir);
 	if (r < 0)
 		log_warn("server", NULL, "tmp sweep failed error=%s", strerror(-r));
@@ -208,6 +222,7 @@ static int serve(const struct config *cfg, const char *banner)
 	smtp_server_free(&smtp);
 	dir_close(&dir);
 	uv_loop_close(d.loop);
+	close(lock_fd);
 	log_info("server", NULL, "exit");
 	return 0;
 }
