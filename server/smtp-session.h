@@ -33,7 +33,8 @@ struct smtp_rcpt_req {
 	uint64_t size_hint;    /* MAIL SIZE= value, 0 if none */
 	/* filled by the glue before smtp_session_rcpt_done(): */
 	enum smtp_rcpt_status status;
-	char **targets;        /* canonical user addresses (malloc'd strings, owned by the session after _done) */
+	char **targets;        /* canonical user addresses: a malloc'd array of malloc'd
+				* strings; the session frees both after _done */
 	size_t n_targets;
 };
 
@@ -84,11 +85,17 @@ void smtp_session_free(struct smtp_session **s);
 
 /*
  * Feeds bytes received from the client. Returns how many were consumed; the
- * caller keeps the rest and passes them again, with what arrives later, after
- * io->resume (bytes are held back only while a request is in flight, or when
- * max_pipeline replies are queued). An over-long line is consumed and
- * discarded before its end arrives, so the caller's buffer never has to hold
- * more than 1024 octets of one line.
+ * caller keeps the rest and passes them again, with what arrives later.
+ * Bytes are held back in two cases:
+ * - a request is in flight (smtp_session_busy() is 1): the session consumes
+ *   nothing more until the request is done; it then calls io->resume, and
+ *   the caller passes what it holds again;
+ * - one call processed max_pipeline command lines: the call returns with
+ *   smtp_session_busy() 0; the caller passes the rest again once the
+ *   replies it has queued have drained (io->resume is not called for this).
+ * A partial command line is copied into the session and consumed; an
+ * over-long line is consumed and discarded before its end arrives, so the
+ * caller's buffer never has to hold more than 1024 octets of one line.
  */
 size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len);
 

@@ -1,0 +1,1045 @@
+#include "server/smtp-session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "server/smtp-parse.h"
+
+/*
+ * The SMTP receiver state machine. Layout follows OpenSMTPD's smtp_session.c:
+ * a session with a state, a separate transaction that RSET, EHLO and the end
+ * of a message throw away, and a command table of {name, allowed states,
+ * handler}.
+ *
+ * Input: smtp_session_input() copies a command line into s->line (at most
+ * SMTP_LINE_MAX octets; the rest of a longer line is dropped as it arrives),
+ * feeds DATA content through a byte state machine that finds the end marker
+ * and undoes dot-stuffing, and feeds BDAT chunks by their octet count. It
+ * stops consuming while a request (recipient check, delivery) is in flight,
+ * so the caller holds the pipelined rest and replies stay in order.
+ *
+ * Decisions worth knowing:
+ * - DATA ends only at <CRLF>.<CRLF> (the 354 counts as a CRLF). A line that
+ *   begins after a bare LF is a line (normalize mode stores the LF as a line
+ *   end and undoes dot-stuffing there, as Postfix does), but it can never end
+ *   the data; neither can <CR>.<CR>, <LF>.<LF>, <CRLF>.<LF>, <LF>.<CRLF> or
+ *   <CRLF>.<CR>x. No byte after such a sequence can be read as a command
+ *   (SMTP smuggling, CVE-2023-51764).
+ * - A text line longer than 1000 octets (CRLF included) makes the message be
+ *   read to its end and refused with "550 5.6.0": RFC 5321 4.5.3.1.6 sets the
+ *   limit, 550 is an allowed reply to the end of data, and RFC 3463 X.6.0
+ *   ("other or undefined media error") is the content-format class that
+ *   fits best (5.5.2 is about commands, 5.3.4 about size). The limit applies
+ *   to BDAT content as well: it is stored as text with LF line ends.
+ * - Pipelining bound: one smtp_session_input() call processes at most
+ *   max_pipeline command lines, then returns with the rest unconsumed (the
+ *   caller calls again once its queued replies have drained). Together with
+ *   the caller's output high-water mark this bounds the replies one read of
+ *   pipelined commands can produce.
+ */
+
+enum smtp_state {
+	S_INIT   = 1 << 0,  /* greeting sent, no EHLO/HELO yet */
+	S_READY  = 1 << 1,  /* EHLO/HELO done, no transaction */
+	S_MAIL   = 1 << 2,  /* MAIL accepted, no recipient yet */
+	S_RCPT   = 1 << 3,  /* at least one recipient accepted */
+	S_BDAT   = 1 << 4,  /* between BDAT chunks, LAST not seen yet */
+	S_DATA   = 1 << 5,  /* reading DATA content */
+	S_CHUNK  = 1 << 6,  /* reading the octets of one BDAT chunk */
+	S_CLOSED = 1 << 7,  /* QUIT, 421 or disconnect: input is dropped */
+};
+
+#define S_ANY_CMD (S_INIT | S_READY | S_MAIL | S_RCPT | S_BDAT)
+#define S_TX (S_MAIL | S_RCPT | S_BDAT)
+
+/* Where the DATA byte machine stands. */
+enum data_state {
+	D_BOL,       /* at the start of a line that follows a CRLF (or the 354) */
+	D_BOL_LF,    /* at the start of a line that follows a bare LF */
+	D_TEXT,      /* inside a line */
+	D_CR,        /* a CR was read, not stored yet */
+	D_DOT,       /* "." at D_BOL */
+	D_DOT_CR,    /* ".\r" at D_BOL */
+	D_DOT_LF,    /* "." at D_BOL_LF */
+	D_DOT_LF_CR, /* ".\r" at D_BOL_LF */
+};
+
+enum pending { P_NONE, P_RCPT, P_DELIVER };
+
+struct smtp_tx {
+	char from[SMTP_PATH_MAX + 1];    /* reverse-path, "" for <> */
+	uint64_t size_hint;              /* MAIL SIZE=, 0 if none */
+	int smtputf8;
+	unsigned n_rcpt;                 /* accepted RCPT commands */
+	char first_rcpt[SMTP_PATH_MAX + 64];
+	char **targets;                  /* unique canonical addresses */
+	size_t n_targets, cap_targets;
+	struct buf msg;                  /* stored content, max = max_message_size */
+	uint64_t size;                   /* octets received, CRLF = 2 */
+	unsigned line_len;               /* octets of the current text line */
+	enum data_state ds;
+	int too_big, bare_lf, long_line;
+	int bdat_failed;                 /* a chunk was refused: refuse the rest */
+	/* the BDAT chunk being read */
+	uint64_t chunk_size, chunk_left;
+	int chunk_last;
+	const char *chunk_err;           /* reply for a chunk read only to be discarded */
+	unsigned chunk_ret;              /* state to go back to after a discarded chunk */
+};
+
+struct smtp_session {
+	struct smtp_config cfg;
+	struct smtp_io io;
+	void *ctx;
+	char *hostname, *sid, *client_addr, *client_name;
+	int tls;
+
+	unsigned state;
+	int esmtp;
+	char helo[256];
+	unsigned bad;
+	unsigned n_msg;                  /* transactions that reached the end of data */
+	struct smtp_tx tx;
+
+	char line[SMTP_LINE_MAX];        /* the command line being read, LF excluded */
+	size_t line_len;
+	int line_skip;                   /* the line is too long: drop it up to LF */
+
+	enum pending pending;
+	struct smtp_rcpt_req rreq;
+	char rcpt_addr[SMTP_PATH_MAX + 64];
+	struct smtp_delivery dv;
+	struct buf received;
+	char id[96];
+
+	int in_input;                    /* inside smtp_session_input() */
+	int held;                        /* input returned with bytes left over */
+	int gone;                        /* disconnected: no more io calls */
+	int shutdown;                    /* close after the current transaction */
+};
+
+struct smtp_cmd {
+	const char *name;
+	unsigned states;                 /* where the command is allowed */
+	const char *bad_seq;             /* reply elsewhere (S_INIT and S_BDAT have their own) */
+	void (*handler)(struct smtp_session *s, const char *arg);
+};
+
+static void reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void reply(struct smtp_session *s, const char *fmt, ...)
+{
+	char line[SMTP_LINE_MAX + 256];
+	va_list ap;
+	int n;
+
+	if (s->gone)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	s->io.write(s->ctx, line, (size_t)n);
+}
+
+static void close_session(struct smtp_session *s, const char *reason)
+{
+	if (s->state & S_CLOSED)
+		return;
+	s->state = S_CLOSED;
+	log_info("smtp", s->sid, "close reason=%s", reason);
+	if (!s->gone)
+		s->io.close(s->ctx, reason);
+}
+
+static void arm_timeout(struct smtp_session *s)
+{
+	if (s->gone || (s->state & S_CLOSED) || s->pending)
+		return;
+	s->io.set_timeout(s->ctx, (s->state & (S_DATA | S_CHUNK)) ?
+			  s->cfg.data_timeout : s->cfg.command_timeout);
+}
+
+static void tx_reset(struct smtp_session *s)
+{
+	struct smtp_tx *t = &s->tx;
+
+	for (size_t i = 0; i < t->n_targets; i++)
+		free(t->targets[i]);
+	free(t->targets);
+	buf_release(&t->msg);
+	memset(t, 0, sizeof(*t));
+	/* The body never holds more than the limit; a limit of 0 ("no mail")
+	 * still gets a bounded buffer, since buf max 0 would mean unbounded. */
+	buf_init(&t->msg, s->cfg.max_message_size ? (size_t)s->cfg.max_message_size : 1);
+}
+
+/* Back to command mode after a transaction ended one way or another. */
+static void tx_end(struct smtp_session *s)
+{
+	tx_reset(s);
+	s->state = S_READY;
+}
+
+/* Counts a client mistake; past max_bad_commands the session ends. */
+static void bad_command(struct smtp_session *s)
+{
+	if (s->cfg.max_bad_commands && ++s->bad >= s->cfg.max_bad_commands) {
+		reply(s, "421 4.7.0 %s Too many errors", s->hostname);
+		log_info("smtp", s->sid, "too many errors count=%u", s->bad);
+		close_session(s, "too many errors");
+	}
+}
+
+/* Ends a session that smtp_session_shutdown() asked to stop, once it is
+ * between transactions and no request is in flight. */
+static void maybe_shutdown(struct smtp_session *s)
+{
+	if (!s->shutdown || (s->state & (S_CLOSED | S_DATA | S_CHUNK | S_BDAT)) || s->pending)
+		return;
+	reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
+	close_session(s, "shutdown");
+}
+
+/* After a request completed outside smtp_session_input(): let the caller
+ * feed the input it held back. The caller is told even when this session
+ * saw no input held back (s->held), since a caller may keep what arrives
+ * during a request without offering it to a busy session. */
+static void after_request(struct smtp_session *s)
+{
+	maybe_shutdown(s);
+	if (s->in_input || s->gone || (s->state & S_CLOSED))
+		return;
+	arm_timeout(s);
+	s->held = 0;
+	s->io.resume(s->ctx);
+}
+
+/* ---- message content ---- */
+
+/* Counts n octets of the current text line (CR and LF included). */
+static void eat(struct smtp_tx *t, size_t n)
+{
+	if (n > SMTP_TEXT_LINE_MAX - (t->line_len < SMTP_TEXT_LINE_MAX ? t->line_len : SMTP_TEXT_LINE_MAX)) {
+		t->long_line = 1;
+		t->line_len = SMTP_TEXT_LINE_MAX + 1;  /* saturated: no wrap on endless lines */
+		return;
+	}
+	t->line_len += (unsigned)n;
+}
+
+/* Stores n octets of content that count size_n octets toward the size. */
+static void put(struct smtp_session *s, const char *p, size_t n, size_t size_n)
+{
+	struct smtp_tx *t = &s->tx;
+
+	if (t->too_big)
+		return;
+	t->size += size_n;
+	if (t->size > s->cfg.max_message_size || buf_add(&t->msg, p, n) < 0) {
+		/* Stop storing, keep reading to the end. */
+		t->too_big = 1;
+		buf_release(&t->msg);
+	}
+}
+
+/* A LF that ends a line; crlf tells whether a CR came before it. */
+static void line_end(struct smtp_session *s, int crlf)
+{
+	struct smtp_tx *t = &s->tx;
+
+	eat(t, 1);
+	t->line_len = 0;
+	if (!crlf && s->cfg.bare_newline == BARE_LF_REJECT)
+		t->bare_lf = 1;
+	put(s, "\n", 1, crlf ? 2 : 1);
+}
+
+static void build_received(struct smtp_session *s)
+{
+	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct smtp_tx *t = &s->tx;
+	char date[64], proto[16];
+	time_t now = time(NULL);
+	struct tm tm;
+	int v6 = strchr(s->client_addr, ':') != NULL;
+
+	gmtime_r(&now, &tm);
+	snprintf(date, sizeof(date), "%s, %d %s %04d %02d:%02d:%02d +0000",
+		 wday[tm.tm_wday % 7], tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec);
+	/* RFC 3848 and RFC 6531 protocol names */
+	snprintf(proto, sizeof(proto), "%s%s",
+		 t->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+		 s->tls && (s->esmtp || t->smtputf8) ? "S" : "");
+
+	buf_reset(&s->received);
+	buf_printf(&s->received, "Return-Path: <%s>\n", t->from);
+	buf_printf(&s->received, "Received: from %s (%s [%s%s])\n",
+		   s->helo, s->client_name ? s->client_name : "unknown",
+		   v6 ? "IPv6:" : "", s->client_addr);
+	buf_printf(&s->received, "\tby %s (buzon) with %s id %s", s->hostname, proto, s->id);
+	if (t->n_rcpt == 1)
+		buf_printf(&s->received, "\n\tfor <%s>; %s\n", t->first_rcpt, date);
+	else
+		buf_printf(&s->received, "; %s\n", date);
+}
+
+/* The whole message was read (DATA end marker or BDAT LAST): refuse it or
+ * hand it to the glue. The reply to this command is the delivery result. */
+static void end_of_message(struct smtp_session *s)
+{
+	struct smtp_tx *t = &s->tx;
+	char from[128];
+	const char *why = NULL;
+
+	snprintf(s->id, sizeof(s->id), "%s.%u", s->sid, ++s->n_msg);
+	log_safe(t->from, from, sizeof(from));
+	if (t->too_big) {
+		reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		why = "too_big";
+	} else if (t->bare_lf) {
+		reply(s, "550 5.5.2 Message contains bare LF, lines must end with CRLF");
+		why = "bare_lf";
+	} else if (t->long_line) {
+		reply(s, "550 5.6.0 Message has lines longer than 998 octets");
+		why = "long_line";
+	}
+	if (why) {
+		log_info("smtp", s->sid, "message refused id=%s from=%s nrcpt=%u size=%llu result=%s",
+			 s->id, from, t->n_rcpt, (unsigned long long)t->size, why);
+		tx_end(s);
+		return;
+	}
+	build_received(s);
+	if (!t->msg.data)
+		buf_reserve(&t->msg, 0);  /* an empty body still has a data pointer */
+	s->dv.return_path = t->from;
+	s->dv.received = s->received.data;
+	s->dv.targets = t->targets;
+	s->dv.n_targets = t->n_targets;
+	s->dv.body = &t->msg;
+	s->dv.size = t->size;
+	s->pending = P_DELIVER;
+	s->io.deliver(s->ctx, &s->dv);
+}
+
+/*
+ * Feeds DATA content; returns the octets consumed, which stop right after
+ * the end marker. Transitions are documented at enum data_state; a
+ * "continue" without consuming re-reads the octet in the new state.
+ */
+static size_t feed_data(struct smtp_session *s, const char *data, size_t len)
+{
+	struct smtp_tx *t = &s->tx;
+	size_t i = 0;
+
+	while (i < len) {
+		char c = data[i];
+
+		switch (t->ds) {
+		case D_BOL:
+		case D_BOL_LF:
+			if (c == '.') {
+				eat(t, 1);
+				i++;
+				t->ds = t->ds == D_BOL ? D_DOT : D_DOT_LF;
+			} else {
+				t->ds = D_TEXT;
+			}
+			continue;
+		case D_TEXT: {
+			size_t j = i;
+
+			while (j < len && data[j] != '\r' && data[j] != '\n')
+				j++;
+			if (j > i) {
+				eat(t, j - i);
+				put(s, data + i, j - i, j - i);
+				i = j;
+				continue;
+			}
+			i++;
+			if (c == '\r') {
+				eat(t, 1);
+				t->ds = D_CR;
+			} else {
+				line_end(s, 0);
+				t->ds = D_BOL_LF;
+			}
+			continue;
+		}
+		case D_CR:
+			if (c == '\n') {
+				i++;
+				line_end(s, 1);
+				t->ds = D_BOL;
+			} else {
+				/* a bare CR is kept as data */
+				put(s, "\r", 1, 1);
+				t->ds = D_TEXT;
+			}
+			continue;
+		case D_DOT:
+		case D_DOT_LF:
+			if (c == '\r') {
+				eat(t, 1);
+				i++;
+				t->ds = t->ds == D_DOT ? D_DOT_CR : D_DOT_LF_CR;
+			} else if (c == '\n') {
+				/* "." then a bare LF: a line holding only a dot, kept */
+				put(s, ".", 1, 1);
+				t->ds = D_TEXT;
+			} else {
+				/* dot-stuffing (RFC 5321 4.5.2): drop the first dot */
+				t->ds = D_TEXT;
+			}
+			continue;
+		case D_DOT_CR:
+			if (c == '\n') {
+				/* <CRLF>.<CRLF>: the end of the data */
+				eat(t, 1);
+				i++;
+				t->ds = D_BOL;
+				end_of_message(s);
+				return i;
+			}
+			/* ".\r" then not LF: unstuffed dot, bare CR kept */
+			put(s, "\r", 1, 1);
+			t->ds = D_TEXT;
+			continue;
+		case D_DOT_LF_CR:
+			if (c == '\n') {
+				/* <LF>.<CRLF> is a line with a single dot, never the end */
+				i++;
+				put(s, ".", 1, 1);
+				line_end(s, 1);
+				t->ds = D_BOL;
+			} else {
+				put(s, "\r", 1, 1);
+				t->ds = D_TEXT;
+			}
+			continue;
+		}
+	}
+	return i;
+}
+
+/* Ends a BDAT chunk once its last octet has been read. */
+static void chunk_end(struct smtp_session *s)
+{
+	struct smtp_tx *t = &s->tx;
+
+	if (t->chunk_err) {
+		reply(s, "%s", t->chunk_err);
+		if (t->chunk_ret & S_TX) {
+			t->bdat_failed = 1;
+			if (t->chunk_last) {
+				tx_end(s);
+				return;
+			}
+			s->state = t->chunk_ret == S_MAIL ? S_MAIL : S_BDAT;
+			t->chunk_err = NULL;
+			return;
+		}
+		s->state = t->chunk_ret;
+		t->chunk_err = NULL;
+		return;
+	}
+	if (!t->chunk_last) {
+		s->state = S_BDAT;
+		reply(s, "250 2.0.0 Ok: %llu octets received", (unsigned long long)t->chunk_size);
+		return;
+	}
+	if (t->ds == D_CR) {
+		/* a CR at the very end has no LF to pair with */
+		put(s, "\r", 1, 1);
+		t->ds = D_TEXT;
+	}
+	end_of_message(s);
+}
+
+/* Feeds BDAT chunk octets: no dot processing and no end marker, but CRLF
+ * is stored as LF, across chunk boundaries too. */
+static size_t feed_chunk(struct smtp_session *s, const char *data, size_t len)
+{
+	struct smtp_tx *t = &s->tx;
+	size_t n = len < t->chunk_left ? len : (size_t)t->chunk_left;
+	size_t i = 0;
+
+	if (t->chunk_err) {
+		i = n;
+	} else {
+		while (i < n) {
+			char c = data[i];
+
+			if (t->ds == D_CR) {
+				if (c == '\n') {
+					i++;
+					line_end(s, 1);
+				} else {
+					put(s, "\r", 1, 1);
+				}
+				t->ds = D_TEXT;
+				continue;
+			}
+			if (c == '\r') {
+				eat(t, 1);
+				t->ds = D_CR;
+				i++;
+			} else if (c == '\n') {
+				line_end(s, 0);
+				i++;
+			} else {
+				size_t j = i;
+
+				while (j < n && data[j] != '\r' && data[j] != '\n')
+					j++;
+				eat(t, j - i);
+				put(s, data + i, j - i, j - i);
+				i = j;
+			}
+		}
+	}
+	t->chunk_left -= n;
+	if (t->chunk_left == 0)
+		chunk_end(s);
+	return n;
+}
+
+/* ---- commands ---- */
+
+static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
+{
+	size_t n = strcspn(arg, " ");
+
+	if (n == 0 || n >= sizeof(s->helo)) {
+		reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+		bad_command(s);
+		return;
+	}
+	/* The name goes into the Received header: printable ASCII only. */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)arg[i];
+		s->helo[i] = (c > 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	s->helo[n] = '\0';
+	s->esmtp = esmtp;
+	tx_end(s);
+	if (!esmtp) {
+		reply(s, "250 %s", s->hostname);
+		return;
+	}
+	reply(s, "250-%s", s->hostname);
+	reply(s, "250-PIPELINING");
+	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg.max_message_size);
+	reply(s, "250-8BITMIME");
+	reply(s, "250-ENHANCEDSTATUSCODES");
+	reply(s, "250-SMTPUTF8");
+	reply(s, "250 CHUNKING");
+}
+
+static void cmd_ehlo(struct smtp_session *s, const char *arg)
+{
+	cmd_helo_common(s, arg, 1);
+}
+
+static void cmd_helo(struct smtp_session *s, const char *arg)
+{
+	cmd_helo_common(s, arg, 0);
+}
+
+static void cmd_mail(struct smtp_session *s, const char *arg)
+{
+	struct smtp_mail_args m;
+	const char *err;
+
+	if (smtp_parse_mail(arg, &m, &err) < 0) {
+		reply(s, "%s", err);
+		bad_command(s);
+		return;
+	}
+	if (m.body == SMTP_BODY_BINARYMIME) {
+		/* Not offered: the Maildir stores text with LF line ends. */
+		reply(s, "555 5.5.4 BODY=BINARYMIME not supported");
+		bad_command(s);
+		return;
+	}
+	if (m.has_size && m.size > s->cfg.max_message_size) {
+		reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		return;
+	}
+	tx_reset(s);
+	memcpy(s->tx.from, m.path, sizeof(s->tx.from));
+	s->tx.size_hint = m.has_size ? m.size : 0;
+	s->tx.smtputf8 = m.smtputf8;
+	s->state = S_MAIL;
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void cmd_rcpt(struct smtp_session *s, const char *arg)
+{
+	struct smtp_rcpt_args r;
+	const char *err;
+	char buf[128];
+
+	if (smtp_parse_rcpt(arg, &r, &err) < 0) {
+		reply(s, "%s", err);
+		bad_command(s);
+		return;
+	}
+	if (s->tx.n_rcpt >= s->cfg.max_recipients) {
+		reply(s, "452 4.5.3 Too many recipients");
+		log_info("smtp", s->sid, "rcpt refused to=%s reason=too_many_recipients",
+			 log_safe(r.path, buf, sizeof(buf)));
+		return;
+	}
+	/* "<Postmaster>" means the postmaster of this host (RFC 5321 4.5.1). */
+	if (r.postmaster)
+		snprintf(s->rcpt_addr, sizeof(s->rcpt_addr), "Postmaster@%s", s->hostname);
+	else
+		memcpy(s->rcpt_addr, r.path, sizeof(r.path));
+	memset(&s->rreq, 0, sizeof(s->rreq));
+	s->rreq.address = s->rcpt_addr;
+	s->rreq.size_hint = s->tx.size_hint;
+	s->rreq.status = SMTP_RCPT_TEMPFAIL;
+	s->pending = P_RCPT;
+	s->io.rcpt(s->ctx, &s->rreq);
+}
+
+static void cmd_data(struct smtp_session *s, const char *arg)
+{
+	if (*arg) {
+		reply(s, "501 5.5.4 Syntax: DATA");
+		bad_command(s);
+		return;
+	}
+	if (s->state == S_MAIL) {
+		reply(s, "554 5.5.1 No valid recipients");
+		return;
+	}
+	s->state = S_DATA;
+	s->tx.ds = D_BOL;
+	s->tx.line_len = 0;
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void cmd_bdat(struct smtp_session *s, const char *arg)
+{
+	struct smtp_tx *t = &s->tx;
+	uint64_t size;
+	int last;
+	const char *err = NULL;
+
+	if (smtp_parse_bdat(arg, &size, &last, &err) < 0) {
+		/* Without a size the chunk cannot be skipped: what follows will
+		 * be read as commands, as RFC 3030 leaves it. */
+		reply(s, "%s", err);
+		bad_command(s);
+		return;
+	}
+	/* RFC 3030: a refused chunk is still read, and thrown away. */
+	if (s->state == S_INIT)
+		err = "503 5.5.1 Send HELO/EHLO first";
+	else if (s->state == S_READY)
+		err = "503 5.5.1 Need MAIL command";
+	else if (s->state == S_MAIL)
+		err = "554 5.5.1 No valid recipients";
+	else if (t->bdat_failed)
+		err = "503 5.5.1 Earlier BDAT failed, send RSET";
+	else if (size > s->cfg.max_message_size - (t->size < s->cfg.max_message_size ? t->size : s->cfg.max_message_size))
+		err = "552 5.3.4 Message size exceeds fixed maximum message size";
+	if (s->state == S_RCPT) {
+		t->ds = D_TEXT;
+		t->line_len = 0;
+	}
+	t->chunk_size = t->chunk_left = size;
+	t->chunk_last = last;
+	t->chunk_err = err;
+	t->chunk_ret = s->state;
+	s->state = S_CHUNK;
+	if (size == 0)
+		chunk_end(s);
+}
+
+static void cmd_rset(struct smtp_session *s, const char *arg)
+{
+	if (*arg) {
+		reply(s, "501 5.5.4 Syntax: RSET");
+		bad_command(s);
+		return;
+	}
+	tx_reset(s);
+	if (s->state != S_INIT)
+		s->state = S_READY;
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_noop(struct smtp_session *s, const char *arg)
+{
+	(void)arg;
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_quit(struct smtp_session *s, const char *arg)
+{
+	if (*arg) {
+		reply(s, "501 5.5.4 Syntax: QUIT");
+		bad_command(s);
+		return;
+	}
+	reply(s, "221 2.0.0 %s closing connection", s->hostname);
+	close_session(s, "quit");
+}
+
+static void cmd_vrfy(struct smtp_session *s, const char *arg)
+{
+	if (!*arg) {
+		reply(s, "501 5.5.4 Syntax: VRFY address");
+		bad_command(s);
+		return;
+	}
+	/* No user enumeration (RFC 5321 3.5.3, 7.3). */
+	reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_expn(struct smtp_session *s, const char *arg)
+{
+	(void)arg;
+	reply(s, "502 5.5.1 EXPN not supported");
+}
+
+static void cmd_help(struct smtp_session *s, const char *arg)
+{
+	(void)arg;
+	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+}
+
+static void cmd_not_implemented(struct smtp_session *s, const char *arg)
+{
+	(void)arg;
+	reply(s, "502 5.5.1 Command not implemented");
+}
+
+static const struct smtp_cmd commands[] = {
+	{ "EHLO", S_ANY_CMD, NULL, cmd_ehlo },
+	{ "HELO", S_ANY_CMD, NULL, cmd_helo },
+	{ "MAIL", S_READY, "503 5.5.1 Nested MAIL command", cmd_mail },
+	{ "RCPT", S_MAIL | S_RCPT, "503 5.5.1 Need MAIL command", cmd_rcpt },
+	{ "DATA", S_MAIL | S_RCPT, "503 5.5.1 Need MAIL command", cmd_data },
+	{ "BDAT", S_ANY_CMD, NULL, cmd_bdat },
+	{ "RSET", S_ANY_CMD, NULL, cmd_rset },
+	{ "NOOP", S_ANY_CMD, NULL, cmd_noop },
+	{ "QUIT", S_ANY_CMD, NULL, cmd_quit },
+	{ "VRFY", S_ANY_CMD, NULL, cmd_vrfy },
+	{ "EXPN", S_ANY_CMD, NULL, cmd_expn },
+	{ "HELP", S_ANY_CMD, NULL, cmd_help },
+	{ "STARTTLS", S_ANY_CMD, NULL, cmd_not_implemented },
+	{ "AUTH", S_ANY_CMD, NULL, cmd_not_implemented },
+};
+
+/* Runs one complete command line (s->line, LF removed). */
+static void process_line(struct smtp_session *s)
+{
+	struct smtp_cmdline cl;
+	size_t len = s->line_len;
+	int crlf = len > 0 && s->line[len - 1] == '\r';
+
+	if (s->line_skip) {
+		reply(s, "500 5.5.2 Line too long");
+		bad_command(s);
+		return;
+	}
+	if (crlf)
+		len--;
+	if (!crlf && s->cfg.bare_newline == BARE_LF_REJECT) {
+		reply(s, "500 5.5.2 Bare LF not allowed, end commands with CRLF");
+		bad_command(s);
+		return;
+	}
+	if (memchr(s->line, '\0', len) || memchr(s->line, '\r', len)) {
+		reply(s, "500 5.5.2 Invalid character in command");
+		bad_command(s);
+		return;
+	}
+	s->line[len] = '\0';
+	if (smtp_parse_cmdline(s->line, len, &cl) < 0) {
+		reply(s, "500 5.5.2 Syntax error");
+		bad_command(s);
+		return;
+	}
+	/* arg is NUL-terminated where the trailing spaces begin */
+	s->line[(size_t)(cl.arg - s->line) + cl.arg_len] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+		const struct smtp_cmd *c = &commands[i];
+
+		if (strcmp(c->name, cl.verb) != 0)
+			continue;
+		if (!(c->states & s->state)) {
+			if (s->state == S_INIT)
+				reply(s, "503 5.5.1 Send HELO/EHLO first");
+			else if (s->state == S_BDAT)
+				reply(s, "503 5.5.1 BDAT transfer in progress");
+			else
+				reply(s, "%s", c->bad_seq);
+			return;
+		}
+		c->handler(s, cl.arg);
+		return;
+	}
+	reply(s, "500 5.5.1 Command unrecognized");
+	bad_command(s);
+}
+
+/* Reads command octets up to and including one LF; returns the octets
+ * consumed and counts a finished line in *ncmd. */
+static size_t feed_line(struct smtp_session *s, const char *data, size_t len, unsigned *ncmd)
+{
+	const char *lf = memchr(data, '\n', len);
+	size_t take = lf ? (size_t)(lf - data) + 1 : len;
+	size_t content = lf ? take - 1 : take;
+
+	if (!s->line_skip) {
+		/* SMTP_LINE_MAX counts the LF: the content gets one octet less */
+		if (content > sizeof(s->line) - 1 - s->line_len) {
+			s->line_skip = 1;
+			s->line_len = 0;
+		} else {
+			memcpy(s->line + s->line_len, data, content);
+			s->line_len += content;
+		}
+	}
+	if (lf) {
+		(*ncmd)++;
+		process_line(s);
+		s->line_len = 0;
+		s->line_skip = 0;
+		maybe_shutdown(s);
+	}
+	return take;
+}
+
+/* ---- public interface ---- */
+
+struct smtp_session *smtp_session_new(const struct smtp_session_params *p,
+				      const struct smtp_io *io, void *ctx)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+
+	s->cfg = *p->cfg;
+	s->io = *io;
+	s->ctx = ctx;
+	s->hostname = xstrdup(p->hostname);
+	s->sid = xstrdup(p->sid);
+	s->client_addr = xstrdup(p->client_addr ? p->client_addr : "unknown");
+	s->client_name = p->client_name ? xstrdup(p->client_name) : NULL;
+	s->tls = p->tls;
+	s->state = S_INIT;
+	buf_init(&s->received, 4096);
+	tx_reset(s);
+	reply(s, "220 %s ESMTP buzon", s->hostname);
+	arm_timeout(s);
+	return s;
+}
+
+void smtp_session_free(struct smtp_session **sp)
+{
+	struct smtp_session *s = *sp;
+
+	if (!s)
+		return;
+	if (s->pending)
+		BUG("smtp session freed with a request in flight");
+	tx_reset(s);
+	buf_release(&s->tx.msg);
+	buf_release(&s->received);
+	free(s->hostname);
+	free(s->sid);
+	free(s->client_addr);
+	free(s->client_name);
+	free(s);
+	*sp = NULL;
+}
+
+size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
+{
+	unsigned ncmd = 0, max_cmd = s->cfg.max_pipeline ? s->cfg.max_pipeline : 1;
+	size_t off = 0;
+
+	s->in_input++;
+	while (off < len) {
+		if (s->state & S_CLOSED) {
+			/* after QUIT or 421 the rest is dropped */
+			off = len;
+			break;
+		}
+		if (s->pending)
+			break;
+		if (s->state & S_DATA) {
+			off += feed_data(s, data + off, len - off);
+			maybe_shutdown(s);
+		} else if (s->state & S_CHUNK) {
+			off += feed_chunk(s, data + off, len - off);
+			maybe_shutdown(s);
+		} else {
+			if (ncmd >= max_cmd && s->line_len == 0 && !s->line_skip)
+				break;
+			off += feed_line(s, data + off, len - off, &ncmd);
+		}
+	}
+	s->in_input--;
+	if (off < len)
+		s->held = 1;
+	arm_timeout(s);
+	return off;
+}
+
+void smtp_session_disconnected(struct smtp_session *s)
+{
+	s->gone = 1;
+	if (!(s->state & S_CLOSED)) {
+		s->state = S_CLOSED;
+		log_info("smtp", s->sid, "close reason=disconnected");
+	}
+}
+
+void smtp_session_timeout(struct smtp_session *s)
+{
+	if ((s->state & S_CLOSED) || s->pending)
+		return;  /* the client is waiting for us, not the other way round */
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
+	close_session(s, "timeout");
+}
+
+void smtp_session_shutdown(struct smtp_session *s)
+{
+	s->shutdown = 1;
+	maybe_shutdown(s);
+}
+
+int smtp_session_busy(const struct smtp_session *s)
+{
+	return s->pending != P_NONE;
+}
+
+void smtp_session_rcpt_done(struct smtp_session *s, struct smtp_rcpt_req *req)
+{
+	struct smtp_tx *t = &s->tx;
+	char addr[128];
+	const char *why = NULL;
+
+	if (s->pending != P_RCPT || req != &s->rreq)
+		BUG("smtp rcpt_done without a recipient check in flight");
+	s->pending = P_NONE;
+	log_safe(req->address, addr, sizeof(addr));
+	if (req->status == SMTP_RCPT_OK && req->n_targets == 0) {
+		log_error("smtp", s->sid, "rcpt resolved to no target to=%s", addr);
+		req->status = SMTP_RCPT_TEMPFAIL;
+	}
+	if (s->gone) {
+		/* nothing to answer; only free what was handed over */
+	} else if (req->status == SMTP_RCPT_OK) {
+		for (size_t i = 0; i < req->n_targets; i++) {
+			size_t k;
+
+			for (k = 0; k < t->n_targets; k++)
+				if (strcmp(t->targets[k], req->targets[i]) == 0)
+					break;
+			if (k < t->n_targets)
+				continue;  /* the same user twice gets the message once */
+			if (t->n_targets == t->cap_targets) {
+				t->cap_targets = t->cap_targets ? t->cap_targets * 2 : 4;
+				t->targets = xrealloc(t->targets, t->cap_targets * sizeof(*t->targets));
+			}
+			t->targets[t->n_targets++] = req->targets[i];
+			req->targets[i] = NULL;
+		}
+		if (t->n_rcpt++ == 0)
+			memcpy(t->first_rcpt, s->rcpt_addr, sizeof(t->first_rcpt));
+		s->state = S_RCPT;
+		reply(s, "250 2.1.5 Ok");
+		log_info("smtp", s->sid, "rcpt accepted to=%s targets=%zu", addr, req->n_targets);
+	} else {
+		switch (req->status) {
+		case SMTP_RCPT_NO_USER:
+			reply(s, "550 5.1.1 Recipient address rejected: user unknown");
+			why = "no_user";
+			break;
+		case SMTP_RCPT_DISABLED:
+			reply(s, "550 5.2.1 Recipient address rejected: mailbox disabled");
+			why = "disabled";
+			break;
+		case SMTP_RCPT_NOT_LOCAL:
+			reply(s, "550 5.7.1 Relay access denied");
+			why = "not_local";
+			break;
+		case SMTP_RCPT_OVER_QUOTA:
+			reply(s, "452 4.2.2 Mailbox full");
+			why = "over_quota";
+			break;
+		default:
+			reply(s, "451 4.3.0 Temporary failure, try again later");
+			why = "tempfail";
+			break;
+		}
+		log_info("smtp", s->sid, "rcpt refused to=%s reason=%s", addr, why);
+	}
+	for (size_t i = 0; i < req->n_targets; i++)
+		free(req->targets[i]);
+	free(req->targets);
+	req->targets = NULL;
+	req->n_targets = 0;
+	after_request(s);
+}
+
+void smtp_session_deliver_done(struct smtp_session *s, struct smtp_delivery *dv, int result)
+{
+	struct smtp_tx *t = &s->tx;
+	char from[128];
+	const char *why;
+
+	if (s->pending != P_DELIVER || dv != &s->dv)
+		BUG("smtp deliver_done without a delivery in flight");
+	s->pending = P_NONE;
+	switch (result) {
+	case 0:
+		reply(s, "250 2.0.0 Ok: queued as %s", s->id);
+		why = "delivered";
+		break;
+	case -EDQUOT:
+		reply(s, "452 4.2.2 Mailbox full");
+		why = "over_quota";
+		break;
+	case -ENOSPC:
+		reply(s, "452 4.3.1 Insufficient system storage");
+		why = "no_space";
+		break;
+	default:
+		reply(s, "451 4.3.0 Local error in processing");
+		why = "tempfail";
+		break;
+	}
+	log_info("smtp", s->sid, "message id=%s from=%s nrcpt=%u targets=%zu size=%llu result=%s",
+		 s->id, log_safe(t->from, from, sizeof(from)), t->n_rcpt, t->n_targets,
+		 (unsigned long long)t->size, why);
+	memset(&s->dv, 0, sizeof(s->dv));
+	if (s->gone) {
+		tx_reset(s);
+		return;
+	}
+	tx_end(s);
+	after_request(s);
+}

@@ -1,0 +1,289 @@
+/*
+ * Fuzz target for the SMTP session (server/smtp-session.c).
+ *
+ * Input: two header octets, then the bytes a client sends.
+ *   octet 0, flags: 1 answer requests asynchronously in the second run,
+ *                   2 bare_newline = reject, 4 small limits (size 300,
+ *                   3 recipients, 2 pipelined commands, 5 bad commands),
+ *                   8 TLS
+ *   octet 1: seed of the split points of the second run
+ *
+ * The stream runs twice: fed all at once with a synchronous io, and fed in
+ * pseudo-random pieces (optionally with requests answered later while the
+ * input is held back, as the connection glue does). Both runs must produce
+ * the same replies and the same deliveries; anything else, or a broken
+ * invariant, aborts.
+ */
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "server/smtp-session.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FAIL(msg) do { fprintf(stderr, "fuzz-smtp-session: %s\n", (msg)); abort(); } while (0)
+
+struct run {
+	struct smtp_session *s;
+	const struct smtp_config *cfg;
+	int async;
+	int closed;
+	struct buf out;          /* replies */
+	struct buf dl;           /* deliveries: from, targets, body */
+	struct buf held;         /* input not consumed yet */
+	struct smtp_rcpt_req *rreq;
+	struct smtp_delivery *dv;
+	int resume_wanted;
+};
+
+static void r_write(void *ctx, const char *data, size_t len)
+{
+	struct run *r = ctx;
+
+	if (r->closed)
+		FAIL("write after close");
+	if (len < 5 || data[len - 2] != '\r' || data[len - 1] != '\n')
+		FAIL("reply without CRLF");
+	for (size_t i = 0; i + 2 < len; i++)
+		if (data[i] == '\r' || data[i] == '\n')
+			FAIL("CR or LF inside a reply line");
+	if (buf_add(&r->out, data, len) < 0)
+		FAIL("output buffer");
+}
+
+static void r_close(void *ctx, const char *reason)
+{
+	struct run *r = ctx;
+
+	(void)reason;
+	if (r->closed)
+		FAIL("close twice");
+	r->closed = 1;
+}
+
+static void r_set_timeout(void *ctx, unsigned seconds)
+{
+	(void)ctx;
+	(void)seconds;
+}
+
+static void answer_rcpt(struct run *r, struct smtp_rcpt_req *req)
+{
+	const char *a = req->address;
+	const char *at = strrchr(a, '@');
+
+	req->status = SMTP_RCPT_NO_USER;
+	if (!at || strcmp(at, "@example.org") != 0 || strpbrk(a, "%!\"")) {
+		req->status = SMTP_RCPT_NOT_LOCAL;
+	} else {
+		switch (a[0]) {
+		case 'a':
+		case 'b':
+			req->status = SMTP_RCPT_OK;
+			req->targets = xcalloc(2, sizeof(char *));
+			req->targets[req->n_targets++] = xstrdup(a);
+			if (a[0] == 'b')
+				req->targets[req->n_targets++] = xstrdup("shared@example.org");
+			break;
+		case 'd': req->status = SMTP_RCPT_DISABLED; break;
+		case 'q': req->status = SMTP_RCPT_OVER_QUOTA; break;
+		case 't': req->status = SMTP_RCPT_TEMPFAIL; break;
+		}
+	}
+	smtp_session_rcpt_done(r->s, req);
+}
+
+static int deliver_result(const struct smtp_delivery *dv)
+{
+	switch (dv->return_path[0]) {
+	case 'f': return -EIO;
+	case 'q': return -EDQUOT;
+	case 's': return -ENOSPC;
+	}
+	return 0;
+}
+
+static void r_rcpt(void *ctx, struct smtp_rcpt_req *req)
+{
+	struct run *r = ctx;
+
+	if (r->rreq || r->dv)
+		FAIL("two requests in flight");
+	if (r->async)
+		r->rreq = req;
+	else
+		answer_rcpt(r, req);
+}
+
+static void r_deliver(void *ctx, struct smtp_delivery *dv)
+{
+	struct run *r = ctx;
+
+	if (r->rreq || r->dv)
+		FAIL("two requests in flight");
+	if (dv->body->len > r->cfg->max_message_size || dv->size > r->cfg->max_message_size ||
+	    dv->size < dv->body->len)
+		FAIL("body over the limit");
+	if (dv->n_targets == 0)
+		FAIL("delivery without targets");
+	for (size_t i = 0; i < dv->n_targets; i++)
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(dv->targets[i], dv->targets[k]) == 0)
+				FAIL("duplicate target");
+	if (strncmp(dv->received, "Return-Path: <", 14) != 0)
+		FAIL("bad Received block");
+	buf_printf(&r->dl, "from=%s n=%zu size=%llu:", dv->return_path, dv->n_targets,
+		   (unsigned long long)dv->size);
+	for (size_t i = 0; i < dv->n_targets; i++)
+		buf_printf(&r->dl, " %s", dv->targets[i]);
+	buf_adds(&r->dl, "\n");
+	buf_add(&r->dl, dv->body->data, dv->body->len);
+	buf_adds(&r->dl, "\n--\n");
+	if (r->async)
+		r->dv = dv;
+	else
+		smtp_session_deliver_done(r->s, dv, deliver_result(dv));
+}
+
+static void r_resume(void *ctx)
+{
+	struct run *r = ctx;
+
+	r->resume_wanted = 1;
+}
+
+static const struct smtp_io fuzz_io = {
+	.write = r_write, .close = r_close, .set_timeout = r_set_timeout,
+	.rcpt = r_rcpt, .deliver = r_deliver, .resume = r_resume,
+};
+
+static void pump(struct run *r)
+{
+	while (r->held.len > 0) {
+		size_t n = smtp_session_input(r->s, r->held.data, r->held.len);
+
+		if (smtp_session_busy(r->s)) {
+			buf_consume(&r->held, n);
+			if (smtp_session_input(r->s, r->held.data, r->held.len) != 0)
+				FAIL("busy session consumed input");
+			return;
+		}
+		if (n == 0)
+			FAIL("idle session consumed nothing");
+		buf_consume(&r->held, n);
+	}
+}
+
+static void answer(struct run *r)
+{
+	while (r->rreq || r->dv) {
+		if (r->rreq) {
+			struct smtp_rcpt_req *q = r->rreq;
+
+			r->rreq = NULL;
+			answer_rcpt(r, q);
+		} else {
+			struct smtp_delivery *d = r->dv;
+
+			r->dv = NULL;
+			smtp_session_deliver_done(r->s, d, deliver_result(d));
+		}
+		if (r->resume_wanted) {
+			r->resume_wanted = 0;
+			pump(r);
+		}
+	}
+}
+
+static void run(struct run *r, const struct smtp_config *cfg, int tls, int async, unsigned seed,
+		const uint8_t *data, size_t size)
+{
+	struct smtp_session_params p = {
+		.cfg = cfg, .hostname = "mx.test", .sid = "F1",
+		.client_addr = "2001:db8::1", .client_name = NULL, .tls = tls,
+	};
+	size_t off = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->cfg = cfg;
+	r->async = async;
+	buf_init(&r->out, 0);
+	buf_init(&r->dl, 0);
+	buf_init(&r->held, 0);
+	r->s = smtp_session_new(&p, &fuzz_io, r);
+	while (off < size) {
+		size_t n = size - off;
+
+		if (seed) {
+			seed = seed * 1103515245u + 12345u;
+			n = 1 + (seed >> 16) % 64;
+			if (n > size - off)
+				n = size - off;
+		}
+		buf_add(&r->held, data + off, n);
+		off += n;
+		pump(r);
+		if (!smtp_session_busy(r->s) && r->held.len > 1024)
+			FAIL("caller has to hold more than 1024 bytes");
+		if (async && (seed >> 8) % 3 == 0)
+			answer(r);
+	}
+	answer(r);
+	if (r->held.len)
+		FAIL("input left over");
+	smtp_session_timeout(r->s);
+	smtp_session_disconnected(r->s);
+	smtp_session_free(&r->s);
+}
+
+static void run_free(struct run *r)
+{
+	buf_release(&r->out);
+	buf_release(&r->dl);
+	buf_release(&r->held);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct smtp_config cfg;
+	struct run a, b;
+	unsigned flags, seed;
+
+	if (size < 2)
+		return 0;
+	flags = data[0];
+	seed = data[1] | 0x100u;   /* never 0: the second run always splits */
+	data += 2;
+	size -= 2;
+
+	log_set_level(LOG_ERROR);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.max_message_size = (flags & 4) ? 300 : 100000;
+	cfg.max_recipients = (flags & 4) ? 3 : 100;
+	cfg.bare_newline = (flags & 2) ? BARE_LF_REJECT : BARE_LF_NORMALIZE;
+	strcpy(cfg.recipient_delimiter, "+");
+	cfg.command_timeout = 300;
+	cfg.data_timeout = 300;
+	cfg.max_bad_commands = (flags & 4) ? 5 : 20;
+	cfg.max_pipeline = (flags & 4) ? 2 : 100;
+
+	run(&a, &cfg, flags & 8, 0, 0, data, size);
+	run(&b, &cfg, flags & 8, flags & 1, seed, data, size);
+	if (a.out.len != b.out.len || (a.out.len && memcmp(a.out.data, b.out.data, a.out.len) != 0)) {
+		fprintf(stderr, "--- all at once:\n%s\n--- in pieces:\n%s\n",
+			a.out.data ? a.out.data : "", b.out.data ? b.out.data : "");
+		FAIL("replies depend on how the input was split");
+	}
+	if (a.dl.len != b.dl.len || (a.dl.len && memcmp(a.dl.data, b.dl.data, a.dl.len) != 0))
+		FAIL("deliveries depend on how the input was split");
+	run_free(&a);
+	run_free(&b);
+	return 0;
+}

@@ -1,0 +1,1123 @@
+/*
+ * Unit tests for the SMTP session state machine (server/smtp-session.c).
+ *
+ * Every table case runs six times: input fed all at once, one byte at a
+ * time, and in pseudo-random pieces, each with a synchronous io (requests
+ * answered from inside the call) and an asynchronous one (requests answered
+ * later, while the harness holds the input the session did not consume, as
+ * the connection glue does). The harness checks the input contract on the
+ * way: a busy session consumes nothing, an idle one never leaves more than
+ * a few bytes for the caller to hold, and held input resumes only after
+ * io->resume.
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "server/smtp-session.h"
+
+static int failures;
+static const char *current = "";
+
+#define CHECK(cond, ...) do { \
+	if (!(cond)) { \
+		failures++; \
+		printf("FAIL %s:%d [%s]: ", __FILE__, __LINE__, current); \
+		printf(__VA_ARGS__); \
+		printf("\n"); \
+	} \
+} while (0)
+
+/* ---- the fake connection and io ---- */
+
+#define MAX_DL 4
+
+struct delivery {
+	char *received, *body, *from, *targets;
+	size_t body_len;
+	uint64_t size;
+};
+
+struct fake {
+	struct smtp_session *s;
+	struct buf out;             /* every reply written */
+	int closed;
+	char reason[64];
+	unsigned timeout;           /* last set_timeout */
+	int async;
+	int deliver_result;
+	int gone;                   /* disconnected: io must not be called */
+	int io_after_gone;
+	struct smtp_rcpt_req *rreq; /* async requests waiting for an answer */
+	struct smtp_delivery *dv;
+	struct delivery dl[MAX_DL];
+	int n_dl;
+	struct buf queries;         /* recipient addresses asked, space-separated */
+	uint64_t last_size_hint;
+	int resume_wanted;
+	int resumes;
+	struct buf held;            /* input the session did not consume */
+	size_t max_held_idle;       /* most ever held while the session was idle */
+};
+
+static void f_write(void *ctx, const char *data, size_t len)
+{
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	if (f->closed)
+		CHECK(0, "write after close: %.*s", (int)len, data);
+	buf_add(&f->out, data, len);
+}
+
+static void f_close(void *ctx, const char *reason)
+{
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	CHECK(!f->closed, "close called twice");
+	f->closed = 1;
+	snprintf(f->reason, sizeof(f->reason), "%s", reason);
+}
+
+static void f_set_timeout(void *ctx, unsigned seconds)
+{
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	f->timeout = seconds;
+}
+
+/* The directory: a few users, an alias, a disabled and a full mailbox. */
+static void answer_rcpt(struct fake *f, struct smtp_rcpt_req *req)
+{
+	static const struct {
+		const char *address;
+		enum smtp_rcpt_status status;
+		const char *targets;
+	} dir[] = {
+		{ "alice@example.org", SMTP_RCPT_OK, "alice@example.org" },
+		{ "alice+tag@example.org", SMTP_RCPT_OK, "alice@example.org" },
+		{ "bob@example.org", SMTP_RCPT_OK, "bob@example.org" },
+		{ "team@example.org", SMTP_RCPT_OK, "alice@example.org bob@example.org" },
+		{ "j\xc3\xb6rg@example.org", SMTP_RCPT_OK, "j\xc3\xb6rg@example.org" },
+		{ "Postmaster@mx.test", SMTP_RCPT_OK, "postmaster@example.org" },
+		{ "carol@example.org", SMTP_RCPT_DISABLED, NULL },
+		{ "dave@example.org", SMTP_RCPT_OVER_QUOTA, NULL },
+		{ "temp@example.org", SMTP_RCPT_TEMPFAIL, NULL },
+		{ "empty@example.org", SMTP_RCPT_OK, "" },
+	};
+	const char *a = req->address;
+	const char *at = strrchr(a, '@');
+
+	req->status = SMTP_RCPT_NO_USER;
+	if (!at || strcmp(at, "@example.org") != 0 || strpbrk(a, "%!\""))
+		req->status = SMTP_RCPT_NOT_LOCAL;
+	for (size_t i = 0; i < ARRAY_SIZE(dir); i++) {
+		if (strcmp(dir[i].address, a) != 0)
+			continue;
+		req->status = dir[i].status;
+		if (dir[i].targets) {
+			char tmp[256], *save = NULL;
+
+			snprintf(tmp, sizeof(tmp), "%s", dir[i].targets);
+			req->targets = xcalloc(4, sizeof(char *));
+			for (char *t = strtok_r(tmp, " ", &save); t; t = strtok_r(NULL, " ", &save))
+				req->targets[req->n_targets++] = xstrdup(t);
+		}
+	}
+	smtp_session_rcpt_done(f->s, req);
+}
+
+static void f_rcpt(void *ctx, struct smtp_rcpt_req *req)
+{
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	CHECK(f->rreq == NULL && f->dv == NULL, "rcpt while another request is in flight");
+	CHECK(smtp_session_busy(f->s), "not busy during rcpt");
+	if (f->queries.len)
+		buf_addch(&f->queries, ' ');
+	buf_adds(&f->queries, req->address);
+	f->last_size_hint = req->size_hint;
+	if (f->async)
+		f->rreq = req;
+	else
+		answer_rcpt(f, req);
+}
+
+static void f_deliver(void *ctx, struct smtp_delivery *dv)
+{
+	struct fake *f = ctx;
+	struct delivery *d;
+	struct buf t = BUF_INIT(0);
+
+	if (f->gone)
+		f->io_after_gone++;
+	CHECK(f->rreq == NULL && f->dv == NULL, "deliver while another request is in flight");
+	CHECK(f->n_dl < MAX_DL, "too many deliveries");
+	CHECK(dv->body->data != NULL, "body without a data pointer");
+	if (f->n_dl < MAX_DL) {
+		d = &f->dl[f->n_dl++];
+		d->received = xstrdup(dv->received);
+		d->from = xstrdup(dv->return_path);
+		d->body_len = dv->body->len;
+		d->body = xmalloc(dv->body->len + 1);
+		if (dv->body->len)
+			memcpy(d->body, dv->body->data, dv->body->len);
+		d->body[dv->body->len] = '\0';
+		d->size = dv->size;
+		for (size_t i = 0; i < dv->n_targets; i++) {
+			if (i)
+				buf_addch(&t, ' ');
+			buf_adds(&t, dv->targets[i]);
+		}
+		d->targets = xstrdup(t.data ? t.data : "");
+		buf_release(&t);
+	}
+	if (f->async)
+		f->dv = dv;
+	else
+		smtp_session_deliver_done(f->s, dv, f->deliver_result);
+}
+
+static void f_resume(void *ctx)
+{
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	f->resume_wanted = 1;
+	f->resumes++;
+}
+
+static const struct smtp_io fake_io = {
+	.write = f_write, .close = f_close, .set_timeout = f_set_timeout,
+	.rcpt = f_rcpt, .deliver = f_deliver, .resume = f_resume,
+};
+
+/* Passes the held input to the session, as the connection does on a read
+ * or on io->resume. */
+static void pump(struct fake *f)
+{
+	int rounds = 0;
+
+	while (f->held.len > 0) {
+		size_t n;
+
+		if (smtp_session_busy(f->s)) {
+			n = smtp_session_input(f->s, f->held.data, f->held.len);
+			CHECK(n == 0, "busy session consumed %zu bytes", n);
+			return;
+		}
+		n = smtp_session_input(f->s, f->held.data, f->held.len);
+		buf_consume(&f->held, n);
+		if (n == 0 && !smtp_session_busy(f->s)) {
+			CHECK(0, "idle session consumed nothing of %zu bytes", f->held.len);
+			return;
+		}
+		/* n < len without a request in flight: the max_pipeline bound;
+		 * the connection calls again once its replies drained. */
+		if (++rounds > 100000) {
+			CHECK(0, "input loop does not end");
+			return;
+		}
+	}
+}
+
+static void feed(struct fake *f, const char *data, size_t len)
+{
+	if (buf_add(&f->held, data, len) < 0)
+		CHECK(0, "harness buffer full");
+	pump(f);
+	if (!smtp_session_busy(f->s) && f->held.len > f->max_held_idle)
+		f->max_held_idle = f->held.len;
+}
+
+/* Answers the requests in flight (async mode), then feeds what was held if
+ * the session asked for it. */
+static void answer(struct fake *f)
+{
+	while (f->rreq || f->dv) {
+		if (f->rreq) {
+			struct smtp_rcpt_req *r = f->rreq;
+
+			f->rreq = NULL;
+			answer_rcpt(f, r);
+		} else {
+			struct smtp_delivery *d = f->dv;
+
+			f->dv = NULL;
+			smtp_session_deliver_done(f->s, d, f->deliver_result);
+		}
+		if (f->resume_wanted) {
+			f->resume_wanted = 0;
+			pump(f);
+		}
+	}
+}
+
+static struct smtp_config test_cfg(void)
+{
+	struct smtp_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.max_message_size = 10000;
+	c.max_recipients = 100;
+	c.bare_newline = BARE_LF_NORMALIZE;
+	strcpy(c.recipient_delimiter, "+");
+	c.command_timeout = 111;
+	c.data_timeout = 222;
+	c.max_bad_commands = 10;
+	c.max_pipeline = 100;
+	return c;
+}
+
+static void fake_start(struct fake *f, const struct smtp_config *cfg, int async, int tls)
+{
+	struct smtp_session_params p = {
+		.cfg = cfg, .hostname = "mx.test", .sid = "S1",
+		.client_addr = "192.0.2.1", .client_name = "client.example.net", .tls = tls,
+	};
+
+	memset(f, 0, sizeof(*f));
+	buf_init(&f->out, 0);
+	buf_init(&f->held, 0);
+	buf_init(&f->queries, 0);
+	f->async = async;
+	f->s = smtp_session_new(&p, &fake_io, f);
+}
+
+static void fake_end(struct fake *f)
+{
+	answer(f);
+	if (!f->gone)
+		smtp_session_disconnected(f->s);
+	smtp_session_free(&f->s);
+	CHECK(f->s == NULL, "free did not clear the pointer");
+	for (int i = 0; i < f->n_dl; i++) {
+		free(f->dl[i].received);
+		free(f->dl[i].body);
+		free(f->dl[i].from);
+		free(f->dl[i].targets);
+	}
+	buf_release(&f->out);
+	buf_release(&f->held);
+	buf_release(&f->queries);
+}
+
+/* ---- checks ---- */
+
+/* "Www, D Mmm YYYY HH:MM:SS +0000" (RFC 5322 3.3) */
+static int date_ok(const char *d, size_t len)
+{
+	static const char *const days = "Mon Tue Wed Thu Fri Sat Sun";
+	static const char *const months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec";
+	char w[4], m[4];
+	int day, year, hh, mm, ss, n = 0;
+
+	if (len > 40)
+		return 0;
+	if (sscanf(d, "%3[A-Za-z], %d %3[A-Za-z] %4d %2d:%2d:%2d +0000%n",
+		   w, &day, m, &year, &hh, &mm, &ss, &n) != 7 || (size_t)n != len)
+		return 0;
+	return strstr(days, w) && strstr(months, m) && day >= 1 && day <= 31 &&
+	       year >= 2024 && hh < 24 && mm < 60 && ss < 61;
+}
+
+struct dcheck {
+	const char *body;
+	const char *targets;   /* NULL: no delivery expected */
+	const char *from;
+	const char *for_rcpt;  /* NULL: no "for" clause */
+	const char *proto;     /* NULL: "ESMTP" */
+	int id;                /* 0: the delivery's index + 1 */
+};
+
+static void check_delivery(const struct delivery *d, const struct dcheck *want, int index)
+{
+	char prefix[1024];
+	size_t plen, rlen;
+	const char *date;
+
+	CHECK(d->body_len == strlen(want->body) && memcmp(d->body, want->body, d->body_len) == 0,
+	      "delivery %d body \"%s\", want \"%s\"", index, d->body, want->body);
+	CHECK(strcmp(d->targets, want->targets) == 0, "delivery %d targets \"%s\", want \"%s\"",
+	      index, d->targets, want->targets);
+	CHECK(strcmp(d->from, want->from) == 0, "delivery %d return path \"%s\", want \"%s\"",
+	      index, d->from, want->from);
+	/* size: the body with every LF that was a CRLF counted twice, so at
+	 * least the stored length */
+	CHECK(d->size >= d->body_len, "delivery %d size %llu < body %zu", index,
+	      (unsigned long long)d->size, d->body_len);
+
+	snprintf(prefix, sizeof(prefix),
+		 "Return-Path: <%s>\n"
+		 "Received: from client.example (client.example.net [192.0.2.1])\n"
+		 "\tby mx.test (buzon) with %s id S1.%d%s%s%s",
+		 want->from, want->proto ? want->proto : "ESMTP", want->id ? want->id : index + 1,
+		 want->for_rcpt ? "\n\tfor <" : "; ",
+		 want->for_rcpt ? want->for_rcpt : "",
+		 want->for_rcpt ? ">; " : "");
+	plen = strlen(prefix);
+	rlen = strlen(d->received);
+	CHECK(strncmp(d->received, prefix, plen) == 0, "delivery %d received:\n%s\nwant prefix:\n%s",
+	      index, d->received, prefix);
+	if (strncmp(d->received, prefix, plen) != 0)
+		return;
+	date = d->received + plen;
+	CHECK(rlen > plen && d->received[rlen - 1] == '\n' && date_ok(date, rlen - plen - 1),
+	      "delivery %d received date \"%s\"", index, date);
+}
+
+/* ---- table ---- */
+
+struct scase {
+	const char *name;
+	const char *in;
+	size_t in_len;
+	const char *out;
+	struct dcheck dl[MAX_DL];
+	const char *queries;    /* recipient checks expected, NULL: not checked */
+	int closed;
+	/* configuration changes; 0 keeps the default of test_cfg() */
+	int reject_bare_lf;
+	uint64_t max_size;
+	unsigned max_rcpt, max_bad, max_pipeline;
+	int deliver_result;
+	int tls;
+};
+
+#define IN(s) .in = s, .in_len = sizeof(s) - 1
+#define GREET "220 mx.test ESMTP buzon\r\n"
+#define EHLO "EHLO client.example\r\n"
+#define EHLO_OUT "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n" \
+	"250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+#define MAIL_A "MAIL FROM:<sender@remote.example>\r\n"
+#define RCPT_ALICE "RCPT TO:<alice@example.org>\r\n"
+#define RCPT_BOB "RCPT TO:<bob@example.org>\r\n"
+#define OK "250 2.0.0 Ok\r\n"
+#define MAIL_OK "250 2.1.0 Ok\r\n"
+#define RCPT_OK "250 2.1.5 Ok\r\n"
+#define DATA_GO "354 End data with <CR><LF>.<CR><LF>\r\n"
+#define QUEUED(n) "250 2.0.0 Ok: queued as S1." #n "\r\n"
+#define BYE "221 2.0.0 mx.test closing connection\r\n"
+#define START EHLO MAIL_A RCPT_ALICE "DATA\r\n"
+#define START_OUT GREET EHLO_OUT MAIL_OK RCPT_OK DATA_GO
+#define ALICE(body) { body, "alice@example.org", "sender@remote.example", "alice@example.org", NULL }
+#define SMUGGLE "MAIL FROM:<evil@x.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nevil\r\n"
+
+static const struct scase cases[] = {
+	{ .name = "basic transaction",
+	  IN(START "Subject: hi\r\n\r\nHello\r\n.\r\nQUIT\r\n"),
+	  .out = START_OUT QUEUED(1) BYE,
+	  .dl = { ALICE("Subject: hi\n\nHello\n") },
+	  .queries = "alice@example.org", .closed = 1 },
+	{ .name = "HELO gives SMTP",
+	  IN("HELO client.example\r\n" MAIL_A RCPT_ALICE "DATA\r\nx\r\n.\r\n"),
+	  .out = GREET "250 mx.test\r\n" MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org", "SMTP" } } },
+	{ .name = "TLS gives ESMTPS", .tls = 1,
+	  IN(START "x\r\n.\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org", "ESMTPS" } } },
+	{ .name = "lower-case commands, null sender",
+	  IN("ehlo client.example\r\nmail from:<>\r\nrcpt to:<alice@example.org>\r\ndata\r\nx\r\n.\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org", "", "alice@example.org", NULL } } },
+	{ .name = "empty message",
+	  IN(START ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("") } },
+	{ .name = "dot-unstuffing",
+	  IN(START "..one\r\n.two\r\n...\r\n. \r\nend.\r\n.\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE(".one\ntwo\n..\n \nend.\n") } },
+	{ .name = "dot-unstuffing after a bare LF (normalize)",
+	  IN(START "a\n..b\n.c\r\n.\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("a\n.b\nc\n") } },
+	{ .name = "bare LF normalized",
+	  IN(START "line1\nline2\r\n\n\r\n.\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("line1\nline2\n\n\n") } },
+	{ .name = "bare CR kept",
+	  IN(START "a\rb\r\r\n\r.\r\n.\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("a\rb\r\n\r.\n") } },
+	{ .name = "two messages and QUIT pipelined",
+	  IN(START "one\r\n.\r\n" MAIL_A RCPT_BOB "DATA\r\ntwo\r\n.\r\nQUIT\r\n"),
+	  .out = START_OUT QUEUED(1) MAIL_OK RCPT_OK DATA_GO QUEUED(2) BYE,
+	  .dl = { ALICE("one\n"),
+		  { "two\n", "bob@example.org", "sender@remote.example", "bob@example.org", NULL } },
+	  .queries = "alice@example.org bob@example.org", .closed = 1 },
+
+	/* SMTP smuggling: none of these ends the data, so the "evil" commands
+	 * stay inside the one message */
+	{ .name = "smuggling <LF>.<LF>",
+	  IN(START "Hi\n.\n" SMUGGLE ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("Hi\n.\nMAIL FROM:<evil@x.example>\nRCPT TO:<bob@example.org>\nDATA\nevil\n") },
+	  .queries = "alice@example.org" },
+	{ .name = "smuggling <CR>.<CR>",
+	  IN(START "Hi\r.\r" SMUGGLE ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("Hi\r.\rMAIL FROM:<evil@x.example>\nRCPT TO:<bob@example.org>\nDATA\nevil\n") },
+	  .queries = "alice@example.org" },
+	{ .name = "smuggling <CR>.<CRLF>",
+	  IN(START "Hi\r.\r\n" SMUGGLE ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("Hi\r.\nMAIL FROM:<evil@x.example>\nRCPT TO:<bob@example.org>\nDATA\nevil\n") } },
+	{ .name = "smuggling <CRLF>.<LF>",
+	  IN(START "Hi\r\n.\n" SMUGGLE ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("Hi\n.\nMAIL FROM:<evil@x.example>\nRCPT TO:<bob@example.org>\nDATA\nevil\n") } },
+	{ .name = "smuggling <LF>.<CRLF>",
+	  IN(START "Hi\n.\r\n" SMUGGLE ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("Hi\n.\nMAIL FROM:<evil@x.example>\nRCPT TO:<bob@example.org>\nDATA\nevil\n") } },
+	{ .name = "smuggling <CRLF>.<CR>x",
+	  IN(START "Hi\r\n.\rX" SMUGGLE ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("Hi\n\rXMAIL FROM:<evil@x.example>\nRCPT TO:<bob@example.org>\nDATA\nevil\n") } },
+	{ .name = "smuggling <CRLF>.<CR><CRLF>",
+	  IN(START "Hi\r\n.\r\r\n" SMUGGLE ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("Hi\n\r\nMAIL FROM:<evil@x.example>\nRCPT TO:<bob@example.org>\nDATA\nevil\n") } },
+	{ .name = "smuggling <LF>.<LF> refused in reject mode", .reject_bare_lf = 1,
+	  IN(START "Hi\n.\n" SMUGGLE ".\r\nNOOP\r\n"),
+	  .out = START_OUT "550 5.5.2 Message contains bare LF, lines must end with CRLF\r\n" OK,
+	  .queries = "alice@example.org" },
+	{ .name = "smuggling <CR>.<CR> in reject mode: bare CR is data", .reject_bare_lf = 1,
+	  IN(START "Hi\r.\r" SMUGGLE ".\r\n"),
+	  .out = START_OUT QUEUED(1),
+	  .dl = { ALICE("Hi\r.\rMAIL FROM:<evil@x.example>\nRCPT TO:<bob@example.org>\nDATA\nevil\n") } },
+
+	{ .name = "bare LF in content refused", .reject_bare_lf = 1,
+	  IN(START "a\nb\r\n.\r\n" MAIL_A RCPT_ALICE "DATA\r\nok\r\n.\r\n"),
+	  .out = START_OUT "550 5.5.2 Message contains bare LF, lines must end with CRLF\r\n"
+		 MAIL_OK RCPT_OK DATA_GO QUEUED(2),
+	  .dl = { { "ok\n", "alice@example.org", "sender@remote.example", "alice@example.org", NULL, 2 } } },
+	{ .name = "command ending in bare LF refused", .reject_bare_lf = 1,
+	  IN("EHLO client.example\nNOOP\r\n"),
+	  .out = GREET "500 5.5.2 Bare LF not allowed, end commands with CRLF\r\n" OK },
+	{ .name = "command ending in bare LF accepted",
+	  IN("EHLO client.example\nNOOP\n"),
+	  .out = GREET EHLO_OUT OK },
+
+	/* line limits */
+	{ .name = "command line too long",
+	  IN("NOOP XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	     "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	     "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	     "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	     "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	     "MAIL FROM:<x@y.example>\r\nNOOP\r\n"),
+	  .out = GREET "500 5.5.2 Line too long\r\n" OK },
+
+	/* sequence */
+	{ .name = "MAIL before EHLO",
+	  IN(MAIL_A "RCPT TO:<alice@example.org>\r\nDATA\r\nBDAT 6\r\nNOOP\r\n"),
+	  .out = GREET "503 5.5.1 Send HELO/EHLO first\r\n503 5.5.1 Send HELO/EHLO first\r\n"
+		 "503 5.5.1 Send HELO/EHLO first\r\n503 5.5.1 Send HELO/EHLO first\r\n",
+	  .queries = "" },
+	{ .name = "RCPT and DATA without MAIL, nested MAIL",
+	  IN(EHLO RCPT_ALICE "DATA\r\n" MAIL_A MAIL_A "DATA\r\n"),
+	  .out = GREET EHLO_OUT "503 5.5.1 Need MAIL command\r\n503 5.5.1 Need MAIL command\r\n"
+		 MAIL_OK "503 5.5.1 Nested MAIL command\r\n554 5.5.1 No valid recipients\r\n" },
+	{ .name = "RSET ends the transaction",
+	  IN(EHLO MAIL_A RCPT_ALICE "RSET\r\nDATA\r\nRSET x\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK OK "503 5.5.1 Need MAIL command\r\n"
+		 "501 5.5.4 Syntax: RSET\r\n" },
+	{ .name = "EHLO ends the transaction",
+	  IN(EHLO MAIL_A RCPT_ALICE EHLO "DATA\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK EHLO_OUT "503 5.5.1 Need MAIL command\r\n" },
+	{ .name = "EHLO without a name",
+	  IN("EHLO\r\nHELO \r\n"),
+	  .out = GREET "501 5.5.4 Syntax: EHLO hostname\r\n501 5.5.4 Syntax: HELO hostname\r\n" },
+	{ .name = "misc commands",
+	  IN("NOOP\r\nNOOP anything\r\nVRFY alice\r\nVRFY\r\nEXPN staff\r\nHELP\r\nAUTH PLAIN\r\nSTARTTLS\r\n"
+	     "FOO\r\n\r\n1234\r\nNO\0P\r\nQUIT now\r\n"),
+	  .out = GREET OK OK
+		 "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+		 "501 5.5.4 Syntax: VRFY address\r\n"
+		 "502 5.5.1 EXPN not supported\r\n"
+		 "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP\r\n"
+		 "502 5.5.1 Command not implemented\r\n502 5.5.1 Command not implemented\r\n"
+		 "500 5.5.1 Command unrecognized\r\n500 5.5.2 Syntax error\r\n500 5.5.2 Syntax error\r\n"
+		 "500 5.5.2 Invalid character in command\r\n501 5.5.4 Syntax: QUIT\r\n" },
+	{ .name = "too many errors", .max_bad = 3,
+	  IN("FOO\r\nNOOP\r\nBAR\r\nHELO c\r\nMAIL FROM:bad\r\nNOOP\r\nQUIT\r\n"),
+	  .out = GREET "500 5.5.1 Command unrecognized\r\n" OK "500 5.5.1 Command unrecognized\r\n"
+		 "250 mx.test\r\n501 5.5.4 Syntax: MAIL FROM:<address>\r\n421 4.7.0 mx.test Too many errors\r\n",
+	  .closed = 1 },
+	{ .name = "input after QUIT is ignored",
+	  IN(EHLO "QUIT\r\n" MAIL_A "NOOP\r\n"),
+	  .out = GREET EHLO_OUT BYE, .closed = 1 },
+
+	/* recipients */
+	{ .name = "recipient results",
+	  IN(EHLO MAIL_A "RCPT TO:<carol@example.org>\r\nRCPT TO:<dave@example.org>\r\n"
+	     "RCPT TO:<nobody@example.org>\r\nRCPT TO:<x@other.example>\r\nRCPT TO:<temp@example.org>\r\n"
+	     "RCPT TO:<bob%other.example@example.org>\r\nRCPT TO:<other.example!bob@example.org>\r\n"
+	     "RCPT TO:<\"bob@other.example\"@example.org>\r\nRCPT TO:<empty@example.org>\r\n"
+	     "DATA\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK
+		 "550 5.2.1 Recipient address rejected: mailbox disabled\r\n"
+		 "452 4.2.2 Mailbox full\r\n"
+		 "550 5.1.1 Recipient address rejected: user unknown\r\n"
+		 "550 5.7.1 Relay access denied\r\n"
+		 "451 4.3.0 Temporary failure, try again later\r\n"
+		 "550 5.7.1 Relay access denied\r\n550 5.7.1 Relay access denied\r\n550 5.7.1 Relay access denied\r\n"
+		 "451 4.3.0 Temporary failure, try again later\r\n"
+		 "554 5.5.1 No valid recipients\r\n",
+	  .queries = "carol@example.org dave@example.org nobody@example.org x@other.example temp@example.org "
+		     "bob%other.example@example.org other.example!bob@example.org \"bob@other.example\"@example.org "
+		     "empty@example.org" },
+	{ .name = "source route dropped, only the mailbox is checked",
+	  IN(EHLO MAIL_A "RCPT TO:<@relay.example,@evil.example:bob@example.org>\r\nDATA\r\nx\r\n.\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "bob@example.org", "sender@remote.example", "bob@example.org", NULL } },
+	  .queries = "bob@example.org" },
+	{ .name = "Postmaster without domain",
+	  IN(EHLO MAIL_A "RCPT TO:<Postmaster>\r\nDATA\r\nx\r\n.\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "postmaster@example.org", "sender@remote.example", "Postmaster@mx.test", NULL } },
+	  .queries = "Postmaster@mx.test" },
+	{ .name = "duplicate targets collapse, no for clause",
+	  IN(EHLO MAIL_A RCPT_ALICE "RCPT TO:<alice+tag@example.org>\r\nRCPT TO:<team@example.org>\r\n"
+	     RCPT_ALICE "DATA\r\nx\r\n.\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK RCPT_OK RCPT_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org bob@example.org", "sender@remote.example", NULL, NULL } } },
+	{ .name = "too many recipients", .max_rcpt = 2,
+	  IN(EHLO MAIL_A RCPT_ALICE "RCPT TO:<nobody@example.org>\r\n" RCPT_BOB
+	     "RCPT TO:<team@example.org>\r\nDATA\r\nx\r\n.\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "550 5.1.1 Recipient address rejected: user unknown\r\n"
+		 RCPT_OK "452 4.5.3 Too many recipients\r\n" DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org bob@example.org", "sender@remote.example", NULL, NULL } },
+	  .queries = "alice@example.org nobody@example.org bob@example.org" },
+	{ .name = "SMTPUTF8 transaction",
+	  IN(EHLO "MAIL FROM:<j\xc3\xb6rg@remote.example> SMTPUTF8 BODY=8BITMIME\r\n"
+	     "RCPT TO:<j\xc3\xb6rg@example.org>\r\nDATA\r\nGr\xc3\xbc\xc3\x9f\x65\r\n.\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "Gr\xc3\xbc\xc3\x9f\x65\n", "j\xc3\xb6rg@example.org", "j\xc3\xb6rg@remote.example",
+		    "j\xc3\xb6rg@example.org", "UTF8SMTP" } } },
+	{ .name = "SMTPUTF8 over TLS", .tls = 1,
+	  IN(EHLO "MAIL FROM:<a@remote.example> SMTPUTF8\r\n" RCPT_ALICE "DATA\r\nx\r\n.\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org", "a@remote.example", "alice@example.org", "UTF8SMTPS" } } },
+	{ .name = "MAIL parameters",
+	  IN(EHLO "MAIL FROM:<a@remote.example> FOO=1\r\nMAIL FROM:<a@remote.example> BODY=BINARYMIME\r\n"
+	     "MAIL FROM:<a@remote.example> SIZE=10001\r\nMAIL FROM:<a@remote.example> SIZE=10000\r\n"
+	     "RCPT TO:<alice@example.org> NOTIFY=NEVER\r\n"),
+	  .out = GREET EHLO_OUT "555 5.5.4 Unsupported parameter\r\n555 5.5.4 BODY=BINARYMIME not supported\r\n"
+		 "552 5.3.4 Message size exceeds fixed maximum message size\r\n" MAIL_OK
+		 "555 5.5.4 Unsupported parameter\r\n",
+	  .queries = "" },
+
+	/* delivery results */
+	{ .name = "delivery over quota", .deliver_result = -EDQUOT,
+	  IN(START "x\r\n.\r\n" MAIL_A RCPT_ALICE "DATA\r\n"),
+	  .out = START_OUT "452 4.2.2 Mailbox full\r\n" MAIL_OK RCPT_OK DATA_GO,
+	  .dl = { ALICE("x\n") } },
+	{ .name = "delivery out of space", .deliver_result = -ENOSPC,
+	  IN(START "x\r\n.\r\n"),
+	  .out = START_OUT "452 4.3.1 Insufficient system storage\r\n",
+	  .dl = { ALICE("x\n") } },
+	{ .name = "delivery error", .deliver_result = -EIO,
+	  IN(START "x\r\n.\r\nDATA\r\n"),
+	  .out = START_OUT "451 4.3.0 Local error in processing\r\n503 5.5.1 Need MAIL command\r\n",
+	  .dl = { ALICE("x\n") } },
+
+	/* BDAT (RFC 3030) */
+	{ .name = "BDAT chunks, CRLF split across chunks",
+	  IN(EHLO MAIL_A RCPT_ALICE "BDAT 3\r\nHelBDAT 3\r\nlo\rBDAT 8 LAST\r\n\nWorld\r\nQUIT\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "250 2.0.0 Ok: 3 octets received\r\n"
+		 "250 2.0.0 Ok: 3 octets received\r\n" QUEUED(1) BYE,
+	  .dl = { ALICE("Hello\nWorld\n") }, .closed = 1 },
+	{ .name = "BDAT has no dot processing and no end marker",
+	  IN(EHLO MAIL_A RCPT_ALICE "BDAT 11 LAST\r\n.\r\n..x\r\n.\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK QUEUED(1),
+	  .dl = { ALICE(".\n..x\n.\n") } },
+	{ .name = "BDAT 0 LAST",
+	  IN(EHLO MAIL_A RCPT_ALICE "BDAT 2\r\nabBDAT 0 LAST\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "250 2.0.0 Ok: 2 octets received\r\n" QUEUED(1),
+	  .dl = { ALICE("ab") } },
+	{ .name = "BDAT CR at the very end is kept",
+	  IN(EHLO MAIL_A RCPT_ALICE "BDAT 2 LAST\r\na\r"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK QUEUED(1),
+	  .dl = { ALICE("a\r") } },
+	{ .name = "BDAT refused chunks are read and dropped",
+	  IN(EHLO "BDAT 6\r\nNOOP\r\n" MAIL_A "BDAT 6 LAST\r\nNOOP\r\n" MAIL_A "RCPT TO:<nobody@example.org>\r\n"
+	     "BDAT 6 LAST\r\nNOOP\r\nNOOP\r\n"),
+	  .out = GREET EHLO_OUT "503 5.5.1 Need MAIL command\r\n" MAIL_OK "554 5.5.1 No valid recipients\r\n"
+		 MAIL_OK "550 5.1.1 Recipient address rejected: user unknown\r\n"
+		 "554 5.5.1 No valid recipients\r\n" OK },
+	{ .name = "BDAT then DATA, MAIL, RCPT refused",
+	  IN(EHLO MAIL_A RCPT_ALICE "BDAT 1\r\nxDATA\r\n" MAIL_A RCPT_BOB "BDAT 1 LAST\r\ny"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "250 2.0.0 Ok: 1 octets received\r\n"
+		 "503 5.5.1 BDAT transfer in progress\r\n503 5.5.1 BDAT transfer in progress\r\n"
+		 "503 5.5.1 BDAT transfer in progress\r\n" QUEUED(1),
+	  .dl = { ALICE("xy") } },
+	{ .name = "BDAT syntax error", IN(EHLO MAIL_A RCPT_ALICE "BDAT x\r\nBDAT 1 LAST LAST\r\nBDAT\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n"
+		 "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n" },
+	{ .name = "BDAT bare LF refused", .reject_bare_lf = 1,
+	  IN(EHLO MAIL_A RCPT_ALICE "BDAT 4 LAST\r\na\nb\n" "BDAT 1\r\nx"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK
+		 "550 5.5.2 Message contains bare LF, lines must end with CRLF\r\n"
+		 "503 5.5.1 Need MAIL command\r\n" },
+	{ .name = "BDAT too big for the limit", .max_size = 10,
+	  IN("HELO client.example\r\n" MAIL_A RCPT_ALICE "BDAT 6\r\n123456BDAT 5\r\n12345BDAT 1 LAST\r\nxRSET\r\n"
+	     MAIL_A RCPT_ALICE "BDAT 5 LAST\r\n12345"),
+	  .out = GREET "250 mx.test\r\n" MAIL_OK RCPT_OK "250 2.0.0 Ok: 6 octets received\r\n"
+		 "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+		 "503 5.5.1 Earlier BDAT failed, send RSET\r\n" OK MAIL_OK RCPT_OK QUEUED(1),
+	  .dl = { { "12345", "alice@example.org", "sender@remote.example", "alice@example.org", "SMTP" } } },
+
+	/* sizes: CRLF counts as 2 */
+	{ .name = "message at the size limit", .max_size = 10,
+	  IN("HELO client.example\r\n" MAIL_A RCPT_ALICE "DATA\r\n12345678\r\n.\r\n"),
+	  .out = GREET "250 mx.test\r\n" MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "12345678\n", "alice@example.org", "sender@remote.example", "alice@example.org", "SMTP" } } },
+	{ .name = "message over the size limit", .max_size = 10,
+	  IN("HELO client.example\r\n" MAIL_A RCPT_ALICE "DATA\r\n123456789\r\n.\r\nNOOP\r\n"),
+	  .out = GREET "250 mx.test\r\n" MAIL_OK RCPT_OK DATA_GO
+		 "552 5.3.4 Message size exceeds fixed maximum message size\r\n" OK },
+	{ .name = "dot-stuffing does not count toward the size", .max_size = 10,
+	  IN("HELO client.example\r\n" MAIL_A RCPT_ALICE "DATA\r\n..3456789\r\n.\r\n"),
+	  .out = GREET "250 mx.test\r\n" MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { ".3456789\n", "alice@example.org", "sender@remote.example", "alice@example.org", "SMTP" } } },
+
+	/* the max_pipeline bound: same replies, only more calls */
+	{ .name = "pipeline bound", .max_pipeline = 2,
+	  IN(EHLO MAIL_A RCPT_ALICE RCPT_BOB "NOOP\r\nDATA\r\nx\r\n.\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK RCPT_OK OK DATA_GO QUEUED(1) OK OK OK BYE,
+	  .dl = { { "x\n", "alice@example.org bob@example.org", "sender@remote.example", NULL, NULL } },
+	  .closed = 1 },
+};
+
+enum feed_mode { FEED_ALL, FEED_BYTES, FEED_RANDOM };
+static const char *const mode_names[] = { "all", "bytes", "random" };
+
+static void run_case(const struct scase *c, enum feed_mode mode, int async)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+	char name[256];
+	unsigned seed = 12345;
+	size_t off = 0;
+	unsigned step = 0;
+	int n_want = 0;
+
+	snprintf(name, sizeof(name), "%s / %s / %s", c->name, mode_names[mode], async ? "async" : "sync");
+	current = name;
+	if (c->reject_bare_lf)
+		cfg.bare_newline = BARE_LF_REJECT;
+	if (c->max_size)
+		cfg.max_message_size = c->max_size;
+	if (c->max_rcpt)
+		cfg.max_recipients = c->max_rcpt;
+	if (c->max_bad)
+		cfg.max_bad_commands = c->max_bad;
+	if (c->max_pipeline)
+		cfg.max_pipeline = c->max_pipeline;
+	fake_start(&f, &cfg, async, c->tls);
+	f.deliver_result = c->deliver_result;
+	CHECK(f.timeout == cfg.command_timeout, "timeout %u after greeting", f.timeout);
+
+	while (off < c->in_len) {
+		size_t n = c->in_len - off;
+
+		if (mode == FEED_BYTES) {
+			n = 1;
+		} else if (mode == FEED_RANDOM) {
+			seed = seed * 1103515245 + 12345;
+			n = 1 + (seed >> 16) % 23;
+			if (n > c->in_len - off)
+				n = c->in_len - off;
+		}
+		feed(&f, c->in + off, n);
+		off += n;
+		/* async: answer now and then, so that input piles up behind
+		 * a request in flight */
+		if (async && (++step % 5 == 0 || mode == FEED_ALL))
+			answer(&f);
+	}
+	answer(&f);
+
+	CHECK(f.held.len == 0, "%zu input bytes never consumed", f.held.len);
+	CHECK(f.max_held_idle <= 1024, "caller had to hold %zu bytes", f.max_held_idle);
+	CHECK(f.out.len == strlen(c->out) && memcmp(f.out.data, c->out, f.out.len) == 0,
+	      "replies:\n%s\nwant:\n%s", f.out.data ? f.out.data : "", c->out);
+	CHECK(f.closed == c->closed, "closed %d, want %d", f.closed, c->closed);
+	for (int i = 0; i < MAX_DL && c->dl[i].targets; i++)
+		n_want++;
+	CHECK(f.n_dl == n_want, "%d deliveries, want %d", f.n_dl, n_want);
+	for (int i = 0; i < f.n_dl && i < n_want; i++)
+		check_delivery(&f.dl[i], &c->dl[i], i);
+	if (c->queries)
+		CHECK(strcmp(f.queries.data ? f.queries.data : "", c->queries) == 0,
+		      "recipient checks \"%s\", want \"%s\"", f.queries.data ? f.queries.data : "", c->queries);
+	if (!f.closed && !smtp_session_busy(f.s))
+		CHECK(f.timeout == cfg.command_timeout || f.timeout == cfg.data_timeout,
+		      "timeout %u", f.timeout);
+	fake_end(&f);
+}
+
+/* ---- tests outside the table ---- */
+
+static void feed_str(struct fake *f, const char *s)
+{
+	feed(f, s, strlen(s));
+}
+
+static int out_ends_with(const struct fake *f, const char *tail)
+{
+	size_t n = strlen(tail);
+
+	return f->out.len >= n && memcmp(f->out.data + f->out.len - n, tail, n) == 0;
+}
+
+/* Large and generated inputs: sizes, long text lines, long command lines. */
+static void test_generated(void)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+	struct buf in = BUF_INIT(0);
+
+	for (int mode = 0; mode < 2; mode++) {
+		/* 998 octets + CRLF is fine; 999 + CRLF is refused at the end */
+		current = mode ? "long text line (bytes)" : "long text line";
+		fake_start(&f, &cfg, 0, 0);
+		buf_reset(&in);
+		buf_adds(&in, START);
+		for (int i = 0; i < 998; i++)
+			buf_addch(&in, 'a');
+		buf_adds(&in, "\r\n.\r\n" MAIL_A RCPT_ALICE "DATA\r\n");
+		for (int i = 0; i < 999; i++)
+			buf_addch(&in, 'b');
+		buf_adds(&in, "\r\n.\r\n" MAIL_A RCPT_ALICE "DATA\r\n");
+		for (int i = 0; i < 1000; i++)
+			buf_addch(&in, 'c');
+		buf_adds(&in, "\nx\r\n.\r\nNOOP\r\n");
+		if (mode)
+			for (size_t i = 0; i < in.len; i++)
+				feed(&f, in.data + i, 1);
+		else
+			feed(&f, in.data, in.len);
+		CHECK(f.n_dl == 1 && f.dl[0].body_len == 999, "998-octet line not delivered");
+		CHECK(out_ends_with(&f, QUEUED(1) MAIL_OK RCPT_OK DATA_GO
+				    "550 5.6.0 Message has lines longer than 998 octets\r\n"
+				    MAIL_OK RCPT_OK DATA_GO
+				    "550 5.6.0 Message has lines longer than 998 octets\r\n" OK),
+		      "long line replies: %s", f.out.data);
+		fake_end(&f);
+
+		/* a message far over the limit: read to its end, never stored
+		 * beyond the limit, refused, and the session goes on */
+		current = mode ? "oversized message (bytes)" : "oversized message";
+		fake_start(&f, &cfg, 0, 0);
+		buf_reset(&in);
+		buf_adds(&in, START);
+		for (int i = 0; i < 5000; i++)
+			buf_adds(&in, "0123456789abcdef\r\n..\r\n\r\n");
+		buf_adds(&in, ".\r\nNOOP\r\n");
+		if (mode)
+			for (size_t i = 0; i < in.len; i++)
+				feed(&f, in.data + i, 1);
+		else
+			feed(&f, in.data, in.len);
+		CHECK(f.n_dl == 0, "oversized message delivered");
+		CHECK(f.out.len == strlen(START_OUT "552 5.3.4 Message size exceeds fixed maximum message size\r\n" OK) &&
+		      out_ends_with(&f, "552 5.3.4 Message size exceeds fixed maximum message size\r\n" OK),
+		      "oversized replies: %s", f.out.data);
+		fake_end(&f);
+
+		/* exactly the limit: 4999 octets + CRLF, twice = 10000 */
+		current = mode ? "message of exactly max size (bytes)" : "message of exactly max size";
+		fake_start(&f, &cfg, 0, 0);
+		buf_reset(&in);
+		buf_adds(&in, START);
+		for (int k = 0; k < 2; k++) {
+			for (int i = 0; i < 998; i++)
+				buf_addch(&in, 'x');
+			buf_adds(&in, "\r\n");
+		}
+		/* 2000 so far; 8000 more in lines of 98 + CRLF */
+		for (int k = 0; k < 80; k++) {
+			for (int i = 0; i < 98; i++)
+				buf_addch(&in, 'y');
+			buf_adds(&in, "\r\n");
+		}
+		buf_adds(&in, ".\r\n");
+		if (mode)
+			for (size_t i = 0; i < in.len; i++)
+				feed(&f, in.data + i, 1);
+		else
+			feed(&f, in.data, in.len);
+		CHECK(f.n_dl == 1 && f.dl[0].size == 10000 && f.dl[0].body_len == 10000 - 82,
+		      "max-size message: %d deliveries, size %llu", f.n_dl,
+		      f.n_dl ? (unsigned long long)f.dl[0].size : 0ULL);
+		fake_end(&f);
+	}
+
+	/* a command line of exactly 512 octets is fine, 513 is too long */
+	current = "command line length limit";
+	fake_start(&f, &cfg, 0, 0);
+	buf_reset(&in);
+	buf_adds(&in, "NOOP ");
+	while (in.len < 510)
+		buf_addch(&in, 'z');
+	buf_adds(&in, "\r\nNOOP ");
+	while (in.len < 512 + 511)
+		buf_addch(&in, 'z');
+	buf_adds(&in, "\r\n");
+	for (size_t i = 0; i < in.len; i++)
+		feed(&f, in.data + i, 1);
+	CHECK(f.out.len == strlen(GREET OK "500 5.5.2 Line too long\r\n") &&
+	      out_ends_with(&f, OK "500 5.5.2 Line too long\r\n"), "512/513 replies: %s", f.out.data);
+	fake_end(&f);
+
+	/* a line with no end: consumed as it arrives, nothing held */
+	current = "endless line";
+	fake_start(&f, &cfg, 0, 0);
+	for (int i = 0; i < 100000; i++)
+		feed(&f, "A", 1);
+	CHECK(f.held.len == 0 && f.out.len == strlen(GREET), "endless line: held %zu", f.held.len);
+	feed_str(&f, "\r\nNOOP\r\n");
+	CHECK(out_ends_with(&f, "500 5.5.2 Line too long\r\n" OK), "after endless line: %s", f.out.data);
+	fake_end(&f);
+	buf_release(&in);
+}
+
+static void test_timeouts(void)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+
+	current = "timeouts";
+	fake_start(&f, &cfg, 0, 0);
+	CHECK(f.timeout == 111, "command timeout after greeting: %u", f.timeout);
+	feed_str(&f, START);
+	CHECK(f.timeout == 222, "data timeout in DATA: %u", f.timeout);
+	feed_str(&f, "x\r\n.\r\n");
+	CHECK(f.timeout == 111, "command timeout after DATA: %u", f.timeout);
+	feed_str(&f, MAIL_A RCPT_ALICE "BDAT 10\r\nabc");
+	CHECK(f.timeout == 222, "data timeout in a BDAT chunk: %u", f.timeout);
+	smtp_session_timeout(f.s);
+	CHECK(f.closed && out_ends_with(&f, "421 4.4.2 mx.test Error: timeout exceeded\r\n"),
+	      "timeout reply: %s", f.out.data);
+	feed_str(&f, "defghij");
+	CHECK(f.n_dl == 1 && f.held.len == 0, "input after timeout");
+	fake_end(&f);
+
+	/* a timer firing while a request is in flight is ignored */
+	current = "timeout while busy";
+	fake_start(&f, &cfg, 1, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE);
+	CHECK(smtp_session_busy(f.s), "not busy with a rcpt in flight");
+	smtp_session_timeout(f.s);
+	CHECK(!f.closed, "closed while busy");
+	answer(&f);
+	CHECK(out_ends_with(&f, RCPT_OK) && f.timeout == 111, "after rcpt: %s", f.out.data);
+	fake_end(&f);
+}
+
+static void test_shutdown(void)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+
+	current = "shutdown idle";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO "NOO");
+	smtp_session_shutdown(f.s);
+	CHECK(f.closed && out_ends_with(&f, EHLO_OUT "421 4.3.2 mx.test Service shutting down\r\n"),
+	      "shutdown idle: %s", f.out.data);
+	fake_end(&f);
+
+	current = "shutdown after MAIL";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO MAIL_A);
+	smtp_session_shutdown(f.s);
+	CHECK(f.closed, "shutdown after MAIL did not close");
+	fake_end(&f);
+
+	current = "shutdown in DATA";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, START "part one\r\n");
+	smtp_session_shutdown(f.s);
+	CHECK(!f.closed, "closed in the middle of DATA");
+	feed_str(&f, "part two\r\n.\r\nNOOP\r\n");
+	CHECK(f.closed && f.n_dl == 1 &&
+	      out_ends_with(&f, QUEUED(1) "421 4.3.2 mx.test Service shutting down\r\n"),
+	      "shutdown in DATA: %s", f.out.data);
+	fake_end(&f);
+
+	current = "shutdown during delivery";
+	fake_start(&f, &cfg, 1, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE);
+	answer(&f);
+	feed_str(&f, "DATA\r\nx\r\n.\r\nNOOP\r\n");
+	CHECK(f.dv != NULL && smtp_session_busy(f.s), "no delivery in flight");
+	smtp_session_shutdown(f.s);
+	CHECK(!f.closed, "closed with a delivery in flight");
+	answer(&f);
+	CHECK(f.closed && out_ends_with(&f, QUEUED(1) "421 4.3.2 mx.test Service shutting down\r\n"),
+	      "shutdown during delivery: %s", f.out.data);
+	fake_end(&f);
+
+	current = "shutdown between BDAT chunks";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE "BDAT 2\r\nab");
+	smtp_session_shutdown(f.s);
+	CHECK(!f.closed, "closed between BDAT chunks");
+	feed_str(&f, "BDAT 1 LAST\r\nc");
+	CHECK(f.closed && f.n_dl == 1 && strcmp(f.dl[0].body, "abc") == 0 &&
+	      out_ends_with(&f, QUEUED(1) "421 4.3.2 mx.test Service shutting down\r\n"),
+	      "shutdown between chunks: %s", f.out.data);
+	fake_end(&f);
+}
+
+static void test_async_contract(void)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+	static const char in[] = EHLO MAIL_A RCPT_ALICE RCPT_BOB "DATA\r\n";
+	size_t n;
+
+	/* the session stops right after the RCPT line and says so */
+	current = "async: input held behind a request";
+	fake_start(&f, &cfg, 1, 0);
+	n = smtp_session_input(f.s, in, sizeof(in) - 1);
+	CHECK(n == strlen(EHLO MAIL_A RCPT_ALICE), "consumed %zu", n);
+	CHECK(smtp_session_busy(f.s) && f.rreq, "no request in flight");
+	CHECK(smtp_session_input(f.s, in + n, sizeof(in) - 1 - n) == 0, "busy session consumed input");
+	CHECK(f.resumes == 0, "resume before the answer");
+	{
+		struct smtp_rcpt_req *r = f.rreq;
+
+		f.rreq = NULL;
+		answer_rcpt(&f, r);
+	}
+	CHECK(f.resumes == 1 && !smtp_session_busy(f.s), "no resume after the answer");
+	CHECK(out_ends_with(&f, MAIL_OK RCPT_OK), "reply after answer: %s", f.out.data);
+	fake_end(&f);
+
+	/* disconnect with a delivery in flight: the answer makes no io call */
+	current = "async: disconnect during delivery";
+	fake_start(&f, &cfg, 1, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE);
+	answer(&f);
+	feed_str(&f, "DATA\r\nx\r\n.\r\nQUIT\r\n");
+	CHECK(f.dv != NULL, "no delivery in flight");
+	smtp_session_disconnected(f.s);
+	f.gone = 1;
+	answer(&f);
+	CHECK(f.io_after_gone == 0, "%d io calls after disconnect", f.io_after_gone);
+	CHECK(!smtp_session_busy(f.s), "still busy");
+	fake_end(&f);
+
+	/* disconnect with a recipient check in flight */
+	current = "async: disconnect during rcpt";
+	fake_start(&f, &cfg, 1, 0);
+	feed_str(&f, EHLO MAIL_A "RCPT TO:<team@example.org>\r\n");
+	smtp_session_disconnected(f.s);
+	f.gone = 1;
+	answer(&f);
+	CHECK(f.io_after_gone == 0, "%d io calls after disconnect", f.io_after_gone);
+	fake_end(&f);
+
+	/* the pipeline bound, seen from the caller */
+	current = "pipeline bound per call";
+	cfg.max_pipeline = 2;
+	fake_start(&f, &cfg, 0, 0);
+	{
+		static const char noops[] = "NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n";
+
+		n = smtp_session_input(f.s, noops, sizeof(noops) - 1);
+		CHECK(n == 12, "consumed %zu with max_pipeline 2", n);
+		n += smtp_session_input(f.s, noops + n, sizeof(noops) - 1 - n);
+		n += smtp_session_input(f.s, noops + n, sizeof(noops) - 1 - n);
+		CHECK(n == sizeof(noops) - 1, "consumed %zu after three calls", n);
+		CHECK(f.out.len == strlen(GREET OK OK OK OK OK), "replies %s", f.out.data);
+	}
+	fake_end(&f);
+}
+
+/* Logs carry metadata, never content. */
+static void test_logs(void)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+	FILE *tmp = tmpfile();
+	char text[8192];
+	size_t n;
+
+	current = "logs";
+	if (!tmp) {
+		CHECK(0, "tmpfile failed");
+		return;
+	}
+	log_set_fd(fileno(tmp));
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO "MAIL FROM:<s p@x>\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<carol@example.org>\r\n"
+		 RCPT_ALICE "DATA\r\nSubject: SECRET-SUBJECT\r\n\r\nSECRET-BODY\r\n.\r\nQUIT\r\n");
+	fake_end(&f);
+	log_set_fd(2);
+	rewind(tmp);
+	n = fread(text, 1, sizeof(text) - 1, tmp);
+	text[n] = '\0';
+	fclose(tmp);
+	CHECK(strstr(text, "SECRET") == NULL, "message content in logs:\n%s", text);
+	CHECK(strstr(text, "sid=S1") && strstr(text, "rcpt refused to=carol@example.org reason=disabled"),
+	      "rcpt refusal not logged:\n%s", text);
+	CHECK(strstr(text, "message id=S1.1 from=sender@remote.example nrcpt=1 targets=1 size=") &&
+	      strstr(text, "result=delivered"), "transaction not logged:\n%s", text);
+	CHECK(strstr(text, "close reason=quit"), "close not logged:\n%s", text);
+}
+
+int main(void)
+{
+	FILE *devnull = fopen("/dev/null", "w");
+
+	/* the table runs log expected errors ("rcpt resolved to no target") */
+	if (devnull)
+		log_set_fd(fileno(devnull));
+	log_set_level(LOG_WARN);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		for (int mode = FEED_ALL; mode <= FEED_RANDOM; mode++)
+			for (int async = 0; async < 2; async++)
+				run_case(&cases[i], (enum feed_mode)mode, async);
+	log_set_level(LOG_INFO);
+	test_logs();
+	log_set_level(LOG_WARN);
+	if (devnull)
+		log_set_fd(fileno(devnull));
+	test_generated();
+	test_timeouts();
+	test_shutdown();
+	test_async_contract();
+	log_set_fd(2);
+	if (devnull)
+		fclose(devnull);
+	if (failures) {
+		printf("%d failure(s)\n", failures);
+		return 1;
+	}
+	printf("all smtp-session tests passed (%zu table cases x 6 runs)\n", ARRAY_SIZE(cases));
+	return 0;
+}
