@@ -532,8 +532,8 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 		return;
 	}
-	/* Past twice the limit nobody is told why: the handles cost too much. */
-	if (n->stopping || n->n_conns >= 2 * n->lim.max_connections + 16) {
+	/* Far past the limit nobody is told why: even the reply costs too much. */
+	if (n->stopping || n->n_conns >= 2 * n->lim.max_connections + 256) {
 		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 		return;
 	}

@@ -634,7 +634,7 @@ static void cmd_data(struct smtp_session *s, const char *arg)
 	s->state = S_DATA;
 	s->tx.ds = D_BOL;
 	s->tx.line_len = 0;
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	reply(s, "354 2.0.0 End data with <CR><LF>.<CR><LF>");
 }
 
 static void cmd_bdat(struct smtp_session *s, const char *arg)

@@ -411,7 +411,7 @@ struct scase {
 #define OK "250 2.0.0 Ok\r\n"
 #define MAIL_OK "250 2.1.0 Ok\r\n"
 #define RCPT_OK "250 2.1.5 Ok\r\n"
-#define DATA_GO "354 End data with <CR><LF>.<CR><LF>\r\n"
+#define DATA_GO "354 2.0.0 End data with <CR><LF>.<CR><LF>\r\n"
 #define QUEUED(n) "250 2.0.0 Ok: queued as S1." #n "\r\n"
 #define BYE "221 2.0.0 mx.test closing connection\r\n"
 #define START EHLO MAIL_A RCPT_ALICE "DATA\r\n"

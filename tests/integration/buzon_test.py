@@ -1,0 +1,572 @@
+"""Helpers for buzon's integration tests.
+
+The tests start the real binary (BUZON_BIN, set by tests/integration/meson.build)
+on ports it picks itself (port 0; the chosen port is read back from the
+"listening" log line), talk to it with real clients over loopback, and read
+the Maildirs it writes. Standard library only: the tests run with Debian's
+/usr/bin/python3 and unittest.
+"""
+
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC_ROOT = os.path.dirname(os.path.dirname(HERE))
+
+HOSTNAME = 'mx.example.test'
+DOMAIN = 'example.test'
+PASSWORD = 'correct horse battery staple'
+
+SANITIZER_RE = re.compile(
+    r'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|'
+    r'WARNING: AddressSanitizer|SUMMARY: (Address|Leak|Undefined)')
+ENHANCED_RE = re.compile(r'^[245]\.\d{1,3}\.\d{1,3}(\s|$)')
+
+
+def buzon_bin():
+    """The binary under test: $BUZON_BIN, or the newest build*/server/buzon."""
+    path = os.environ.get('BUZON_BIN')
+    if path:
+        return path
+    found = sorted(glob.glob(os.path.join(SRC_ROOT, 'build*', 'server', 'buzon')),
+                   key=os.path.getmtime)
+    if not found:
+        raise RuntimeError('set BUZON_BIN to the buzon binary (no build*/server/buzon found)')
+    return found[-1]
+
+
+def _sanitized():
+    if os.environ.get('BUZON_SANITIZERS') in ('1', 'true'):
+        return True
+    try:
+        with open(buzon_bin(), 'rb') as f:
+            return b'__asan_init' in f.read()
+    except OSError:
+        return False
+
+
+SANITIZED = _sanitized()
+# Time allowances grow under ASan/UBSan, which makes everything slower.
+SCALE = 3.0 if SANITIZED else 1.0
+
+
+def scaled(seconds):
+    return seconds * SCALE
+
+
+def subprocess_env():
+    env = dict(os.environ)
+    env.setdefault('ASAN_OPTIONS', 'halt_on_error=1:detect_leaks=1:abort_on_error=0')
+    env.setdefault('UBSAN_OPTIONS', 'halt_on_error=1:print_stacktrace=1')
+    env['LC_ALL'] = 'C'
+    return env
+
+
+# ----------------------------------------------------------------------------
+# SMTP over a raw socket
+
+
+class Reply:
+    """One SMTP reply: code and the text of each line (without the code)."""
+
+    def __init__(self, code, lines, raw):
+        self.code = code
+        self.lines = lines
+        self.raw = raw
+
+    @property
+    def enhanced(self):
+        """The enhanced status code of the first line ("5.1.1"), or None."""
+        m = ENHANCED_RE.match(self.lines[0]) if self.lines else None
+        return m.group(0).strip() if m else None
+
+    def all_lines_enhanced(self):
+        return all(ENHANCED_RE.match(l) for l in self.lines)
+
+    def __repr__(self):
+        return 'Reply(%r)' % self.raw
+
+    __str__ = __repr__
+
+
+class SMTPClosed(Exception):
+    pass
+
+
+class RawSMTP:
+    """A byte-exact SMTP client: we choose every octet that goes out."""
+
+    def __init__(self, addr, timeout=10.0, source=None, read_greeting=True):
+        host, port = addr
+        family = socket.AF_INET6 if ':' in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(scaled(timeout))
+        if source:
+            self.sock.bind((source, 0))
+        self.sock.connect((host, port))
+        self.buf = b''
+        self.eof = False
+        self.greeting = self.reply() if read_greeting else None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def settimeout(self, seconds):
+        self.sock.settimeout(scaled(seconds))
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode('utf-8')
+        self.sock.sendall(data)
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b''
+        if not chunk:
+            self.eof = True
+            raise SMTPClosed('connection closed by server (pending %r)' % self.buf)
+        self.buf += chunk
+
+    def line(self):
+        while b'\n' not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b'\n', 1)
+        if not line.endswith(b'\r'):
+            raise AssertionError('reply line not ended by CRLF: %r' % line)
+        return line[:-1].decode('utf-8', 'replace')
+
+    def reply(self):
+        lines, raw = [], []
+        while True:
+            l = self.line()
+            raw.append(l)
+            if len(l) < 3 or not l[:3].isdigit() or (len(l) > 3 and l[3] not in ' -'):
+                raise AssertionError('malformed reply line %r' % l)
+            lines.append(l[4:])
+            if len(l) == 3 or l[3] == ' ':
+                return Reply(int(l[:3]), lines, '\r\n'.join(raw))
+
+    def cmd(self, line):
+        self.send(line + '\r\n' if isinstance(line, str) else line + b'\r\n')
+        return self.reply()
+
+    def ehlo(self, name='client.example.org'):
+        return self.cmd('EHLO ' + name)
+
+    def replies_until_close(self, limit=100):
+        """Reads replies until the server closes; returns them."""
+        out = []
+        try:
+            while len(out) < limit:
+                out.append(self.reply())
+        except (SMTPClosed, socket.timeout, OSError):
+            pass
+        return out
+
+    def closed_within(self, seconds):
+        """True when the server closes the connection within seconds."""
+        self.sock.settimeout(scaled(seconds))
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def send_message(self, mail_from, rcpts, data, ehlo=True):
+        """MAIL/RCPT/DATA with data already dot-stuffed, ending in CRLF; returns the final reply."""
+        if ehlo:
+            r = self.ehlo()
+            assert r.code == 250, r
+        r = self.cmd('MAIL FROM:<%s>' % mail_from)
+        assert r.code == 250, r
+        for rc in rcpts:
+            r = self.cmd('RCPT TO:<%s>' % rc)
+            assert r.code == 250, r
+        r = self.cmd('DATA')
+        assert r.code == 354, r
+        self.send(data + b'.\r\n')
+        return self.reply()
+
+
+def dot_stuff(msg):
+    """CRLF message -> DATA payload (lines starting with '.' get another)."""
+    lines = msg.split(b'\r\n')
+    return b'\r\n'.join(b'.' + l if l.startswith(b'.') else l for l in lines)
+
+
+def make_message(subject='test', body=b'hello\r\n', extra=b'', msgid=None):
+    """A small RFC 5322 message with CRLF line ends."""
+    msgid = msgid or ('<%d.%d@client.example.org>' % (time.time_ns(), os.getpid()))
+    head = (b'From: Sender <sender@client.example.org>\r\n'
+            b'To: Someone <alice@example.test>\r\n'
+            b'Subject: ' + subject.encode('utf-8') + b'\r\n'
+            b'Message-ID: ' + msgid.encode() + b'\r\n'
+            b'Date: Sat, 28 Nov 2026 18:53:08 +0000\r\n' + extra)
+    return head + b'\r\n' + body
+
+
+# ----------------------------------------------------------------------------
+# Delivered files
+
+ADDED_HEADERS = ('return-path', 'delivered-to', 'received')
+
+
+def split_delivered(data):
+    """Splits a delivered file into (added headers, the message as sent).
+
+    The added headers are the leading Return-Path, Delivered-To and Received
+    fields (with their continuation lines). Returns a list of (name, value)
+    with names lower-cased and values unfolded, and the remaining bytes.
+    """
+    headers = []
+    pos = 0
+    while pos < len(data):
+        eol = data.find(b'\n', pos)
+        if eol < 0:
+            break
+        line = data[pos:eol]
+        if line[:1] in (b' ', b'\t') and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, value + ' ' + line.strip().decode('utf-8', 'replace'))
+            pos = eol + 1
+            continue
+        name, colon, value = line.partition(b':')
+        if colon and name.strip().lower().decode('ascii', 'replace') in ADDED_HEADERS:
+            headers.append((name.strip().lower().decode(), value.strip().decode('utf-8', 'replace')))
+            pos = eol + 1
+            continue
+        break
+    return headers, data[pos:]
+
+
+def body_of(data):
+    """The message part of a delivered file (after the added headers)."""
+    return split_delivered(data)[1]
+
+
+def stored_form(msg_crlf):
+    """What buzon stores for a message sent with CRLF line ends."""
+    return msg_crlf.replace(b'\r\n', b'\n')
+
+
+# ----------------------------------------------------------------------------
+# The server
+
+
+class Server:
+    """One buzon instance with its own data_dir and config file."""
+
+    def __init__(self, workdir=None):
+        self.tmp = workdir or tempfile.mkdtemp(prefix='buzon-it-')
+        self.data_dir = os.path.join(self.tmp, 'data')
+        self.config_path = os.path.join(self.tmp, 'buzon.ini')
+        self.proc = None
+        self.log_lines = []
+        self.log_lock = threading.Condition()
+        self.listeners = {}
+        self.cli_outputs = []
+        self.shutdown_timeout = 10
+        self.bin = buzon_bin()
+        self.all_logs = []
+
+    # -- configuration --------------------------------------------------------
+
+    def write_config(self, server=None, smtp=None, listeners=None, raw=None):
+        """Writes the config file. listeners: {name: "addr [addr]"}; raw: text as is."""
+        if raw is not None:
+            text = raw
+        else:
+            s = {'hostname': HOSTNAME, 'data_dir': self.data_dir, 'log_level': 'info'}
+            s.update(server or {})
+            if 'shutdown_timeout' in s:
+                self.shutdown_timeout = int(str(s['shutdown_timeout']).rstrip('s'))
+            text = '[server]\n' + ''.join('%s = %s\n' % kv for kv in s.items())
+            if smtp:
+                text += '\n[smtp]\n' + ''.join('%s = %s\n' % kv for kv in smtp.items())
+            for name, addr in (listeners or {'mx': '127.0.0.1:0'}).items():
+                text += '\n[listener "%s"]\nprotocol = smtp\naddress = %s\n' % (name, addr)
+        with open(self.config_path, 'w') as f:
+            f.write(text)
+        return self.config_path
+
+    # -- admin CLI --------------------------------------------------------------
+
+    def cli(self, *args, input=None, config=None):
+        """Runs buzon --config FILE ARGS; returns CompletedProcess (text)."""
+        argv = [self.bin, '--config', config or self.config_path] + list(args)
+        p = subprocess.run(argv, input=input if input is not None else '',
+                           capture_output=True, text=True, env=subprocess_env(),
+                           timeout=scaled(30), start_new_session=True)
+        self.cli_outputs.append((argv, p.stderr))
+        return p
+
+    def cli_ok(self, *args, input=None):
+        p = self.cli(*args, input=input)
+        if p.returncode != 0:
+            raise AssertionError('%s -> exit %d\nstdout: %s\nstderr: %s' %
+                                 (' '.join(args), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def add_domain(self, domain=DOMAIN):
+        self.cli_ok('domain', 'add', domain)
+
+    def add_user(self, address, password=PASSWORD, quota=None):
+        args = ['user', 'add', address, '--password-stdin']
+        if quota:
+            args += ['--quota', quota]
+        self.cli_ok(*args, input=password + '\n')
+
+    def add_alias(self, alias, *targets):
+        self.cli_ok('alias', 'add', alias, *targets)
+
+    def setup_users(self, users=('alice', 'bob', 'carol', 'dave'), domain=DOMAIN):
+        self.add_domain(domain)
+        for u in users:
+            self.add_user('%s@%s' % (u, domain))
+
+    # -- process -------------------------------------------------------------------
+
+    def _reader(self, stream):
+        for raw in iter(stream.readline, b''):
+            line = raw.decode('utf-8', 'replace').rstrip('\n')
+            with self.log_lock:
+                self.log_lines.append(line)
+                self.log_lock.notify_all()
+        with self.log_lock:
+            self.log_lock.notify_all()
+
+    def start(self, wait_ready=True, timeout=15):
+        """Starts "buzon serve"; waits for "ready" and fills self.listeners."""
+        if self.proc is not None:
+            assert self.proc.poll() is not None, 'the previous server still runs'
+            self._reap()
+        with self.log_lock:
+            if self.log_lines:
+                self.all_logs.extend(self.log_lines)
+            self.log_lines = []
+        self.listeners = {}
+        self.proc = subprocess.Popen([self.bin, '--config', self.config_path, 'serve'],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=subprocess_env(),
+                                     start_new_session=True)
+        self.reader = threading.Thread(target=self._reader, args=(self.proc.stderr,), daemon=True)
+        self.reader.start()
+        if not wait_ready:
+            return self
+        deadline = time.monotonic() + scaled(timeout)
+        with self.log_lock:
+            while True:
+                if any('comp=server' in l and re.search(r'\bready\b', l) for l in self.log_lines):
+                    break
+                if self.proc.poll() is not None and not self.reader.is_alive():
+                    raise AssertionError('buzon serve exited with %s before ready:\n%s' %
+                                         (self.proc.returncode, self.log()))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError('buzon serve not ready after %.0fs:\n%s' %
+                                         (scaled(timeout), self.log()))
+                self.log_lock.wait(min(left, 0.2))
+            for l in self.log_lines:
+                if 'comp=server' in l and re.search(r'\blistening\b', l):
+                    kv = dict(re.findall(r'(\w+)=(\S+)', l))
+                    self.listeners.setdefault(kv['listener'], []).append(parse_addr(kv['address']))
+        if not self.listeners:
+            raise AssertionError('no "listening" line in the log:\n' + self.log())
+        return self
+
+    def addr(self, listener='mx', index=0):
+        return self.listeners[listener][index]
+
+    def connect(self, listener='mx', **kw):
+        return RawSMTP(self.addr(listener), **kw)
+
+    def log(self):
+        with self.log_lock:
+            return '\n'.join(self.log_lines)
+
+    def wait_exit(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig=signal.SIGTERM, timeout=None):
+        """Sends sig and waits; returns the exit code (None if still running: then kills)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is not None:
+            self._reap()
+            return self.proc.returncode
+        self.proc.send_signal(sig)
+        timeout = scaled(timeout if timeout is not None else self.shutdown_timeout + 10)
+        rc = self.wait_exit(timeout)
+        if rc is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._reap()
+        return rc
+
+    def _reap(self):
+        self.reader.join(5)
+        try:
+            self.proc.stderr.close()
+        except OSError:
+            pass
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc:
+            self._reap()
+
+    def sanitizer_reports(self):
+        text = '\n'.join(self.all_logs + self.log_lines)
+        for _, err in self.cli_outputs:
+            text += '\n' + err
+        return [l for l in text.splitlines() if SANITIZER_RE.search(l)]
+
+    def cleanup(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- Maildir -----------------------------------------------------------------------
+
+    def maildir(self, address, folder=None):
+        local, domain = address.lower().rsplit('@', 1)
+        path = os.path.join(self.data_dir, 'mail', domain, local)
+        return os.path.join(path, '.' + folder) if folder else path
+
+    def messages(self, address, sub='new'):
+        """Contents of every file in the user's new/ (sorted by name)."""
+        d = os.path.join(self.maildir(address), sub)
+        if not os.path.isdir(d):
+            return []
+        out = []
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), 'rb') as f:
+                out.append(f.read())
+        return out
+
+    def all_mail_files(self, subs=('new', 'cur', 'tmp')):
+        """Every file in any tmp/new/cur under data_dir/mail."""
+        out = []
+        root = os.path.join(self.data_dir, 'mail')
+        for dirpath, dirnames, filenames in os.walk(root):
+            if os.path.basename(dirpath) in subs:
+                out.extend(os.path.join(dirpath, n) for n in filenames)
+        return sorted(out)
+
+    def sids(self):
+        with self.log_lock:
+            text = '\n'.join(self.all_logs + self.log_lines)
+        return set(re.findall(r'\bsid=([0-9A-Za-z._-]+)', text))
+
+
+def parse_addr(text):
+    if text.startswith('['):
+        host, _, port = text[1:].partition(']:')
+    else:
+        host, _, port = text.rpartition(':')
+    return host, int(port)
+
+
+# ----------------------------------------------------------------------------
+# Test case base
+
+
+class BuzonTestCase(unittest.TestCase):
+    """Gives each test a fresh Server; stops it and checks for sanitizer reports."""
+
+    def new_server(self, start=True, users=True, server=None, smtp=None, listeners=None):
+        s = Server()
+        self.servers.append(s)
+        s.write_config(server=server, smtp=smtp, listeners=listeners)
+        if users:
+            s.setup_users()
+        if start:
+            s.start()
+        return s
+
+    def setUp(self):
+        self.servers = []
+        self.addCleanup(self._stop_servers)
+
+    def doCleanups(self):
+        # unittest runs each clean-up as a "test part" whose own success
+        # starts afresh; note here, before them, whether the test failed.
+        outcome = getattr(self, '_outcome', None)
+        self._test_failed = outcome is not None and not outcome.success
+        return super().doCleanups()
+
+    def _stop_servers(self):
+        problems = []
+        for s in self.servers:
+            running = s.proc is not None and s.proc.poll() is None
+            rc = s.stop()
+            if running and rc != 0:
+                problems.append('server did not exit 0 on SIGTERM (exit %s)' % rc)
+            reports = s.sanitizer_reports()
+            if reports:
+                problems.append('sanitizer reports:\n' + '\n'.join(reports))
+            if problems or self._test_failed:
+                log = '\n'.join((s.all_logs + s.log_lines)[-60:])
+                print('\n--- server log (%s, last 60 lines) ---\n%s\n---' % (s.tmp, log))
+        for s in self.servers:
+            s.cleanup()
+        if problems:
+            self.fail('; '.join(problems))
+
+    # -- assertions --------------------------------------------------------------
+
+    def assertReply(self, reply, code, enhanced=None):
+        self.assertEqual(reply.code, code, 'expected %d, got %r' % (code, reply))
+        if enhanced is not None:
+            self.assertEqual(reply.enhanced, enhanced, 'expected %d %s, got %r' % (code, enhanced, reply))
+
+    def assertNoMail(self, server, msg='nothing may be delivered'):
+        files = server.all_mail_files()
+        self.assertEqual(files, [], msg)
+
+    def assertDelivered(self, server, data, sent, mail_from, rcpt, proto='ESMTP'):
+        """Checks one delivered file against the message sent (CRLF form)."""
+        headers, rest = split_delivered(data)
+        names = [h[0] for h in headers]
+        self.assertEqual(sorted(names), ['delivered-to', 'received', 'return-path'],
+                         'added headers must be Return-Path, Delivered-To, Received; got %r' % headers)
+        h = dict(headers)
+        self.assertEqual(h['return-path'], '<%s>' % mail_from)
+        self.assertEqual(h['delivered-to'].strip('<>').lower(), rcpt.lower())
+        rec = h['received']
+        self.assertRegex(rec, r'\bwith %s\b' % proto, 'Received: ' + rec)
+        self.assertRegex(rec, r'\bby %s\b' % re.escape(HOSTNAME), 'Received: ' + rec)
+        self.assertRegex(rec, r'^from ', 'Received: ' + rec)
+        self.assertRegex(rec, r';\s*\S.*\d{4}', 'Received: must end with "; date": ' + rec)
+        sids = server.sids()
+        self.assertTrue(any(sid in rec for sid in sids),
+                        'Received must carry the session id (one of %r): %s' % (sorted(sids), rec))
+        self.assertEqual(rest, stored_form(sent), 'message body must be stored byte-exact')
