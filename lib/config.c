@@ -61,6 +61,21 @@ void config_defaults(struct config *cfg)
 	cfg->smtp.data_timeout = 300;
 	cfg->smtp.max_bad_commands = 10;
 	cfg->smtp.max_pipeline = 100;
+	pop3_config_defaults(&cfg->pop3);
+}
+
+void pop3_config_defaults(struct pop3_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->idle_timeout = 600;
+	c->max_line = 1024;
+	c->max_commands = 100000;
+	c->max_bad_commands = 20;
+	c->max_auth_failures = 3;
+	c->auth_delay_free = 2;
+	c->auth_delay_base = 1;
+	c->auth_delay_max = 15;
+	c->auth_delay_decay = 60;
 }
 
 void config_free(struct config *cfg)
@@ -448,6 +463,46 @@ static int smtp_key(struct parse_ctx *c, const char *key, const char *value)
 	return 1;
 }
 
+static int pop3_key(struct parse_ctx *c, const char *key, const char *value)
+{
+	struct pop3_config *p = &c->cfg->pop3;
+
+	if (strcmp(key, "idle_timeout") == 0) {
+		if (config_parse_duration(value, &p->idle_timeout) < 0 || p->idle_timeout == 0 ||
+		    p->idle_timeout > 86400)
+			return fail(c, "idle_timeout '%s' is not a duration from 1s to 24h (RFC 1939 asks for 10m or more)",
+				    value);
+	} else if (strcmp(key, "max_line") == 0) {
+		if (parse_uint(value, 256, 65536, &p->max_line) < 0)
+			return fail(c, "max_line '%s' is not a number from 256 to 65536", value);
+	} else if (strcmp(key, "max_commands") == 0) {
+		if (parse_uint(value, 1, 10000000, &p->max_commands) < 0)
+			return fail(c, "max_commands '%s' is not a number from 1 to 10000000", value);
+	} else if (strcmp(key, "max_bad_commands") == 0) {
+		if (parse_uint(value, 1, 1000, &p->max_bad_commands) < 0)
+			return fail(c, "max_bad_commands '%s' is not a number from 1 to 1000", value);
+	} else if (strcmp(key, "max_auth_failures") == 0) {
+		if (parse_uint(value, 1, 100, &p->max_auth_failures) < 0)
+			return fail(c, "max_auth_failures '%s' is not a number from 1 to 100", value);
+	} else if (strcmp(key, "auth_delay_free") == 0) {
+		if (parse_uint(value, 0, 100, &p->auth_delay_free) < 0)
+			return fail(c, "auth_delay_free '%s' is not a number from 0 to 100", value);
+	} else if (strcmp(key, "auth_delay_base") == 0) {
+		if (config_parse_duration(value, &p->auth_delay_base) < 0 || p->auth_delay_base > 60)
+			return fail(c, "auth_delay_base '%s' is not a duration from 0 to 60s", value);
+	} else if (strcmp(key, "auth_delay_max") == 0) {
+		if (config_parse_duration(value, &p->auth_delay_max) < 0 || p->auth_delay_max > 3600)
+			return fail(c, "auth_delay_max '%s' is not a duration from 0 to 1h", value);
+	} else if (strcmp(key, "auth_delay_decay") == 0) {
+		if (config_parse_duration(value, &p->auth_delay_decay) < 0 || p->auth_delay_decay == 0 ||
+		    p->auth_delay_decay > 86400)
+			return fail(c, "auth_delay_decay '%s' is not a duration from 1s to 24h", value);
+	} else {
+		return fail(c, "[pop3]: unknown key '%s'", key);
+	}
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -468,6 +523,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 		return server_key(c, key, value);
 	if (strcmp(section, "smtp") == 0)
 		return smtp_key(c, key, value);
+	if (strcmp(section, "pop3") == 0)
+		return pop3_key(c, key, value);
 	if (strncmp(section, "listener", 8) == 0 && (section[8] == ' ' || section[8] == '\t' || section[8] == '"')) {
 		struct listener_config *l = listener_for(c, section);
 		return l ? listener_key(c, l, key, value) : 0;

@@ -44,6 +44,19 @@ struct smtp_config {
 	unsigned max_pipeline;       /* commands buffered ahead of their replies */
 };
 
+/* [pop3]: see docs/configuration.md. */
+struct pop3_config {
+	unsigned idle_timeout;       /* seconds without a command before autologout (RFC 1939: >= 600) */
+	unsigned max_line;           /* octets of a command or SASL line, CRLF included */
+	unsigned max_commands;       /* commands in one session; past it only QUIT is served */
+	unsigned max_bad_commands;   /* client errors before the session is closed */
+	unsigned max_auth_failures;  /* failed logins before the session is closed */
+	unsigned auth_delay_free;    /* failures per address or user before delays start */
+	unsigned auth_delay_base;    /* seconds: the first delay, doubled per further failure; 0: none */
+	unsigned auth_delay_max;     /* seconds: the longest delay */
+	unsigned auth_delay_decay;   /* seconds: one failure is forgotten per quiet interval */
+};
+
 struct config {
 	char *path;
 	char *hostname;
@@ -54,10 +67,13 @@ struct config {
 	unsigned shutdown_timeout;   /* seconds to finish sessions on SIGTERM */
 	unsigned delivery_threads;   /* libuv threadpool size */
 	struct smtp_config smtp;
+	struct pop3_config pop3;
 	struct listener_config *listeners;
 	size_t n_listeners;
 };
 
+/* Fills c with the [pop3] defaults of docs/configuration.md. */
+void pop3_config_defaults(struct pop3_config *c);
 /* Fills cfg with the defaults of docs/configuration.md and no listeners. */
 void config_defaults(struct config *cfg);
 /* Reads and checks path; 0 or -1 with "FILE:LINE: reason" in err. */

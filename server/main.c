@@ -24,6 +24,7 @@
 #include "lib/xalloc.h"
 #include "server/cli.h"
 #include "server/smtp-server.h"
+#include "pop3/pop3-server.h"
 #include "storage/directory.h"
 #include "storage/maildir.h"
 
@@ -140,6 +141,7 @@ static int serve(const struct config *cfg, const char *banner)
 	struct daemon d;
 	struct dir *dir = NULL;
 	struct smtp_server *smtp = NULL;
+	struct pop3_server *pop3 = NULL;
 	struct net_limits lim = {
 		.max_connections = cfg->max_connections,
 		.max_connections_per_ip = cfg->max_connections_per_ip,
@@ -171,6 +173,7 @@ static int serve(const struct config *cfg, const char *banner)
 	d.loop = uv_default_loop();
 	d.net = net_new(d.loop, &lim);
 	smtp = smtp_server_new(cfg, dir, d.loop);
+	pop3 = pop3_server_new(cfg, dir, d.loop);
 
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct listener_config *l = &cfg->listeners[i];
@@ -181,6 +184,10 @@ static int serve(const struct config *cfg, const char *banner)
 		case PROTO_SMTP:
 			h = smtp_server_handler(smtp);
 			ctx = smtp;
+			break;
+		case PROTO_POP3:
+			h = pop3_server_handler(pop3);
+			ctx = pop3;
 			break;
 		default:
 			fprintf(stderr, "buzon: %s:%u: listener \"%s\": protocol %s is not available yet\n",
@@ -220,6 +227,7 @@ static int serve(const struct config *cfg, const char *banner)
 
 	net_free(&d.net);
 	smtp_server_free(&smtp);
+	pop3_server_free(&pop3);
 	dir_close(&dir);
 	uv_loop_close(d.loop);
 	close(lock_fd);

@@ -1,0 +1,36 @@
+#ifndef BUZON_POP3_SERVER_H
+#define BUZON_POP3_SERVER_H
+
+#include <uv.h>
+
+#include "lib/config.h"
+#include "lib/net.h"
+#include "storage/directory.h"
+
+/*
+ * The glue between connections (lib/net.h), the POP3 session state machine
+ * (pop3/pop3-session.h) and storage: password checks (dir_authenticate),
+ * opening the maildrop (mbox_open), reading message files and removing
+ * deleted messages (mbox_expunge) run on the libuv threadpool, never on the
+ * loop thread.
+ *
+ * The maildrop lock: a table in this process keyed by the user's canonical
+ * address, held from the open request until the session is freed, plus an
+ * flock() on <maildir>/buzon-pop3.lock against other processes. Both die with
+ * the process, so a crash never leaves a maildrop locked; SMTP delivery takes
+ * neither, so a POP3 session never blocks delivery.
+ *
+ * Failed logins are slowed down per client address and per user name
+ * (lib/throttle.h): an attempt waits, before its password is checked, for
+ * the longer of the two delays.
+ */
+struct pop3_server;
+
+/* Creates the POP3 service; cfg, dir and loop must outlive it. */
+struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop);
+/* The handler to pass to net_listen(); ctx is the pop3_server. */
+const struct proto_handler *pop3_server_handler(const struct pop3_server *srv);
+/* Frees the service once every connection is closed and uv_run() returned. */
+void pop3_server_free(struct pop3_server **srv);
+
+#endif

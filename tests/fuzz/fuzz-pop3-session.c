@@ -1,0 +1,379 @@
+/*
+ * Fuzz target for the POP3 session (pop3/pop3-session.c).
+ *
+ * Input: four header octets, a message, then the bytes a client sends.
+ *   octet 0, flags: 1 answer requests asynchronously in the second run,
+ *                   2 small limits (line 64, 5 bad commands, 30 commands,
+ *                     2 failed logins),
+ *                   4 log in first ("USER alice\r\nPASS secret\r\n" is
+ *                     prepended),
+ *                   8 reading message 2 fails with -ENOENT,
+ *                   16 UPDATE fails after one removal,
+ *                   32 reading message 3 fails with -EIO after the first block
+ *   octet 1: seed of the split points of the second run
+ *   octet 2: read block size: 1 + (octet % 16), or 65536 when >= 128
+ *   octet 3: length L of message 3 of the maildrop, taken from the next L octets
+ *
+ * The stream runs twice: fed all at once with a synchronous io, and fed in
+ * pseudo-random pieces with requests answered later while the input is held
+ * back (as pop3/pop3-server.c does). Both runs must produce the same bytes
+ * and the same UPDATE; anything else, or a broken invariant, aborts.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "pop3/pop3-session.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FAIL(msg) do { fprintf(stderr, "fuzz-pop3-session: %s\n", (msg)); abort(); } while (0)
+
+struct fmsg {
+	const char *data;
+	size_t len;
+};
+
+enum q { Q_NONE, Q_AUTH, Q_OPEN, Q_READ, Q_UPDATE, Q_DRAIN };
+
+struct run {
+	struct pop3_session *s;
+	unsigned flags;
+	int async;
+	int closed;
+	struct buf out;          /* everything written */
+	struct buf upd;          /* UPDATE requests */
+	struct buf held;         /* input not consumed yet */
+	const struct fmsg *msgs;
+	size_t n_msgs;
+	enum q q;
+	void *qreq;
+	int resume_wanted;
+};
+
+static void r_write(void *ctx, const char *data, size_t len)
+{
+	struct run *r = ctx;
+
+	if (r->closed)
+		FAIL("write after close");
+	if (len == 0)
+		FAIL("empty write");
+	if (buf_add(&r->out, data, len) < 0)
+		FAIL("output buffer");
+}
+
+static void r_close(void *ctx, const char *reason)
+{
+	struct run *r = ctx;
+
+	(void)reason;
+	if (r->closed)
+		FAIL("close twice");
+	r->closed = 1;
+}
+
+static void r_set_timeout(void *ctx, unsigned seconds)
+{
+	(void)ctx;
+	if (seconds < 600)
+		FAIL("idle timeout below RFC 1939's ten minutes");
+}
+
+static uint64_t vsize(const char *p, size_t n)
+{
+	uint64_t v = n;
+
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			v++;
+	return v;
+}
+
+static void answer_auth(struct run *r, struct pop3_auth_req *req)
+{
+	if (!req->user || !req->password || !req->authzid || !*req->user || !*req->password)
+		FAIL("login request without user or password");
+	req->result = -EACCES;
+	if (strcmp(req->password, "secret") == 0) {
+		if (strcasecmp(req->user, "alice") == 0 || strcasecmp(req->user, "locked") == 0 ||
+		    strcasecmp(req->user, "gone") == 0) {
+			req->result = 0;
+			snprintf(req->canonical, sizeof(req->canonical), "%s", req->user);
+		} else if (strcasecmp(req->user, "temp") == 0) {
+			req->result = -EIO;
+		}
+		if (req->result == 0 && req->authzid[0] && strcasecmp(req->authzid, req->user) != 0)
+			req->result = -EPERM;
+	}
+	pop3_session_auth_done(r->s, req);
+}
+
+static void answer_open(struct run *r, struct pop3_open_req *req)
+{
+	if (strcasecmp(req->user, "locked") == 0) {
+		req->result = -EBUSY;
+	} else if (strcasecmp(req->user, "gone") == 0) {
+		req->result = -ENOENT;
+	} else {
+		req->result = 0;
+		req->uidvalidity = 42;
+		req->n_msgs = r->n_msgs;
+		req->msgs = calloc(r->n_msgs, sizeof(*req->msgs));
+		for (size_t i = 0; i < r->n_msgs; i++) {
+			req->msgs[i].uid = (uint32_t)(i * 2 + 1);
+			req->msgs[i].size = vsize(r->msgs[i].data, r->msgs[i].len);
+		}
+	}
+	pop3_session_open_done(r->s, req);
+}
+
+static void answer_read(struct run *r, struct pop3_read_req *req)
+{
+	const struct fmsg *m;
+
+	if (req->msg >= r->n_msgs || req->cap == 0 || !req->buf)
+		FAIL("bad read request");
+	m = &r->msgs[req->msg];
+	if (req->offset > m->len)
+		FAIL("read past the end of the file");
+	if ((r->flags & 8) && req->msg == 1) {
+		req->result = -ENOENT;
+	} else if ((r->flags & 32) && req->msg == 2 && req->offset > 0) {
+		req->result = -EIO;
+	} else {
+		size_t n = m->len - (size_t)req->offset;
+		if (n > req->cap)
+			n = req->cap;
+		memcpy(req->buf, m->data + req->offset, n);
+		req->result = (ssize_t)n;
+	}
+	pop3_session_read_done(r->s, req);
+}
+
+static void answer_update(struct run *r, struct pop3_update_req *req)
+{
+	size_t k;
+
+	if (req->n > r->n_msgs || !req->uids)
+		FAIL("bad update request");
+	for (k = 0; k < req->n; k++)
+		for (size_t j = 0; j < k; j++)
+			if (req->uids[j] == req->uids[k])
+				FAIL("a message removed twice");
+	req->result = 0;
+	for (k = 0; k < req->n; k++) {
+		if ((r->flags & 16) && k == 1) {
+			req->result = -EIO;
+			break;
+		}
+		buf_printf(&r->upd, "%u ", (unsigned)req->uids[k]);
+	}
+	buf_adds(&r->upd, "\n");
+	req->done = k;
+	pop3_session_update_done(r->s, req);
+}
+
+static void answer_one(struct run *r)
+{
+	enum q q = r->q;
+	void *req = r->qreq;
+
+	r->q = Q_NONE;
+	r->qreq = NULL;
+	switch (q) {
+	case Q_AUTH: answer_auth(r, req); break;
+	case Q_OPEN: answer_open(r, req); break;
+	case Q_READ: answer_read(r, req); break;
+	case Q_UPDATE: answer_update(r, req); break;
+	case Q_DRAIN: pop3_session_drained(r->s); break;
+	case Q_NONE: break;
+	}
+}
+
+static void enqueue(struct run *r, enum q q, void *req)
+{
+	if (r->q != Q_NONE)
+		FAIL("two requests in flight");
+	r->q = q;
+	r->qreq = req;
+	if (!r->async)
+		answer_one(r);
+}
+
+static void r_auth(void *ctx, struct pop3_auth_req *req) { enqueue(ctx, Q_AUTH, req); }
+static void r_open(void *ctx, struct pop3_open_req *req) { enqueue(ctx, Q_OPEN, req); }
+static void r_read(void *ctx, struct pop3_read_req *req) { enqueue(ctx, Q_READ, req); }
+static void r_update(void *ctx, struct pop3_update_req *req) { enqueue(ctx, Q_UPDATE, req); }
+static void r_drain(void *ctx) { enqueue(ctx, Q_DRAIN, NULL); }
+
+static void r_resume(void *ctx)
+{
+	struct run *r = ctx;
+
+	r->resume_wanted = 1;
+}
+
+static const struct pop3_io fuzz_io = {
+	.write = r_write, .close = r_close, .set_timeout = r_set_timeout,
+	.auth = r_auth, .open = r_open, .read = r_read, .update = r_update,
+	.drain = r_drain, .resume = r_resume,
+};
+
+/* What lib/net.c does: pass held input until nothing more is consumed. */
+static void pump(struct run *r)
+{
+	while (r->held.len > 0 && !r->closed) {
+		size_t n = pop3_session_input(r->s, r->held.data, r->held.len);
+
+		if (n > r->held.len)
+			FAIL("consumed more than given");
+		if (n == 0) {
+			if (!pop3_session_busy(r->s))
+				FAIL("idle session consumed nothing");
+			return;
+		}
+		buf_consume(&r->held, n);
+	}
+}
+
+static void answer(struct run *r)
+{
+	while (r->q != Q_NONE || r->resume_wanted) {
+		if (r->q != Q_NONE)
+			answer_one(r);
+		if (r->resume_wanted) {
+			r->resume_wanted = 0;
+			pump(r);
+		}
+	}
+}
+
+static void run(struct run *r, const struct pop3_config *cfg, unsigned flags, size_t block, int async,
+		unsigned seed, const struct fmsg *msgs, size_t n_msgs, const uint8_t *data, size_t size)
+{
+	struct pop3_session_params p = {
+		.cfg = cfg, .hostname = "pop.test", .sid = "F1", .client_addr = "2001:db8::1",
+		.read_block = block,
+	};
+	size_t off = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->flags = flags;
+	r->async = async;
+	r->msgs = msgs;
+	r->n_msgs = n_msgs;
+	buf_init(&r->out, 0);
+	buf_init(&r->upd, 0);
+	buf_init(&r->held, 0);
+	r->s = pop3_session_new(&p, &fuzz_io, r);
+	while (off < size) {
+		size_t n = size - off;
+
+		if (seed) {
+			seed = seed * 1103515245u + 12345u;
+			n = 1 + (seed >> 16) % 64;
+			if (n > size - off)
+				n = size - off;
+		}
+		buf_add(&r->held, data + off, n);
+		off += n;
+		pump(r);
+		if (async && (seed >> 8) % 3 == 0)
+			answer(r);
+	}
+	answer(r);
+	if (r->held.len && !r->closed)
+		FAIL("input left over");
+	if (pop3_session_busy(r->s))
+		FAIL("busy after everything was answered");
+	pop3_session_timeout(r->s);
+	pop3_session_disconnected(r->s);
+	pop3_session_free(&r->s);
+}
+
+static void run_free(struct run *r)
+{
+	buf_release(&r->out);
+	buf_release(&r->upd);
+	buf_release(&r->held);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const char login[] = "USER alice\r\nPASS secret\r\n";
+	static int quiet;
+	struct fmsg msgs[5] = {
+		{ "Subject: a\n\nbody\n.\n", 19 },
+		{ "Subject: b\r\n\r\n..x\r\n", 19 },
+		{ NULL, 0 },
+		{ "", 0 },
+		{ "no newline", 10 },
+	};
+	struct pop3_config cfg;
+	struct run a, b;
+	unsigned flags, seed, msg_len;
+	size_t block;
+	uint8_t *stream;
+	size_t stream_len;
+
+	if (size < 4)
+		return 0;
+	flags = data[0];
+	seed = data[1] | 0x100u;   /* never 0: the second run always splits */
+	block = data[2] >= 128 ? 65536 : 1 + (data[2] % 16);
+	msg_len = data[3];
+	data += 4;
+	size -= 4;
+	if (msg_len > size)
+		msg_len = (unsigned)size;
+	msgs[2].data = (const char *)data;
+	msgs[2].len = msg_len;
+	data += msg_len;
+	size -= msg_len;
+
+	/* the stream, with the login first when asked */
+	stream_len = size + ((flags & 4) ? sizeof(login) - 1 : 0);
+	stream = malloc(stream_len ? stream_len : 1);
+	if (!stream)
+		return 0;
+	if (flags & 4)
+		memcpy(stream, login, sizeof(login) - 1);
+	memcpy(stream + ((flags & 4) ? sizeof(login) - 1 : 0), data, size);
+
+	if (!quiet) {
+		/* the failure paths log errors on purpose */
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (null >= 0)
+			log_set_fd(null);
+		quiet = 1;
+	}
+	pop3_config_defaults(&cfg);
+	if (flags & 2) {
+		cfg.max_line = 64;
+		cfg.max_bad_commands = 5;
+		cfg.max_commands = 30;
+		cfg.max_auth_failures = 2;
+	}
+
+	run(&a, &cfg, flags, block, 0, 0, msgs, 5, stream, stream_len);
+	run(&b, &cfg, flags, block, flags & 1, seed, msgs, 5, stream, stream_len);
+	free(stream);
+	if (a.out.len != b.out.len || (a.out.len && memcmp(a.out.data, b.out.data, a.out.len) != 0)) {
+		fprintf(stderr, "--- all at once:\n%.*s\n--- in pieces:\n%.*s\n", (int)a.out.len,
+			a.out.data ? a.out.data : "", (int)b.out.len, b.out.data ? b.out.data : "");
+		FAIL("replies depend on how the input was split");
+	}
+	if (a.upd.len != b.upd.len || (a.upd.len && memcmp(a.upd.data, b.upd.data, a.upd.len) != 0))
+		FAIL("UPDATE depends on how the input was split");
+	run_free(&a);
+	run_free(&b);
+	return 0;
+}
