@@ -356,7 +356,7 @@ static int listener_key(struct parse_ctx *c, struct listener_config *l, const ch
 		else if (strcmp(value, "pop3") == 0)
 			l->protocol = PROTO_POP3;
 		else if (strcmp(value, "imap") == 0)
-			l->protocol = PROTO_IMAP;
+			return fail(c, "listener \"%s\": protocol imap is not available in this version yet", l->name);
 		else
 			return fail(c, "listener \"%s\": protocol '%s' is not smtp, pop3 or imap", l->name, value);
 		l->have_protocol = 1;

@@ -35,7 +35,11 @@ static const char default_config[] =
 	"\n"
 	"[listener \"mx\"]\n"
 	"protocol = smtp\n"
-	"address = 127.0.0.1:2525\n";
+	"address = 127.0.0.1:2525\n"
+	"\n"
+	"[listener \"pop3\"]\n"
+	"protocol = pop3\n"
+	"address = 127.0.0.1:1110\n";
 
 #define DEMO_DOMAIN "example.test"
 #define DEMO_USER "demo@example.test"
@@ -55,7 +59,8 @@ static void usage(FILE *fp)
 		"  alias add|del|list [ALIAS] [TARGET...]\n"
 		"  version\n"
 		"\n"
-		"Without --config, the embedded default is used (data in ./var, SMTP on 127.0.0.1:2525).\n");
+		"Without --config, the embedded default is used (data in ./var, SMTP on 127.0.0.1:2525,\n"
+		"POP3 on 127.0.0.1:1110).\n");
 }
 
 /* mkdir -p with mode 0700 for what it creates. */
@@ -256,7 +261,7 @@ static int demo(const struct config *cfg)
 	char err[512], password[17], *banner;
 	struct dir_target t[DIR_MAX_TARGETS];
 	size_t n = 0;
-	const char *smtp_addr = "127.0.0.1:2525";
+	const char *smtp_addr = "127.0.0.1:2525", *pop3_addr = NULL;
 	int created = 0;
 
 	if (open_directory(cfg, &dir) < 0)
@@ -284,6 +289,8 @@ static int demo(const struct config *cfg)
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		if (cfg->listeners[i].protocol == PROTO_SMTP && cfg->listeners[i].n_addrs)
 			smtp_addr = cfg->listeners[i].addrs[0].text;
+		else if (cfg->listeners[i].protocol == PROTO_POP3 && cfg->listeners[i].n_addrs)
+			pop3_addr = cfg->listeners[i].addrs[0].text;
 	banner = xasprintf(
 		"\n"
 		"buzon demo is running.\n"
@@ -295,10 +302,14 @@ static int demo(const struct config *cfg)
 		"  swaks --server %s --to %s --from you@example.org\n"
 		"It lands in:\n"
 		"  %s/new/\n"
+		"%s%s%s%s%s"
 		"Stop with Ctrl-C.\n\n",
 		DEMO_DOMAIN, DEMO_USER,
 		created ? password : "(set when the demo was first created; change it with: buzon user passwd " DEMO_USER ")",
-		smtp_addr, DEMO_USER, t[0].maildir);
+		smtp_addr, DEMO_USER, t[0].maildir,
+		pop3_addr ? "Collect it over POP3 (list, then fetch message 1):\n  curl -u " DEMO_USER ":PASSWORD pop3://" : "",
+		pop3_addr ? pop3_addr : "", pop3_addr ? "/\n  curl -u " DEMO_USER ":PASSWORD pop3://" : "",
+		pop3_addr ? pop3_addr : "", pop3_addr ? "/1\n" : "");
 	wipe(password, sizeof(password));
 	int r = serve(cfg, banner);
 	free(banner);
