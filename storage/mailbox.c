@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -184,11 +186,42 @@ static int measure(const char *path, uint64_t *size_r, uint64_t *vsize_r, int64_
 	return 0;
 }
 
+/* "<sec>.M<usec>P<pid>Q<n>" as buzon and Dovecot write them: compared by
+ * number, so that messages get UIDs in the order they were written. */
+static int parse_name_key(const char *name, unsigned long long k[3])
+{
+	char *end;
+
+	k[0] = strtoull(name, &end, 10);
+	if (end == name || *end != '.' || end[1] != 'M')
+		return 0;
+	name = end + 2;
+	k[1] = strtoull(name, &end, 10);
+	if (end == name || *end != 'P')
+		return 0;
+	end = strchr(end, 'Q');
+	if (!end)
+		return 0;
+	name = end + 1;
+	k[2] = strtoull(name, &end, 10);
+	return end != name;
+}
+
 static int cmp_found(const void *a, const void *b)
 {
 	const struct found *x = a, *y = b;
+	unsigned long long kx[3], ky[3];
+	int c = strcmp(x->base, y->base);
 
-	return strcmp(x->name, y->name);
+	/* Equal bases stay together (a file in both new/ and cur/). */
+	if (c == 0)
+		return 0;
+	if (parse_name_key(x->name, kx) && parse_name_key(y->name, ky)) {
+		for (int i = 0; i < 3; i++)
+			if (kx[i] != ky[i])
+				return kx[i] < ky[i] ? -1 : 1;
+	}
+	return c;
 }
 
 static int cmp_row_base(const void *a, const void *b)
@@ -518,6 +551,34 @@ static int load_view(struct mbox *m, struct mbox_msg **msgs_r, size_t *n_r)
 	return 0;
 }
 
+/* Opens (creating) the per-user index of maildir. */
+static int index_open(const char *maildir, sqlite3 **db_r)
+{
+	char *path = xasprintf("%s/%s", maildir, INDEX_FILE);
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+	int r;
+
+	r = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	free(path);
+	if (r != SQLITE_OK) {
+		log_error("store", NULL, "cannot open index maildir=%s error=%s", maildir,
+			  db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg) != SQLITE_OK ||
+	    sqlite3_exec(db, index_schema, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store", NULL, "cannot set up index maildir=%s error=%s", maildir, msg ? msg : "?");
+		sqlite3_free(msg);
+		sqlite3_close(db);
+		return -EIO;
+	}
+	*db_r = db;
+	return 0;
+}
+
 static int folder_path(const char *maildir, const char *name, char **dir_r)
 {
 	if (strcmp(name, "INBOX") == 0) {
@@ -535,7 +596,6 @@ int mbox_open(const char *maildir, const char *name, unsigned flags, struct mbox
 {
 	struct mbox *m = xcalloc(1, sizeof(*m));
 	struct stat st;
-	char *path;
 	int r;
 
 	m->maildir = xstrdup(maildir);
@@ -551,18 +611,9 @@ int mbox_open(const char *maildir, const char *name, unsigned flags, struct mbox
 		r = -ENOENT;
 		goto fail;
 	}
-	path = xasprintf("%s/%s", maildir, INDEX_FILE);
-	r = sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-	free(path);
-	if (r != SQLITE_OK) {
+	r = index_open(maildir, &m->db);
+	if (r < 0) {
 		snprintf(err, errlen, "cannot open the mailbox index");
-		r = -EIO;
-		goto fail;
-	}
-	sqlite3_busy_timeout(m->db, 10000);
-	if ((r = exec(m, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")) < 0 ||
-	    (r = exec(m, index_schema)) < 0) {
-		snprintf(err, errlen, "cannot set up the mailbox index");
 		goto fail;
 	}
 	r = sync_index(m);
@@ -923,4 +974,259 @@ int mbox_refresh(struct mbox *m, struct mbox_changes *ch)
 	if (ch)
 		*ch = m->ch;
 	return 0;
+}
+
+/* Runs one statement with the text arguments a and b (b may be NULL). */
+static int index_exec2(const char *maildir, const char *sql, const char *a, const char *b)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int r = index_open(maildir, &db);
+
+	if (r < 0)
+		return r;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+	if (b)
+		sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+	r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return r;
+}
+
+int mbox_index_forget(const char *maildir, const char *name)
+{
+	int r = index_exec2(maildir, "DELETE FROM messages WHERE mailbox_id IN "
+			    "(SELECT id FROM mailboxes WHERE name = ?1)", name, NULL);
+
+	if (r == 0)
+		r = index_exec2(maildir, "DELETE FROM expunged WHERE mailbox_id IN "
+				"(SELECT id FROM mailboxes WHERE name = ?1)", name, NULL);
+	if (r == 0)
+		r = index_exec2(maildir, "DELETE FROM mailboxes WHERE name = ?1", name, NULL);
+	return r;
+}
+
+int mbox_index_rename(const char *maildir, const char *from, const char *to)
+{
+	/* The folder and its children keep their UIDVALIDITY and UIDs. */
+	return index_exec2(maildir, "UPDATE mailboxes SET name = ?2 || substr(name, length(?1) + 1) "
+			   "WHERE name = ?1 OR substr(name, 1, length(?1) + 1) = ?1 || '.'", from, to);
+}
+
+static _Atomic unsigned long name_counter;
+
+/* A new unique Maildir base name for a file of size octets (vsize with CRLF). */
+static void unique_name(const char *host, uint64_t size, uint64_t vsize, char *out, size_t outlen)
+{
+	struct timeval tv;
+	char h[64];
+	size_t n = 0;
+
+	for (const char *p = host && *host ? host : "buzon"; *p && n + 1 < sizeof(h); p++)
+		h[n++] = (*p == '/' || *p == ':' || *p == ',') ? '_' : *p;
+	h[n] = '\0';
+	gettimeofday(&tv, NULL);
+	snprintf(out, outlen, "%lld.M%06ldP%ldQ%lu.%s,S=%llu,W=%llu", (long long)tv.tv_sec, (long)tv.tv_usec,
+		 (long)getpid(), atomic_fetch_add(&name_counter, 1) + 1, h, (unsigned long long)size,
+		 (unsigned long long)vsize);
+}
+
+/* Finds the UIDs a sync gave to the files with the given base names. */
+static int find_uids(struct mbox *m, char **bases, size_t n, uint32_t *uids_r)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(m->db, "SELECT uid FROM messages WHERE mailbox_id = ? AND base = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return db_err(m, "prepare");
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, m->id);
+		sqlite3_bind_text(st, 2, bases[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_ROW) {
+			sqlite3_finalize(st);
+			return -ENOENT;
+		}
+		uids_r[i] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int set_keywords(struct mbox *m, uint32_t uid, const char *keywords)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if (!keywords || !*keywords)
+		return 0;
+	if (sqlite3_prepare_v2(m->db, "UPDATE messages SET keywords = ? WHERE mailbox_id = ? AND uid = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_text(st, 1, keywords, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, m->id);
+	sqlite3_bind_int64(st, 3, uid);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? 0 : db_err(m, "update keywords");
+}
+
+int mbox_append(const char *maildir, const char *name, const char *data, size_t len, uint32_t flags,
+		const char *keywords, int64_t internaldate, const char *host, uint32_t *uidvalidity_r,
+		uint32_t *uid_r)
+{
+	char dir[PATH_MAX], base[300], tmp[PATH_MAX + 320], final[PATH_MAX + 340], info[8], err[128];
+	struct timespec times[2];
+	struct mbox *m = NULL;
+	uint64_t vsize = len;
+	char *bases[1];
+	int fd, r;
+
+	if (folder_path(maildir, name, &bases[0]) < 0)
+		return -EINVAL;
+	snprintf(dir, sizeof(dir), "%s", bases[0]);
+	free(bases[0]);
+	if (access(dir, F_OK) < 0)
+		return -ENOENT;
+	for (size_t i = 0; i < len; i++)
+		if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
+			vsize++;
+	unique_name(host, len, vsize, base, sizeof(base));
+	mbox_flags_to_info(flags & ~(uint32_t)MBOX_RECENT, info);
+	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, base);
+	snprintf(final, sizeof(final), "%s/cur/%s:2,%s", dir, base, info);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return errno == EDQUOT ? -ENOSPC : -errno;
+	r = 0;
+	for (size_t off = 0; off < len && r == 0;) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			r = (errno == ENOSPC || errno == EDQUOT) ? -ENOSPC : -EIO;
+		else
+			off += (size_t)w;
+	}
+	if (r == 0 && internaldate > 0) {
+		times[0].tv_sec = times[1].tv_sec = internaldate;
+		times[0].tv_nsec = times[1].tv_nsec = 0;
+		futimens(fd, times);
+	}
+	if (r == 0 && fsync(fd) < 0)
+		r = -EIO;
+	if (close(fd) < 0 && r == 0)
+		r = -EIO;
+	if (r == 0 && rename(tmp, final) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		return r;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/cur", dir);
+	fsync_dir(tmp);
+	/* The sync gives the new file the next UID. */
+	r = mbox_open(maildir, name, 0, &m, err, sizeof(err));
+	if (r < 0)
+		return r;
+	bases[0] = base;
+	r = find_uids(m, bases, 1, uid_r);
+	if (r == 0)
+		r = set_keywords(m, *uid_r, keywords);
+	*uidvalidity_r = m->uidvalidity;
+	mbox_close(&m);
+	return r;
+}
+
+int mbox_copy(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_name, const char *host,
+	      uint32_t *uidvalidity_r, uint32_t *dst_uids_r)
+{
+	char dir[PATH_MAX], err[128], *p;
+	char **bases = xcalloc(n ? n : 1, sizeof(char *));
+	size_t made = 0;
+	struct mbox *dst = NULL;
+	int r = 0;
+
+	if (folder_path(src->maildir, dst_name, &p) < 0) {
+		free(bases);
+		return -EINVAL;
+	}
+	snprintf(dir, sizeof(dir), "%s", p);
+	free(p);
+	if (access(dir, F_OK) < 0) {
+		free(bases);
+		return -ENOENT;
+	}
+	for (size_t k = 0; k < n && r == 0; k++) {
+		ssize_t i = mbox_find(src, uids[k]);
+		char from[PATH_MAX], to[PATH_MAX + 340], base[300], info[8];
+		const struct mbox_msg *x;
+
+		if (i < 0) {
+			r = -ENOENT;
+			break;
+		}
+		x = &src->msgs[i];
+		unique_name(host, x->size, x->vsize, base, sizeof(base));
+		mbox_flags_to_info(x->flags & ~(uint32_t)MBOX_RECENT, info);
+		snprintf(to, sizeof(to), "%s/cur/%s:2,%s", dir, base, info);
+		if (mbox_path(src, (size_t)i, from, sizeof(from)) < 0) {
+			r = -ENAMETOOLONG;
+			break;
+		}
+		if (link(from, to) < 0) {
+			if (errno != ENOENT || relocate(src, (size_t)i) < 0 ||
+			    mbox_path(src, (size_t)i, from, sizeof(from)) < 0 || link(from, to) < 0) {
+				r = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
+				break;
+			}
+		}
+		bases[made++] = xstrdup(base);
+	}
+	{
+		char cur[PATH_MAX + 8];
+		snprintf(cur, sizeof(cur), "%s/cur", dir);
+		fsync_dir(cur);
+	}
+	if (r == 0) {
+		r = mbox_open(src->maildir, dst_name, 0, &dst, err, sizeof(err));
+		if (r == 0) {
+			r = find_uids(dst, bases, made, dst_uids_r);
+			for (size_t k = 0; r == 0 && k < made; k++) {
+				ssize_t i = mbox_find(src, uids[k]);
+				r = set_keywords(dst, dst_uids_r[k], src->msgs[i].keywords);
+			}
+			*uidvalidity_r = dst->uidvalidity;
+			mbox_close(&dst);
+		}
+	}
+	if (r < 0) {
+		/* All or nothing: take back the links already made. */
+		for (size_t k = 0; k < made; k++) {
+			char path[PATH_MAX + 340];
+			DIR *d;
+			struct dirent *e;
+			snprintf(path, sizeof(path), "%s/cur", dir);
+			d = opendir(path);
+			if (!d)
+				break;
+			while ((e = readdir(d))) {
+				if (strncmp(e->d_name, bases[k], strlen(bases[k])) == 0) {
+					snprintf(path, sizeof(path), "%s/cur/%s", dir, e->d_name);
+					unlink(path);
+					break;
+				}
+			}
+			closedir(d);
+		}
+	}
+	for (size_t k = 0; k < made; k++)
+		free(bases[k]);
+	free(bases);
+	return r;
 }

@@ -101,6 +101,31 @@ struct mbox_changes {
 /* Reconciles again and updates the view; ch may be NULL. */
 int mbox_refresh(struct mbox *m, struct mbox_changes *ch);
 
+/*
+ * Appends a message (data in stored form: LF line ends) to folder name of
+ * maildir: written to tmp/, fsync'd, renamed into cur/ with its flags in the
+ * name, the directory fsync'd, then given the next UID. internaldate (if > 0)
+ * becomes the file's mtime. Returns 0 with the UIDVALIDITY and UID
+ * (RFC 4315 APPENDUID), -ENOENT for a missing folder, -ENOSPC, or -EIO.
+ */
+int mbox_append(const char *maildir, const char *name, const char *data, size_t len, uint32_t flags,
+		const char *keywords, int64_t internaldate, const char *host, uint32_t *uidvalidity_r,
+		uint32_t *uid_r);
+
+/*
+ * Copies the messages with the given UIDs (all present in src's view) into
+ * folder dst_name of the same Maildir, all or nothing: hard links with new
+ * names, flags and keywords kept. dst_uids_r[k] receives the new UID of
+ * uids[k] (RFC 4315 COPYUID). -ENOENT when a message or the folder is gone.
+ */
+int mbox_copy(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_name, const char *host,
+	      uint32_t *uidvalidity_r, uint32_t *dst_uids_r);
+
+/* Index housekeeping for storage/folder.c: drop a folder's rows; rename a
+ * folder and its children (UIDVALIDITY and UIDs are kept). */
+int mbox_index_forget(const char *maildir, const char *name);
+int mbox_index_rename(const char *maildir, const char *from, const char *to);
+
 /* Flags as Maildir info letters ("DFRST" order) into out (size >= 8). */
 void mbox_flags_to_info(uint32_t flags, char *out);
 /* Parses the ":2,..." info of a file name into flags. */
