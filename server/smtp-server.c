@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "lib/log.h"
+#include "lib/notify.h"
 #include "lib/xalloc.h"
 #include "server/smtp-session.h"
 #include "storage/maildir.h"
@@ -33,6 +34,8 @@ struct smtp_conn {
 	struct smtp_rcpt_req *rcpt;
 	struct smtp_delivery *dv;
 	int result;
+	char **maildirs;              /* the delivery's Maildirs, to publish on success */
+	size_t n_maildirs;
 };
 
 static void sc_maybe_free(struct smtp_conn *sc)
@@ -169,6 +172,8 @@ static void deliver_work(uv_work_t *w)
 	struct iovec iov;
 	int r = 0;
 
+	sc->maildirs = xcalloc(dv->n_targets, sizeof(char *));
+	sc->n_maildirs = 0;
 	/* Return-Path stays first; Delivered-To goes right after it. */
 	if (strncmp(dv->received, "Return-Path:", 12) == 0 && (rp_end = strchr(dv->received, '\n')))
 		rp_len = (size_t)(rp_end - dv->received + 1);
@@ -184,6 +189,7 @@ static void deliver_work(uv_work_t *w)
 		prefixes[i] = xasprintf("%.*sDelivered-To: %s\n%s", (int)rp_len, dv->received, t[0].address,
 					dv->received + rp_len);
 		copies[i].maildir = xstrdup(t[0].maildir);
+		sc->maildirs[sc->n_maildirs++] = xstrdup(t[0].maildir);
 		copies[i].prefix = prefixes[i];
 		copies[i].quota = t[0].quota;
 	}
@@ -207,6 +213,15 @@ static void deliver_after(uv_work_t *w, int status)
 	struct smtp_delivery *dv = sc->dv;
 
 	sc->dv = NULL;
+	/* IMAP sessions watching these INBOXes (IDLE) hear of the new mail now. */
+	for (size_t i = 0; i < sc->n_maildirs; i++) {
+		if (status == 0 && sc->result == 0)
+			notify_publish(sc->maildirs[i]);
+		free(sc->maildirs[i]);
+	}
+	free(sc->maildirs);
+	sc->maildirs = NULL;
+	sc->n_maildirs = 0;
 	smtp_session_deliver_done(sc->s, dv, status == UV_ECANCELED ? -ECANCELED : sc->result);
 	sc_maybe_free(sc);
 }

@@ -1,0 +1,98 @@
+#include "lib/notify.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/xalloc.h"
+
+#define BUCKETS 1024
+
+struct notify_sub {
+	struct notify_sub *next;
+	void (*cb)(void *ctx);
+	void *ctx;
+	unsigned hash;
+	int dead;
+	char key[];
+};
+
+static struct notify_sub *buckets[BUCKETS];
+static unsigned live;
+static unsigned publishing;   /* nesting depth: dead entries are freed at 0 */
+static unsigned n_dead;
+
+static unsigned key_hash(const char *key)
+{
+	unsigned h = 2166136261u;
+
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 16777619u;
+	return h;
+}
+
+struct notify_sub *notify_subscribe(const char *key, void (*cb)(void *ctx), void *ctx)
+{
+	size_t len = strlen(key);
+	struct notify_sub *s = xcalloc(1, sizeof(*s) + len + 1), **pp;
+
+	memcpy(s->key, key, len + 1);
+	s->cb = cb;
+	s->ctx = ctx;
+	s->hash = key_hash(key);
+	/* Appended, so that callbacks run in subscription order. */
+	for (pp = &buckets[s->hash % BUCKETS]; *pp; pp = &(*pp)->next)
+		;
+	*pp = s;
+	live++;
+	return s;
+}
+
+static void sweep(void)
+{
+	for (unsigned b = 0; b < BUCKETS && n_dead; b++) {
+		struct notify_sub **pp = &buckets[b];
+		while (*pp) {
+			struct notify_sub *s = *pp;
+			if (s->dead) {
+				*pp = s->next;
+				free(s);
+				n_dead--;
+			} else {
+				pp = &s->next;
+			}
+		}
+	}
+}
+
+void notify_unsubscribe(struct notify_sub **sp)
+{
+	struct notify_sub *s = *sp;
+
+	if (!s)
+		return;
+	*sp = NULL;
+	s->dead = 1;
+	live--;
+	n_dead++;
+	if (!publishing)
+		sweep();
+}
+
+void notify_publish(const char *key)
+{
+	unsigned h = key_hash(key);
+
+	publishing++;
+	/* Subscriptions added by a callback are appended and may run too: each
+	 * one of them has just subscribed to a change it can now see anyway. */
+	for (struct notify_sub *s = buckets[h % BUCKETS]; s; s = s->next)
+		if (!s->dead && s->hash == h && strcmp(s->key, key) == 0)
+			s->cb(s->ctx);
+	if (--publishing == 0 && n_dead)
+		sweep();
+}
+
+unsigned notify_count(void)
+{
+	return live;
+}
