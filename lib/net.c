@@ -70,6 +70,8 @@ struct conn {
 	size_t inflight;        /* bytes handed to uv_write */
 	uv_write_t wreq;
 	char *wdata;
+	size_t drain_mark;      /* call h->drained when pending <= this */
+	int drain_armed;
 	uint64_t start_ms;
 	char sid[16];
 	char peer[64];
@@ -277,6 +279,15 @@ int conn_closing(const struct conn *c)
 
 /* ---- writing ---- */
 
+static void conn_check_drained(struct conn *c)
+{
+	if (c->drain_armed && !(c->flags & CONN_CLOSING) && conn_output_pending(c) <= c->drain_mark) {
+		c->drain_armed = 0;
+		if (c->session && c->h->drained)
+			c->h->drained(c->session);
+	}
+}
+
 static void conn_write_done(uv_write_t *req, int status)
 {
 	struct conn *c = req->data;
@@ -291,10 +302,11 @@ static void conn_write_done(uv_write_t *req, int status)
 		conn_abort(c, status == UV_EPIPE || status == UV_ECONNRESET ? "client closed" : "write error");
 		return;
 	}
-	if (c->out.len) {
+	if (c->out.len)
 		conn_start_write(c);
+	conn_check_drained(c);
+	if (c->flags & (CONN_CLOSED | CONN_WRITING))
 		return;
-	}
 	if (c->flags & CONN_CLOSING) {
 		conn_really_close(c);
 		return;
@@ -449,6 +461,9 @@ static void conn_resume_cb(uv_timer_t *t)
 
 	if (c->flags & CONN_CLOSING)
 		return;
+	conn_check_drained(c);
+	if (c->flags & CONN_CLOSING)
+		return;
 	conn_process_input(c);
 	if (!(c->flags & CONN_CLOSING) && !(c->flags & CONN_EOF))
 		conn_start_reading(c);
@@ -459,6 +474,16 @@ void conn_resume_input(struct conn *c)
 	if (c->flags & CONN_CLOSED)
 		return;
 	uv_timer_start(&c->resume, conn_resume_cb, 0, 0);
+}
+
+void conn_when_drained(struct conn *c, size_t below)
+{
+	if (c->flags & CONN_CLOSING)
+		return;
+	c->drain_mark = below;
+	c->drain_armed = 1;
+	if (conn_output_pending(c) <= below)
+		uv_timer_start(&c->resume, conn_resume_cb, 0, 0);
 }
 
 /* ---- timers ---- */

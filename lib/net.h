@@ -34,6 +34,9 @@ struct proto_handler {
 	/* The connection is gone: the session must not call conn_* any more.
 	 * The session frees itself now, or later if work is still in flight. */
 	void (*closed)(void *session);
+	/* Optional: the output queue went below the mark given to
+	 * conn_when_drained() (one call per conn_when_drained()). */
+	void (*drained)(void *session);
 	/* Reply sent before closing a connection over the connection limits. */
 	const char *busy_reply;
 };
@@ -70,6 +73,9 @@ void conn_set_timeout(struct conn *c, unsigned ms);
 /* Asks the connection to pass its held input to the protocol again (from
  * the next loop iteration, never re-entering the caller). */
 void conn_resume_input(struct conn *c);
+/* Arms a one-shot proto_handler.drained call for when at most below bytes
+ * are queued (from the next loop iteration if that is already so). */
+void conn_when_drained(struct conn *c, size_t below);
 /* Bytes queued and not yet written. */
 size_t conn_output_pending(const struct conn *c);
 /* Session id (12 hex digits), client IP text, the listener's name, loop. */
