@@ -62,6 +62,23 @@ void config_defaults(struct config *cfg)
 	cfg->smtp.max_bad_commands = 10;
 	cfg->smtp.max_pipeline = 100;
 	pop3_config_defaults(&cfg->pop3);
+	imap_config_defaults(&cfg->imap);
+}
+
+void imap_config_defaults(struct imap_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->hostname, "localhost");
+	c->idle_timeout = 1800;
+	c->max_line = 65536;
+	c->max_literal = 50 * 1024 * 1024;
+	c->max_depth = 16;
+	c->max_bad_commands = 20;
+	c->max_auth_failures = 3;
+	c->auth_delay_free = 2;
+	c->auth_delay_base = 1;
+	c->auth_delay_max = 15;
+	c->auth_delay_decay = 60;
 }
 
 void pop3_config_defaults(struct pop3_config *c)
@@ -356,7 +373,7 @@ static int listener_key(struct parse_ctx *c, struct listener_config *l, const ch
 		else if (strcmp(value, "pop3") == 0)
 			l->protocol = PROTO_POP3;
 		else if (strcmp(value, "imap") == 0)
-			return fail(c, "listener \"%s\": protocol imap is not available in this version yet", l->name);
+			l->protocol = PROTO_IMAP;
 		else
 			return fail(c, "listener \"%s\": protocol '%s' is not smtp, pop3 or imap", l->name, value);
 		l->have_protocol = 1;
@@ -503,6 +520,50 @@ static int pop3_key(struct parse_ctx *c, const char *key, const char *value)
 	return 1;
 }
 
+static int imap_key(struct parse_ctx *c, const char *key, const char *value)
+{
+	struct imap_config *p = &c->cfg->imap;
+
+	if (strcmp(key, "idle_timeout") == 0) {
+		if (config_parse_duration(value, &p->idle_timeout) < 0 || p->idle_timeout == 0 ||
+		    p->idle_timeout > 86400)
+			return fail(c, "idle_timeout '%s' is not a duration from 1s to 24h (RFC 3501 asks for 30m or more)",
+				    value);
+	} else if (strcmp(key, "max_line") == 0) {
+		if (parse_uint(value, 1024, 1048576, &p->max_line) < 0)
+			return fail(c, "max_line '%s' is not a number from 1024 to 1048576", value);
+	} else if (strcmp(key, "max_literal") == 0) {
+		if (config_parse_size(value, &p->max_literal) < 0 || p->max_literal < 1024 ||
+		    p->max_literal > (uint64_t)1 << 31)
+			return fail(c, "max_literal '%s' is not a size from 1k to 2G", value);
+	} else if (strcmp(key, "max_depth") == 0) {
+		if (parse_uint(value, 2, 100, &p->max_depth) < 0)
+			return fail(c, "max_depth '%s' is not a number from 2 to 100", value);
+	} else if (strcmp(key, "max_bad_commands") == 0) {
+		if (parse_uint(value, 1, 1000, &p->max_bad_commands) < 0)
+			return fail(c, "max_bad_commands '%s' is not a number from 1 to 1000", value);
+	} else if (strcmp(key, "max_auth_failures") == 0) {
+		if (parse_uint(value, 1, 100, &p->max_auth_failures) < 0)
+			return fail(c, "max_auth_failures '%s' is not a number from 1 to 100", value);
+	} else if (strcmp(key, "auth_delay_free") == 0) {
+		if (parse_uint(value, 0, 100, &p->auth_delay_free) < 0)
+			return fail(c, "auth_delay_free '%s' is not a number from 0 to 100", value);
+	} else if (strcmp(key, "auth_delay_base") == 0) {
+		if (config_parse_duration(value, &p->auth_delay_base) < 0 || p->auth_delay_base > 60)
+			return fail(c, "auth_delay_base '%s' is not a duration from 0 to 60s", value);
+	} else if (strcmp(key, "auth_delay_max") == 0) {
+		if (config_parse_duration(value, &p->auth_delay_max) < 0 || p->auth_delay_max > 3600)
+			return fail(c, "auth_delay_max '%s' is not a duration from 0 to 1h", value);
+	} else if (strcmp(key, "auth_delay_decay") == 0) {
+		if (config_parse_duration(value, &p->auth_delay_decay) < 0 || p->auth_delay_decay == 0 ||
+		    p->auth_delay_decay > 86400)
+			return fail(c, "auth_delay_decay '%s' is not a duration from 1s to 24h", value);
+	} else {
+		return fail(c, "[imap]: unknown key '%s'", key);
+	}
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_ctx *c = user;
@@ -525,6 +586,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 		return smtp_key(c, key, value);
 	if (strcmp(section, "pop3") == 0)
 		return pop3_key(c, key, value);
+	if (strcmp(section, "imap") == 0)
+		return imap_key(c, key, value);
 	if (strncmp(section, "listener", 8) == 0 && (section[8] == ' ' || section[8] == '\t' || section[8] == '"')) {
 		struct listener_config *l = listener_for(c, section);
 		return l ? listener_key(c, l, key, value) : 0;
@@ -558,6 +621,7 @@ static int finish(struct parse_ctx *c, int r, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: [server] hostname is not set", c->name);
 		return -1;
 	}
+	snprintf(cfg->imap.hostname, sizeof(cfg->imap.hostname), "%s", cfg->hostname);
 	if (!cfg->data_dir) {
 		snprintf(err, errlen, "%s: [server] data_dir is not set", c->name);
 		return -1;

@@ -57,6 +57,21 @@ struct pop3_config {
 	unsigned auth_delay_decay;   /* seconds: one failure is forgotten per quiet interval */
 };
 
+/* [imap]: see docs/configuration.md. */
+struct imap_config {
+	char hostname[256];          /* copied from [server] for the greeting */
+	unsigned idle_timeout;       /* seconds without a command (RFC 3501: >= 30 min) */
+	unsigned max_line;           /* octets of one command, literals excluded */
+	uint64_t max_literal;        /* largest literal: APPENDLIMIT */
+	unsigned max_depth;          /* nesting of lists */
+	unsigned max_bad_commands;   /* BAD replies before the session is closed */
+	unsigned max_auth_failures;  /* failed logins before the session is closed */
+	unsigned auth_delay_free;
+	unsigned auth_delay_base;    /* seconds */
+	unsigned auth_delay_max;     /* seconds */
+	unsigned auth_delay_decay;   /* seconds */
+};
+
 struct config {
 	char *path;
 	char *hostname;
@@ -68,10 +83,13 @@ struct config {
 	unsigned delivery_threads;   /* libuv threadpool size */
 	struct smtp_config smtp;
 	struct pop3_config pop3;
+	struct imap_config imap;
 	struct listener_config *listeners;
 	size_t n_listeners;
 };
 
+/* Fills c with the [imap] defaults of docs/configuration.md. */
+void imap_config_defaults(struct imap_config *c);
 /* Fills c with the [pop3] defaults of docs/configuration.md. */
 void pop3_config_defaults(struct pop3_config *c);
 /* Fills cfg with the defaults of docs/configuration.md and no listeners. */

@@ -24,6 +24,7 @@
 #include "lib/xalloc.h"
 #include "server/cli.h"
 #include "server/smtp-server.h"
+#include "imap/imap-server.h"
 #include "pop3/pop3-server.h"
 #include "storage/directory.h"
 #include "storage/maildir.h"
@@ -147,6 +148,7 @@ static int serve(const struct config *cfg, const char *banner)
 	struct dir *dir = NULL;
 	struct smtp_server *smtp = NULL;
 	struct pop3_server *pop3 = NULL;
+	struct imap_server *imap = NULL;
 	struct net_limits lim = {
 		.max_connections = cfg->max_connections,
 		.max_connections_per_ip = cfg->max_connections_per_ip,
@@ -179,6 +181,7 @@ static int serve(const struct config *cfg, const char *banner)
 	d.net = net_new(d.loop, &lim);
 	smtp = smtp_server_new(cfg, dir, d.loop);
 	pop3 = pop3_server_new(cfg, dir, d.loop);
+	imap = imap_server_new(cfg, dir, d.loop);
 
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct listener_config *l = &cfg->listeners[i];
@@ -189,6 +192,10 @@ static int serve(const struct config *cfg, const char *banner)
 		case PROTO_SMTP:
 			h = smtp_server_handler(smtp);
 			ctx = smtp;
+			break;
+		case PROTO_IMAP:
+			h = imap_server_handler(imap);
+			ctx = imap;
 			break;
 		case PROTO_POP3:
 			h = pop3_server_handler(pop3);
@@ -233,6 +240,7 @@ static int serve(const struct config *cfg, const char *banner)
 	net_free(&d.net);
 	smtp_server_free(&smtp);
 	pop3_server_free(&pop3);
+	imap_server_free(&imap);
 	dir_close(&dir);
 	uv_loop_close(d.loop);
 	close(lock_fd);

@@ -1230,3 +1230,32 @@ int mbox_copy(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_
 	free(bases);
 	return r;
 }
+
+int mbox_vanished_since(struct mbox *m, uint64_t modseq, uint32_t **uids_r, size_t *n_r)
+{
+	sqlite3_stmt *st;
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	int r;
+
+	if (sqlite3_prepare_v2(m->db, "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_int64(st, 1, m->id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			uids = xrealloc(uids, cap * sizeof(*uids));
+		}
+		uids[n++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE) {
+		free(uids);
+		return db_err(m, "select expunged");
+	}
+	*uids_r = uids;
+	*n_r = n;
+	return 0;
+}

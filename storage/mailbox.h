@@ -121,6 +121,10 @@ int mbox_append(const char *maildir, const char *name, const char *data, size_t 
 int mbox_copy(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_name, const char *host,
 	      uint32_t *uidvalidity_r, uint32_t *dst_uids_r);
 
+/* UIDs expunged with a modseq above modseq (QRESYNC VANISHED (EARLIER)),
+ * ascending; *uids_r is malloc'd. */
+int mbox_vanished_since(struct mbox *m, uint64_t modseq, uint32_t **uids_r, size_t *n_r);
+
 /* Index housekeeping for storage/folder.c: drop a folder's rows; rename a
  * folder and its children (UIDVALIDITY and UIDs are kept). */
 int mbox_index_forget(const char *maildir, const char *name);

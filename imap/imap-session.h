@@ -1,0 +1,77 @@
+#ifndef BUZON_IMAP_SESSION_H
+#define BUZON_IMAP_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/config.h"
+
+/*
+ * The IMAP4rev1 session (RFC 3501 and the extensions in CAPABILITY): a state
+ * machine on the loop thread that parses commands and writes replies, and
+ * commands whose work touches storage. That work runs as a struct imap_cmd
+ * handed to io->exec: the glue runs imap_cmd_run() on a worker thread and
+ * then calls imap_session_cmd_done() on the loop thread. One command runs at
+ * a time; pipelined commands wait in the caller's input buffer. Unit tests
+ * and the fuzzer run commands synchronously inside exec.
+ */
+
+struct imap_session;
+struct imap_cmd;
+struct dir;
+
+/* What worker-thread code may use: the user directory and our name. */
+struct imap_backend {
+	struct dir *dir;
+	const char *hostname;
+};
+
+struct imap_io {
+	void (*write)(void *ctx, const char *data, size_t len);
+	/* Close once the queued output is sent. */
+	void (*close)(void *ctx, const char *reason);
+	void (*set_timeout)(void *ctx, unsigned seconds);
+	/* Run imap_cmd_run(cmd) on a worker after delay_ms, then call
+	 * imap_session_cmd_done(s, cmd) on the loop thread; may run it at once. */
+	void (*exec)(void *ctx, struct imap_cmd *cmd, unsigned delay_ms);
+	/* Input was held back: feed the held bytes again. */
+	void (*resume)(void *ctx);
+	/* Call imap_session_drained() once at most below bytes are queued. */
+	void (*when_drained)(void *ctx, size_t below);
+	/* Watch a folder key for changes (NULL stops); changes come as
+	 * imap_session_notify(). */
+	void (*watch)(void *ctx, const char *key);
+	/* Tell other sessions that a folder key changed. */
+	void (*publish)(void *ctx, const char *key);
+	/* Failed-login throttling: the delay before checking a login for user,
+	 * and the outcome (ok = 1 success). */
+	unsigned (*auth_delay)(void *ctx, const char *user);
+	void (*auth_result)(void *ctx, const char *user, int ok);
+};
+
+struct imap_session_params {
+	const struct imap_config *cfg;
+	const struct imap_backend *backend;
+	const char *sid;
+	const char *client_addr;
+};
+
+/* Creates a session and writes the greeting. */
+struct imap_session *imap_session_new(const struct imap_session_params *p, const struct imap_io *io, void *ctx);
+/* Frees the session; not while a command runs (imap_session_busy()). */
+void imap_session_free(struct imap_session **s);
+/* Feeds client bytes; returns how many were consumed (see smtp_session_input()). */
+size_t imap_session_input(struct imap_session *s, const char *data, size_t len);
+int imap_session_busy(const struct imap_session *s);
+void imap_session_disconnected(struct imap_session *s);
+void imap_session_timeout(struct imap_session *s);
+void imap_session_shutdown(struct imap_session *s);
+void imap_session_drained(struct imap_session *s);
+void imap_session_notify(struct imap_session *s);
+
+/* Worker thread: does the storage work of cmd. */
+void imap_cmd_run(struct imap_cmd *cmd);
+/* Loop thread: cmd's work is done. */
+void imap_session_cmd_done(struct imap_session *s, struct imap_cmd *cmd);
+
+#endif
