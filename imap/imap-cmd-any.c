@@ -13,11 +13,10 @@
 #include "lib/xalloc.h"
 #include "storage/directory.h"
 
-/* Writes the capabilities of the session's state into out. */
-static void capabilities(struct imap_session *s, struct buf *out)
+void imap_capabilities(struct imap_session *s, struct buf *out)
 {
 	buf_adds(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
-		      "SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE");
+		      "SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)s->cfg.max_literal);
 	if (s->state == IMAP_NOAUTH)
 		buf_adds(out, " AUTH=PLAIN");
@@ -31,7 +30,7 @@ static void cmd_capability(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "CAPABILITY takes no arguments");
 		return;
 	}
-	capabilities(cmd->s, &b);
+	imap_capabilities(cmd->s, &b);
 	imap_cmd_untagged(cmd, "CAPABILITY %s", b.data);
 	buf_release(&b);
 	imap_cmd_tagged(cmd, "OK", "Capability completed");
@@ -212,7 +211,7 @@ static void login_finish(struct imap_cmd *cmd)
 	log_info("imap", s->sid, "login user=%s client=%s", safe, s->client);
 	{
 		struct buf b = BUF_INIT(0);
-		capabilities(s, &b);
+		imap_capabilities(s, &b);
 		imap_cmd_tagged(cmd, "OK", "[CAPABILITY %s] Logged in", b.data);
 		buf_release(&b);
 	}

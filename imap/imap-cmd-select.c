@@ -48,8 +48,10 @@ static int select_run(struct imap_cmd *cmd)
 	struct buf kw = BUF_INIT(0);
 	int r;
 
-	/* Whatever happens, the old selection is gone (RFC 3501 6.3.1). */
+	/* Whatever happens, the old selection is gone (RFC 3501 6.3.1), and
+	 * with it the saved search result (RFC 5182 2.1). */
 	mbox_close(&s->mbox);
+	imap_seqset_clear(&s->saved);
 	r = mbox_open(s->maildir, x->name, x->readonly ? MBOX_READONLY : MBOX_TAKE_RECENT, &m, err, sizeof(err));
 	if (r < 0) {
 		x->error = r;
@@ -257,6 +259,7 @@ static int close_run(struct imap_cmd *cmd)
 	if (strcmp(cmd->name, "CLOSE") == 0 && !s->readonly)
 		expunge_deleted(s, NULL);
 	mbox_close(&s->mbox);
+	imap_seqset_clear(&s->saved);
 	cmd->refreshed = true;
 	imap_cmd_tagged(cmd, "OK", "%s completed", cmd->name);
 	return IMAP_RUN_DONE;

@@ -134,6 +134,8 @@ struct imap_session {
 
 /* ---- for the command files ---- */
 
+/* Writes the capabilities of the session's state into out (imap-cmd-any.c). */
+void imap_capabilities(struct imap_session *s, struct buf *out);
 /* Writes a line (CRLF added) to the client now. */
 void imap_session_printf(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Closes after the queued output; no more input is taken. */

@@ -84,8 +84,12 @@ struct imap_session *imap_session_new(const struct imap_session_params *p, const
 	lim.max_depth = s->cfg.max_depth;
 	s->parser = imap_parser_init(&lim, 0);
 	imap_seqset_init(&s->saved);
-	imap_session_printf(s, "* OK [CAPABILITY %s] %s IMAP4rev1 buzon ready", "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE AUTH=PLAIN",
-		       s->cfg.hostname);
+	{
+		struct buf caps = BUF_INIT(0);
+		imap_capabilities(s, &caps);
+		imap_session_printf(s, "* OK [CAPABILITY %s] %s IMAP4rev1 buzon ready", caps.data, s->cfg.hostname);
+		buf_release(&caps);
+	}
 	arm_timeout(s);
 	return s;
 }
@@ -118,6 +122,7 @@ void imap_session_free(struct imap_session **sp)
 	imap_parser_deinit(&s->parser);
 	imap_seqset_release(&s->saved);
 	free(s->idle_tag);
+	free(s->auth_tag);
 	free(s->sid);
 	free(s->client);
 	free(s);

@@ -30,7 +30,9 @@ static const char index_schema[] =
 	"  uidvalidity INTEGER NOT NULL,\n"
 	"  uidnext INTEGER NOT NULL,\n"
 	"  highestmodseq INTEGER NOT NULL,\n"
-	"  first_recent_uid INTEGER NOT NULL DEFAULT 1);\n"
+	"  first_recent_uid INTEGER NOT NULL DEFAULT 1,\n"
+	"  sync_new_ns INTEGER NOT NULL DEFAULT 0,\n"
+	"  sync_cur_ns INTEGER NOT NULL DEFAULT 0);\n"
 	"CREATE TABLE IF NOT EXISTS messages (\n"
 	"  mailbox_id INTEGER NOT NULL,\n"
 	"  uid INTEGER NOT NULL,\n"
@@ -48,7 +50,22 @@ static const char index_schema[] =
 	"  mailbox_id INTEGER NOT NULL,\n"
 	"  uid INTEGER NOT NULL,\n"
 	"  modseq INTEGER NOT NULL,\n"
-	"  PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;\n";
+	"  PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;\n"
+	/* The FETCH cache (mbox_cache_*, at the end of this file): ENVELOPE,
+	 * BODYSTRUCTURE and BODY strings of a message, filled on first FETCH.
+	 * base ties a row to its file, so a reused (mailbox_id, uid) never
+	 * serves another message; rows die with their message. */
+	"CREATE TABLE IF NOT EXISTS cache (\n"
+	"  mailbox_id INTEGER NOT NULL,\n"
+	"  uid INTEGER NOT NULL,\n"
+	"  base TEXT NOT NULL,\n"
+	"  envelope TEXT,\n"
+	"  bodystructure TEXT,\n"
+	"  body TEXT,\n"
+	"  PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;\n"
+	"CREATE TRIGGER IF NOT EXISTS cache_gc AFTER DELETE ON messages BEGIN\n"
+	"  DELETE FROM cache WHERE mailbox_id = old.mailbox_id AND uid = old.uid;\n"
+	"END;\n";
 
 struct mbox {
 	char *maildir;
@@ -61,6 +78,8 @@ struct mbox {
 	uint64_t highestmodseq;
 	uint32_t recent_from;   /* UIDs >= this are \Recent for this session */
 	uint32_t recent_to;     /* ... and < this */
+	int64_t sync_new_ns;    /* new/ and cur/ mtimes at the last full scan (0: unknown) */
+	int64_t sync_cur_ns;
 	struct mbox_msg *msgs;
 	size_t n;
 	struct mbox_changes ch;
@@ -231,6 +250,22 @@ static int cmp_row_base(const void *a, const void *b)
 	return strcmp(x->base, y->base);
 }
 
+static int64_t mtime_ns(const char *dir, const char *sub)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, sub) >= sizeof(path) || stat(path, &st) < 0)
+		return 0;
+	return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+static void dir_mtimes(const struct mbox *m, int64_t *new_r, int64_t *cur_r)
+{
+	*new_r = mtime_ns(m->dir, "new");
+	*cur_r = mtime_ns(m->dir, "cur");
+}
+
 static int scan_dir(struct mbox *m, const char *sub, struct found **list, size_t *n, size_t *cap)
 {
 	char path[PATH_MAX];
@@ -276,8 +311,8 @@ static int load_mailbox_row(struct mbox *m)
 	sqlite3_stmt *st;
 	int r;
 
-	if (sqlite3_prepare_v2(m->db, "SELECT id, uidvalidity, uidnext, highestmodseq, first_recent_uid "
-			       "FROM mailboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(m->db, "SELECT id, uidvalidity, uidnext, highestmodseq, first_recent_uid, "
+			       "sync_new_ns, sync_cur_ns FROM mailboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
 		return db_err(m, "prepare");
 	sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
 	r = sqlite3_step(st);
@@ -287,6 +322,8 @@ static int load_mailbox_row(struct mbox *m)
 		m->uidnext = (uint32_t)sqlite3_column_int64(st, 2);
 		m->highestmodseq = (uint64_t)sqlite3_column_int64(st, 3);
 		m->recent_from = (uint32_t)sqlite3_column_int64(st, 4);
+		m->sync_new_ns = sqlite3_column_int64(st, 5);
+		m->sync_cur_ns = sqlite3_column_int64(st, 6);
 		sqlite3_finalize(st);
 		return 0;
 	}
@@ -298,6 +335,7 @@ static int load_mailbox_row(struct mbox *m)
 	m->uidnext = 1;
 	m->highestmodseq = 1;
 	m->recent_from = 1;
+	m->sync_new_ns = m->sync_cur_ns = 0;
 	if (sqlite3_prepare_v2(m->db, "INSERT INTO mailboxes (name, uidvalidity, uidnext, highestmodseq, "
 			       "first_recent_uid) VALUES (?, ?, 1, 1, 1)", -1, &st, NULL) != SQLITE_OK)
 		return db_err(m, "prepare");
@@ -322,6 +360,8 @@ static int sync_index(struct mbox *m)
 	struct row *rows = NULL;
 	size_t n_rows = 0, rows_cap = 0;
 	sqlite3_stmt *sel = NULL, *del = NULL, *exp = NULL, *upd = NULL, *ins = NULL;
+	int64_t new_ns = 0, cur_ns = 0, now_ns;
+	struct timespec now;
 	int r;
 
 	r = exec(m, "BEGIN IMMEDIATE");
@@ -330,6 +370,13 @@ static int sync_index(struct mbox *m)
 	r = load_mailbox_row(m);
 	if (r < 0)
 		goto fail;
+	/* Neither new/ nor cur/ changed since the last full scan: the index is
+	 * up to date (a file's rename, arrival or removal changes its
+	 * directory's mtime). Mtimes too close to the scan are not trusted,
+	 * as Dovecot does: a change in the same clock tick would not show. */
+	dir_mtimes(m, &new_ns, &cur_ns);
+	if (new_ns && cur_ns && new_ns == m->sync_new_ns && cur_ns == m->sync_cur_ns)
+		goto update_row;
 	if ((r = scan_dir(m, "new", &files, &n_files, &cap)) < 0 ||
 	    (r = scan_dir(m, "cur", &files, &n_files, &cap)) < 0)
 		goto fail;
@@ -457,6 +504,12 @@ static int sync_index(struct mbox *m)
 		m->uidnext++;
 	}
 
+	/* Trust these mtimes next time only if they are clearly in the past. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	m->sync_new_ns = now_ns - new_ns > 2000000000LL ? new_ns : 0;
+	m->sync_cur_ns = now_ns - cur_ns > 2000000000LL ? cur_ns : 0;
+update_row:
 	{
 		sqlite3_stmt *st;
 		uint32_t first_recent = m->recent_from;
@@ -467,14 +520,17 @@ static int sync_index(struct mbox *m)
 			first_recent = m->uidnext;
 		}
 		if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, "
-				       "first_recent_uid = ? WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
+				       "first_recent_uid = ?, sync_new_ns = ?, sync_cur_ns = ? WHERE id = ?", -1, &st,
+				       NULL) != SQLITE_OK) {
 			r = db_err(m, "prepare");
 			goto fail;
 		}
 		sqlite3_bind_int64(st, 1, m->uidnext);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)m->highestmodseq);
 		sqlite3_bind_int64(st, 3, first_recent);
-		sqlite3_bind_int64(st, 4, m->id);
+		sqlite3_bind_int64(st, 4, m->sync_new_ns);
+		sqlite3_bind_int64(st, 5, m->sync_cur_ns);
+		sqlite3_bind_int64(st, 6, m->id);
 		r = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (r != SQLITE_DONE) {
@@ -575,6 +631,10 @@ static int index_open(const char *maildir, sqlite3 **db_r)
 		sqlite3_close(db);
 		return -EIO;
 	}
+	/* Indexes written before the sync columns existed: add them (the
+	 * error for a column that exists already is expected). */
+	sqlite3_exec(db, "ALTER TABLE mailboxes ADD COLUMN sync_new_ns INTEGER NOT NULL DEFAULT 0", NULL, NULL, NULL);
+	sqlite3_exec(db, "ALTER TABLE mailboxes ADD COLUMN sync_cur_ns INTEGER NOT NULL DEFAULT 0", NULL, NULL, NULL);
 	*db_r = db;
 	return 0;
 }
@@ -1258,4 +1318,158 @@ int mbox_vanished_since(struct mbox *m, uint64_t modseq, uint32_t **uids_r, size
 	*uids_r = uids;
 	*n_r = n;
 	return 0;
+}
+
+/* ---- the FETCH cache (for imap/imap-cmd-fetch.c) ---- */
+
+#include "lib/buf.h"
+
+struct mbox_cache {
+	struct mbox *m;
+	sqlite3_stmt *get, *put;
+	int in_tx;
+	int failed;     /* a write failed: stop writing for this reader */
+};
+
+struct mbox_cache *mbox_cache_open(struct mbox *m)
+{
+	struct mbox_cache *c = xcalloc(1, sizeof(*c));
+
+	c->m = m;
+	if (sqlite3_prepare_v2(m->db, "SELECT envelope, bodystructure, body FROM cache "
+			       "WHERE mailbox_id = ?1 AND uid = ?2 AND base = ?3", -1, &c->get, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(m->db, "INSERT INTO cache (mailbox_id, uid, base, envelope, bodystructure, body) "
+			       "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (mailbox_id, uid) DO UPDATE SET "
+			       "envelope = CASE WHEN base = excluded.base THEN coalesce(excluded.envelope, envelope) "
+			       "ELSE excluded.envelope END, "
+			       "bodystructure = CASE WHEN base = excluded.base THEN "
+			       "coalesce(excluded.bodystructure, bodystructure) ELSE excluded.bodystructure END, "
+			       "body = CASE WHEN base = excluded.base THEN coalesce(excluded.body, body) "
+			       "ELSE excluded.body END, base = excluded.base", -1, &c->put, NULL) != SQLITE_OK) {
+		db_err(m, "prepare cache");
+		mbox_cache_close(&c);
+		return NULL;
+	}
+	return c;
+}
+
+/* The base name (up to ':') of message i's file, after "new/" or "cur/". */
+static const char *msg_base(const struct mbox_msg *x, int *len_r)
+{
+	const char *slash = strchr(x->file, '/');
+	const char *b = slash ? slash + 1 : x->file;
+	const char *colon = strchr(b, ':');
+
+	*len_r = (int)(colon ? (size_t)(colon - b) : strlen(b));
+	return b;
+}
+
+static void col_copy(sqlite3_stmt *st, int col, struct buf *out, unsigned bit, unsigned *found)
+{
+	const void *p;
+
+	if (!out || sqlite3_column_type(st, col) == SQLITE_NULL)
+		return;
+	p = sqlite3_column_text(st, col);
+	buf_reset(out);
+	if (p && buf_add(out, p, (size_t)sqlite3_column_bytes(st, col)) == 0)
+		*found |= bit;
+}
+
+unsigned mbox_cache_get(struct mbox_cache *c, size_t i, struct buf *envelope, struct buf *bodystructure,
+			struct buf *body)
+{
+	const struct mbox_msg *x = mbox_get(c->m, i);
+	const char *base;
+	unsigned found = 0;
+	int blen;
+
+	if (!x)
+		return 0;
+	base = msg_base(x, &blen);
+	sqlite3_reset(c->get);
+	sqlite3_bind_int64(c->get, 1, c->m->id);
+	sqlite3_bind_int64(c->get, 2, x->uid);
+	sqlite3_bind_text(c->get, 3, base, blen, SQLITE_STATIC);
+	if (sqlite3_step(c->get) == SQLITE_ROW) {
+		col_copy(c->get, 0, envelope, MBOX_CACHE_ENVELOPE, &found);
+		col_copy(c->get, 1, bodystructure, MBOX_CACHE_BODYSTRUCTURE, &found);
+		col_copy(c->get, 2, body, MBOX_CACHE_BODY, &found);
+	}
+	sqlite3_reset(c->get);
+	return found;
+}
+
+int mbox_cache_put(struct mbox_cache *c, size_t i, const char *envelope, const char *bodystructure,
+		   const char *body)
+{
+	const struct mbox_msg *x = mbox_get(c->m, i);
+	const char *base;
+	int blen, r;
+
+	if (!x)
+		return -EINVAL;
+	if (c->failed)
+		return -EIO;
+	if (!c->in_tx) {
+		/* Many rows per transaction: one WAL commit per run, not per message. */
+		if (exec(c->m, "BEGIN IMMEDIATE") < 0) {
+			c->failed = 1;
+			return -EIO;
+		}
+		c->in_tx = 1;
+	}
+	base = msg_base(x, &blen);
+	sqlite3_reset(c->put);
+	sqlite3_bind_int64(c->put, 1, c->m->id);
+	sqlite3_bind_int64(c->put, 2, x->uid);
+	sqlite3_bind_text(c->put, 3, base, blen, SQLITE_STATIC);
+	if (envelope)
+		sqlite3_bind_text(c->put, 4, envelope, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(c->put, 4);
+	if (bodystructure)
+		sqlite3_bind_text(c->put, 5, bodystructure, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(c->put, 5);
+	if (body)
+		sqlite3_bind_text(c->put, 6, body, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(c->put, 6);
+	r = sqlite3_step(c->put);
+	sqlite3_reset(c->put);
+	sqlite3_clear_bindings(c->put);
+	if (r != SQLITE_DONE) {
+		c->failed = 1;
+		return db_err(c->m, "cache put");
+	}
+	return 0;
+}
+
+int mbox_cache_flush(struct mbox_cache *c)
+{
+	int r = 0;
+
+	if (!c || !c->in_tx)
+		return 0;
+	c->in_tx = 0;
+	if (exec(c->m, "COMMIT") < 0) {
+		exec(c->m, "ROLLBACK");
+		c->failed = 1;
+		r = -EIO;
+	}
+	return r;
+}
+
+void mbox_cache_close(struct mbox_cache **cp)
+{
+	struct mbox_cache *c = *cp;
+
+	if (!c)
+		return;
+	mbox_cache_flush(c);
+	sqlite3_finalize(c->get);
+	sqlite3_finalize(c->put);
+	free(c);
+	*cp = NULL;
 }

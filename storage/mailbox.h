@@ -135,4 +135,40 @@ void mbox_flags_to_info(uint32_t flags, char *out);
 /* Parses the ":2,..." info of a file name into flags. */
 uint32_t mbox_info_to_flags(const char *name);
 
+/*
+ * The FETCH cache: the ENVELOPE, BODYSTRUCTURE and BODY strings of each
+ * message, kept in the index so that a FETCH of a large mailbox does not
+ * read every file again (imap/imap-cmd-fetch.c fills it on first FETCH).
+ * A row is tied to the message's file name and dies with the message.
+ * A struct mbox_cache belongs to the thread that uses its mbox and must be
+ * closed before the mbox; writes are batched in one transaction until
+ * mbox_cache_flush(), which must come before any other write to the index
+ * on the same mbox (mbox_set_flags() and the like) and before the thread
+ * lets go of the mbox.
+ */
+struct buf;
+struct mbox_cache;
+
+enum mbox_cache_field {
+	MBOX_CACHE_ENVELOPE = 1 << 0,
+	MBOX_CACHE_BODYSTRUCTURE = 1 << 1,
+	MBOX_CACHE_BODY = 1 << 2,
+};
+
+/* Opens the cache of an open mailbox; NULL when the index cannot serve it
+ * (FETCH then works without it). */
+struct mbox_cache *mbox_cache_open(struct mbox *m);
+/* Flushes and frees the cache and sets *c to NULL. */
+void mbox_cache_close(struct mbox_cache **c);
+/* Reads what is cached for message i into the given buffers (each may be
+ * NULL: not wanted); returns the enum mbox_cache_field bits found. */
+unsigned mbox_cache_get(struct mbox_cache *c, size_t i, struct buf *envelope, struct buf *bodystructure,
+			struct buf *body);
+/* Stores the non-NULL strings for message i (others are kept); 0 or a
+ * negative code (the cache is then left alone for this reader). */
+int mbox_cache_put(struct mbox_cache *c, size_t i, const char *envelope, const char *bodystructure,
+		   const char *body);
+/* Commits the writes since the last flush; 0 or -EIO. */
+int mbox_cache_flush(struct mbox_cache *c);
+
 #endif
