@@ -1363,7 +1363,7 @@ bool imap_arg_get_astring(const struct imap_arg *a, const char **str_r, size_t *
 	case IMAP_ARG_ATOM:
 		if (a->flags & IMAP_ARG_SECTION_SPACED)
 			return false;
-		/* fall through */
+		break;
 	case IMAP_ARG_NIL:
 	case IMAP_ARG_STRING:
 		break;

@@ -28,7 +28,9 @@
  * partial_start/partial_len hold the two numbers. Inside the brackets "]"
  * ends atoms and "[" is an ordinary character: sections do not nest. When
  * the bracket text holds only atom characters ("BODY[1.2.TEXT]") section
- * holds that text as one atom. A "[" whose bracket is never closed and that
+ * holds that text as one atom. When a literal stands inside the brackets,
+ * str holds its header and bytes as sent (which may include NUL: use len).
+ * A "[" whose bracket is never closed and that
  * is followed by atom characters only ("CREATE foo[bar") leaves a plain atom
  * with no section. Dovecot instead returns "BODY[HEADER.FIELDS" as an atom
  * followed by a list; keeping the whole text lets an astring with brackets

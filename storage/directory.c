@@ -760,7 +760,7 @@ static int create_mailbox(const char *path, char *err, size_t errlen)
 	for (size_t i = 0; i < ARRAY_SIZE(default_folders); i++)
 		buf_printf(&subs, "%s\n", default_folders[i]);
 	/* Written aside and renamed, so that a reader never sees half a file. */
-	tmp = xasprintf("%s/.subscriptions.tmp", path);
+	tmp = xasprintf("%s/subscriptions.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || write(fd, subs.data, subs.len) != (ssize_t)subs.len || fsync(fd) < 0) {
 		r = errno ? -errno : -EIO;

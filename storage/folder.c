@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -318,16 +319,25 @@ int folder_subscribe(const char *maildir, const char *name, int subscribe)
 	char path[PATH_MAX], tmp[PATH_MAX];
 	struct buf out = BUF_INIT(0);
 	char **names = NULL;
-	int n, found = 0, fd, r = 0;
+	int n, found = 0, fd, lock, r = 0;
 
 	if (strcmp(name, "INBOX") != 0 && !folder_name_valid(name))
 		return -EINVAL;
 	if ((size_t)snprintf(path, sizeof(path), "%s/subscriptions", maildir) >= sizeof(path) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.subscriptions.tmp", maildir) >= sizeof(tmp))
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s/subscriptions.tmp", maildir) >= sizeof(tmp))
 		return -ENAMETOOLONG;
+	/* One writer at a time: two sessions subscribing at once both count. */
+	lock = open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lock < 0 || flock(lock, LOCK_EX) < 0) {
+		if (lock >= 0)
+			close(lock);
+		return -EIO;
+	}
 	n = read_lines(path, &names);
-	if (n < 0)
+	if (n < 0) {
+		close(lock);
 		return n;
+	}
 	for (int i = 0; i < n; i++) {
 		if (strcmp(names[i], name) == 0) {
 			found = 1;
@@ -339,14 +349,17 @@ int folder_subscribe(const char *maildir, const char *name, int subscribe)
 	folder_list_free(names);
 	if (subscribe == found) {
 		buf_release(&out);
+		close(lock);
 		return 0;
 	}
 	if (subscribe)
 		buf_printf(&out, "%s\n", name);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
+		r = -errno;
 		buf_release(&out);
-		return -errno;
+		close(lock);
+		return r;
 	}
 	if (write(fd, out.data ? out.data : "", out.len) != (ssize_t)out.len || fsync(fd) < 0)
 		r = -EIO;
@@ -357,5 +370,6 @@ int folder_subscribe(const char *maildir, const char *name, int subscribe)
 	if (r < 0)
 		unlink(tmp);
 	buf_release(&out);
+	close(lock);
 	return r;
 }

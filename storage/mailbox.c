@@ -24,6 +24,7 @@
  * each user's Maildir, not in buzon.db; see docs/architecture.md. */
 static const char index_schema[] =
 	"CREATE TABLE IF NOT EXISTS index_version (version INTEGER NOT NULL);\n"
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"
 	"CREATE TABLE IF NOT EXISTS mailboxes (\n"
 	"  id INTEGER PRIMARY KEY,\n"
 	"  name TEXT NOT NULL UNIQUE,\n"
@@ -330,8 +331,24 @@ static int load_mailbox_row(struct mbox *m)
 	sqlite3_finalize(st);
 	if (r != SQLITE_DONE)
 		return db_err(m, "select mailbox");
-	/* First sight of this folder (or a rebuilt index): a new UIDVALIDITY. */
+	/* First sight of this folder (or a rebuilt index): a new UIDVALIDITY,
+	 * never one this index handed out before (a folder deleted and created
+	 * again in the same second must not get its old one back). */
 	m->uidvalidity = (uint32_t)time(NULL);
+	if (sqlite3_prepare_v2(m->db, "SELECT value FROM meta WHERE key = 'last_uidvalidity'", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW && (uint32_t)sqlite3_column_int64(st, 0) >= m->uidvalidity)
+			m->uidvalidity = (uint32_t)sqlite3_column_int64(st, 0) + 1;
+		sqlite3_finalize(st);
+	}
+	if (sqlite3_prepare_v2(m->db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_uidvalidity', ?)", -1,
+			       &st, NULL) != SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_int64(st, 1, m->uidvalidity);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return db_err(m, "update meta");
 	m->uidnext = 1;
 	m->highestmodseq = 1;
 	m->recent_from = 1;
@@ -710,6 +727,7 @@ void mbox_close(struct mbox **mp)
 
 uint32_t mbox_uidvalidity(const struct mbox *m) { return m->uidvalidity; }
 uint32_t mbox_uidnext(const struct mbox *m) { return m->uidnext; }
+uint32_t mbox_first_recent_uid(const struct mbox *m) { return m->recent_from; }
 uint64_t mbox_highestmodseq(const struct mbox *m) { return m->highestmodseq; }
 size_t mbox_count(const struct mbox *m) { return m->n; }
 

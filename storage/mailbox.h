@@ -63,6 +63,9 @@ void mbox_close(struct mbox **m);
 
 uint32_t mbox_uidvalidity(const struct mbox *m);
 uint32_t mbox_uidnext(const struct mbox *m);
+/* The first UID no session has claimed as \Recent yet (STATUS RECENT of a
+ * mailbox that is not selected counts the UIDs from here). */
+uint32_t mbox_first_recent_uid(const struct mbox *m);
 uint64_t mbox_highestmodseq(const struct mbox *m);
 /* Messages in UID order, fixed between refreshes. */
 size_t mbox_count(const struct mbox *m);

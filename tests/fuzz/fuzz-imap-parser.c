@@ -69,7 +69,8 @@ static void check_args(const struct imap_parser_limits *lim, const struct imap_a
 			break;
 		case IMAP_ARG_ATOM:
 		case IMAP_ARG_NIL:
-			if (a->len == 0 || memchr(a->str, '\0', a->len))
+			/* a literal inside a section is part of the atom's text */
+			if (a->len == 0 || (!(a->flags & IMAP_ARG_SECTION_SPACED) && memchr(a->str, '\0', a->len)))
 				FAIL("empty atom or NUL in atom");
 			if (a->len > lim->max_line)
 				FAIL("atom over the line limit");
