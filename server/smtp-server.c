@@ -196,6 +196,12 @@ static void deliver_work(uv_work_t *w)
 	iov.iov_base = dv->body->data;
 	iov.iov_len = dv->body->len;
 	r = maildir_deliver(copies, dv->n_targets, &iov, 1, sc->srv->cfg->hostname);
+	if (r < 0 && r != -EDQUOT) {
+		for (size_t i = 0; i < dv->n_targets; i++)
+			if (copies[i].error)
+				log_error("smtp", NULL, "delivery failed maildir=%s error=%s", copies[i].maildir,
+					  strerror(-copies[i].error));
+	}
 out:
 	for (size_t i = 0; i < dv->n_targets; i++) {
 		free(prefixes[i]);

@@ -79,6 +79,9 @@ struct mbox {
 	uint64_t highestmodseq;
 	uint32_t recent_from;   /* UIDs >= this are \Recent for this session */
 	uint32_t recent_to;     /* ... and < this */
+	uint64_t view_modseq;   /* highestmodseq and uidnext when the view was loaded */
+	uint32_t view_uidnext;
+	int scanned;            /* the last sync read the directories */
 	int64_t sync_new_ns;    /* new/ and cur/ mtimes at the last full scan (0: unknown) */
 	int64_t sync_cur_ns;
 	struct mbox_msg *msgs;
@@ -392,8 +395,10 @@ static int sync_index(struct mbox *m)
 	 * directory's mtime). Mtimes too close to the scan are not trusted,
 	 * as Dovecot does: a change in the same clock tick would not show. */
 	dir_mtimes(m, &new_ns, &cur_ns);
+	m->scanned = 0;
 	if (new_ns && cur_ns && new_ns == m->sync_new_ns && cur_ns == m->sync_cur_ns)
 		goto update_row;
+	m->scanned = 1;
 	if ((r = scan_dir(m, "new", &files, &n_files, &cap)) < 0 ||
 	    (r = scan_dir(m, "cur", &files, &n_files, &cap)) < 0)
 		goto fail;
@@ -621,6 +626,8 @@ static int load_view(struct mbox *m, struct mbox_msg **msgs_r, size_t *n_r)
 	}
 	*msgs_r = msgs;
 	*n_r = n;
+	m->view_modseq = m->highestmodseq;
+	m->view_uidnext = m->uidnext;
 	return 0;
 }
 
@@ -1019,6 +1026,16 @@ int mbox_refresh(struct mbox *m, struct mbox_changes *ch)
 	r = sync_index(m);
 	if (r < 0)
 		return r;
+	/* Nothing moved on disk and no session changed the index: the view
+	 * stands (a NOOP on a large mailbox costs two small queries). */
+	if (!m->scanned && m->highestmodseq == m->view_modseq && m->uidnext == m->view_uidnext) {
+		free(m->ch.expunged);
+		free(m->ch.changed);
+		memset(&m->ch, 0, sizeof(m->ch));
+		if (ch)
+			*ch = m->ch;
+		return 0;
+	}
 	r = load_view(m, &msgs, &n);
 	if (r < 0)
 		return r;
