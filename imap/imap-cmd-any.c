@@ -207,7 +207,8 @@ static void login_finish(struct imap_cmd *cmd)
 	}
 	s->state = IMAP_AUTH;
 	snprintf(s->user, sizeof(s->user), "%s", l->canonical);
-	snprintf(s->maildir, sizeof(s->maildir), "%s", l->maildir);
+	free(s->maildir);
+	s->maildir = xstrdup(l->maildir);
 	log_info("imap", s->sid, "login user=%s client=%s", safe, s->client);
 	{
 		struct buf b = BUF_INIT(0);

@@ -291,7 +291,7 @@ static void change_free(void *p)
 
 static void change_add_key(struct imap_session *s, struct mbx_change *x, const char *name)
 {
-	char key[sizeof(s->key)];
+	char key[4400];
 
 	folder_key(s, name, key, sizeof(key));
 	x->keys = xrealloc(x->keys, (x->n_keys + 2) * sizeof(char *));
@@ -307,7 +307,7 @@ static void change_finish(struct imap_cmd *cmd)
 	if (x->closed_selected) {
 		s->state = IMAP_AUTH;
 		s->io.watch(s->ctx, NULL);
-		s->key[0] = '\0';
+		imap_session_set_key(s, "");
 		s->mailbox[0] = '\0';
 	}
 	for (size_t i = 0; i < x->n_keys; i++)

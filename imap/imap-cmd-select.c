@@ -149,13 +149,13 @@ static void select_finish(struct imap_cmd *cmd)
 	if (!s->mbox) {
 		s->state = IMAP_AUTH;
 		s->io.watch(s->ctx, NULL);
-		s->key[0] = '\0';
+		imap_session_set_key(s, "");
 		return;
 	}
 	s->state = IMAP_SELECTED;
 	if (x->condstore)
 		s->condstore = true;
-	snprintf(s->key, sizeof(s->key), "%s", x->key);
+	imap_session_set_key(s, x->key);
 	s->io.watch(s->ctx, s->key);
 	s->changed = false;
 }
@@ -273,7 +273,7 @@ static void close_finish(struct imap_cmd *cmd)
 		s->io.publish(s->ctx, s->key);
 	s->state = IMAP_AUTH;
 	s->io.watch(s->ctx, NULL);
-	s->key[0] = '\0';
+	imap_session_set_key(s, "");
 }
 
 static void cmd_close(struct imap_cmd *cmd)

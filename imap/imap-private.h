@@ -107,12 +107,12 @@ struct imap_session {
 
 	/* AUTH and SELECTED */
 	char user[320];
-	char maildir[4096];
+	char *maildir;              /* "" until login */
 
 	/* SELECTED: touched by run functions only while a command runs */
 	struct mbox *mbox;
 	char mailbox[256];          /* its name as the client sees it (mUTF-7) */
-	char key[4400];             /* notify key: the folder's directory */
+	char *key;                  /* notify key: the folder's directory, "" when none */
 	bool readonly;
 	bool changed;               /* a notification came in: refresh at the next chance */
 
@@ -136,6 +136,8 @@ struct imap_session {
 
 /* Writes the capabilities of the session's state into out (imap-cmd-any.c). */
 void imap_capabilities(struct imap_session *s, struct buf *out);
+/* Sets s->key (the selected folder's notify key; "" for none). */
+void imap_session_set_key(struct imap_session *s, const char *key);
 /* Writes a line (CRLF added) to the client now. */
 void imap_session_printf(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Closes after the queued output; no more input is taken. */

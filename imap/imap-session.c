@@ -78,6 +78,8 @@ struct imap_session *imap_session_new(const struct imap_session_params *p, const
 	s->sid = xstrdup(p->sid ? p->sid : "-");
 	s->client = xstrdup(p->client_addr ? p->client_addr : "unknown");
 	s->state = IMAP_NOAUTH;
+	s->maildir = xstrdup("");
+	s->key = xstrdup("");
 	imap_parser_limits_default(&lim);
 	lim.max_line = s->cfg.max_line;
 	lim.max_literal = s->cfg.max_literal;
@@ -123,6 +125,8 @@ void imap_session_free(struct imap_session **sp)
 	imap_seqset_release(&s->saved);
 	free(s->idle_tag);
 	free(s->auth_tag);
+	free(s->maildir);
+	free(s->key);
 	free(s->sid);
 	free(s->client);
 	free(s);
@@ -135,6 +139,12 @@ int imap_session_busy(const struct imap_session *s)
 }
 
 /* ---- helpers for the command files ---- */
+
+void imap_session_set_key(struct imap_session *s, const char *key)
+{
+	free(s->key);
+	s->key = xstrdup(key);
+}
 
 void imap_cmd_tagged(struct imap_cmd *cmd, const char *status, const char *fmt, ...)
 {
@@ -562,6 +572,9 @@ static int idle_run(struct imap_cmd *cmd)
 {
 	imap_refresh(cmd->s, &cmd->out);
 	cmd->refreshed = true;
+	/* An idling session may wait for hours: give its index connection
+	 * back (thousands of IDLE sessions, RSS) until the next change. */
+	mbox_sleep(cmd->s->mbox);
 	return IMAP_RUN_DONE;
 }
 

@@ -143,6 +143,8 @@ uint32_t mbox_info_to_flags(const char *name)
 	return f;
 }
 
+static int wake(struct mbox *m);
+
 static int db_err(struct mbox *m, const char *what)
 {
 	log_error("store", NULL, "index error op=%s maildir=%s error=%s", what, m->maildir, sqlite3_errmsg(m->db));
@@ -877,7 +879,7 @@ int mbox_expunge(struct mbox *m, const uint32_t *uids, size_t n, size_t *done_r)
 	*done_r = 0;
 	if (n == 0)
 		return 0;
-	if ((r = exec(m, "BEGIN IMMEDIATE")) < 0)
+	if ((r = wake(m)) < 0 || (r = exec(m, "BEGIN IMMEDIATE")) < 0)
 		return r;
 	if ((r = reload_modseq(m)) < 0)
 		goto fail;
@@ -962,7 +964,7 @@ int mbox_set_flags(struct mbox *m, size_t i, uint32_t flags, const char *keyword
 	colon = strchr(slash ? slash + 1 : x->file, ':');
 	file = xasprintf("cur/%.*s:2,%s", (int)(colon ? (size_t)(colon - slash - 1) : strlen(slash + 1)),
 			 slash + 1, info);
-	if ((r = exec(m, "BEGIN IMMEDIATE")) < 0) {
+	if ((r = wake(m)) < 0 || (r = exec(m, "BEGIN IMMEDIATE")) < 0) {
 		free(file);
 		return r;
 	}
@@ -1023,7 +1025,9 @@ int mbox_refresh(struct mbox *m, struct mbox_changes *ch)
 	size_t n = 0, i = 0, j = 0;
 	int r;
 
-	r = sync_index(m);
+	r = wake(m);
+	if (r == 0)
+		r = sync_index(m);
 	if (r < 0)
 		return r;
 	/* Nothing moved on disk and no session changed the index: the view
@@ -1333,6 +1337,8 @@ int mbox_vanished_since(struct mbox *m, uint64_t modseq, uint32_t **uids_r, size
 	size_t n = 0, cap = 0;
 	int r;
 
+	if (wake(m) < 0)
+		return -EIO;
 	if (sqlite3_prepare_v2(m->db, "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
 			       -1, &st, NULL) != SQLITE_OK)
 		return db_err(m, "prepare");
@@ -1368,7 +1374,11 @@ struct mbox_cache {
 
 struct mbox_cache *mbox_cache_open(struct mbox *m)
 {
-	struct mbox_cache *c = xcalloc(1, sizeof(*c));
+	struct mbox_cache *c;
+
+	if (wake(m) < 0)
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
 
 	c->m = m;
 	if (sqlite3_prepare_v2(m->db, "SELECT envelope, bodystructure, body FROM cache "
@@ -1507,4 +1517,20 @@ void mbox_cache_close(struct mbox_cache **cp)
 	sqlite3_finalize(c->put);
 	free(c);
 	*cp = NULL;
+}
+
+void mbox_sleep(struct mbox *m)
+{
+	if (m && m->db) {
+		sqlite3_close(m->db);
+		m->db = NULL;
+	}
+}
+
+/* Reopens the index of a mailbox put to sleep by mbox_sleep(). */
+static int wake(struct mbox *m)
+{
+	if (m->db)
+		return 0;
+	return index_open(m->maildir, &m->db);
 }

@@ -128,6 +128,10 @@ int mbox_copy(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_
  * ascending; *uids_r is malloc'd. */
 int mbox_vanished_since(struct mbox *m, uint64_t modseq, uint32_t **uids_r, size_t *n_r);
 
+/* Closes the index connection of an idle mailbox (IMAP IDLE: a SQLite
+ * connection costs ~100 KiB); the next call that needs it reopens it. */
+void mbox_sleep(struct mbox *m);
+
 /* Index housekeeping for storage/folder.c: drop a folder's rows; rename a
  * folder and its children (UIDVALIDITY and UIDs are kept). */
 int mbox_index_forget(const char *maildir, const char *name);

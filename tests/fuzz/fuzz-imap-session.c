@@ -1,0 +1,566 @@
+/*
+ * Fuzz target for the IMAP session (imap/imap-session.c and every command
+ * file), over real storage: a data_dir made once per process in /dev/shm
+ * (or $TMPDIR) with the user alice@example.test (password "secret", quota
+ * 16 KiB) whose Maildir holds a few messages and the default folders. After
+ * every run the Maildir is put back as it was (files, index), so that runs
+ * do not depend on each other and the data_dir stays small.
+ *
+ * Input: two header octets, then the bytes a client sends.
+ *   octet 0, flags: 1 log in first ("L LOGIN alice@example.test secret" is
+ *                     prepended),
+ *                   2 ... and select INBOX ("S SELECT INBOX" after it),
+ *                   4 small limits (line 1024, literal 2048, depth 4,
+ *                     5 bad commands, 2 failed logins),
+ *                   8 a message is dropped into INBOX's new/ by "another
+ *                     deliverer" and the session notified, between pieces,
+ *                   16 the idle timeout fires at the end (BYE),
+ *                   32 the server shuts down at the end
+ *   octet 1: seed of the split points of the second run
+ *
+ * The io is synchronous but not recursive: exec, when_drained and resume
+ * only queue their request, and a loop answers them (exec runs
+ * imap_cmd_run() then imap_session_cmd_done(), a drain calls
+ * imap_session_drained(), a resume feeds the held input again), the way
+ * imap/imap-server.c does it over libuv. The stream runs twice: fed all at
+ * once and fed in pseudo-random pieces. Unless octet 0 has 8 (the drop
+ * lands at a point that depends on the pieces), both runs must write the
+ * same bytes, INTERNALDATE values and UIDVALIDITY-sized numbers aside (an
+ * APPEND without a date, a CREATE take the time of day). A broken invariant
+ * of the io contract aborts.
+ * FUZZ_IMAP_SESSION_DUMP=1 in the environment prints what the first run wrote.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "imap/imap-session.h"
+#include "lib/buf.h"
+#include "lib/config.h"
+#include "lib/log.h"
+#include "storage/directory.h"
+#include "storage/folder.h"
+#include "storage/mailbox.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FAIL(msg) do { fprintf(stderr, "fuzz-imap-session: %s\n", (msg)); abort(); } while (0)
+
+#define USER "alice@example.test"
+#define OUT_MAX (256 * 1024 * 1024)
+
+/* ---- the data_dir, made once per process ---- */
+
+static char base_dir[512];        /* the data_dir */
+static char user_maildir[1024];   /* its Maildir */
+static char template_dir[1024];   /* the Maildir as it was at the start */
+static struct dir *fuzz_dir;
+static struct imap_backend backend;
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP || flag == FTW_D)
+		return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
+	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+static void rm_tree(const char *path)
+{
+	nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Copies the tree src to dst (which must not exist) with modes and mtimes. */
+static int copy_tree(const char *src, const char *dst)
+{
+	DIR *d;
+	struct dirent *e;
+	struct stat st;
+	int r = 0;
+
+	if (stat(src, &st) < 0 || mkdir(dst, st.st_mode & 07777) < 0)
+		return -1;
+	d = opendir(src);
+	if (!d)
+		return -1;
+	while (r == 0 && (e = readdir(d)) != NULL) {
+		char from[2048], to[2048];
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(from, sizeof(from), "%s/%s", src, e->d_name);
+		snprintf(to, sizeof(to), "%s/%s", dst, e->d_name);
+		if (lstat(from, &st) < 0) {
+			r = -1;
+		} else if (S_ISDIR(st.st_mode)) {
+			r = copy_tree(from, to);
+		} else if (S_ISREG(st.st_mode)) {
+			char buf[65536];
+			int in = open(from, O_RDONLY | O_CLOEXEC), out;
+			ssize_t n;
+			struct timespec times[2];
+
+			if (in < 0)
+				return closedir(d), -1;
+			out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+			if (out < 0) {
+				close(in);
+				return closedir(d), -1;
+			}
+			while ((n = read(in, buf, sizeof(buf))) > 0)
+				if (write(out, buf, (size_t)n) != n)
+					r = -1;
+			if (n < 0)
+				r = -1;
+			times[0] = st.st_atim;
+			times[1] = st.st_mtim;
+			futimens(out, times);
+			close(in);
+			close(out);
+		}
+	}
+	closedir(d);
+	return r;
+}
+
+static void restore_maildir(void)
+{
+	rm_tree(user_maildir);
+	if (copy_tree(template_dir, user_maildir) < 0)
+		FAIL("cannot restore the Maildir");
+}
+
+static void cleanup_base(void)
+{
+	dir_close(&fuzz_dir);
+	if (base_dir[0])
+		rm_tree(base_dir);
+}
+
+/* libFuzzer leaves through _Exit() after a finding, without the atexit
+ * clean-up: data_dirs whose process is gone are removed here. */
+static void remove_stale(const char *parent)
+{
+	static const char prefix[] = "fuzz-imap-session-";
+	DIR *d = opendir(parent);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char path[1024], *end;
+		long pid;
+
+		if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) != 0)
+			continue;
+		pid = strtol(e->d_name + sizeof(prefix) - 1, &end, 10);
+		if (pid <= 0 || *end != '-' || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", parent, e->d_name);
+		rm_tree(path);
+	}
+	closedir(d);
+}
+
+static const char *const seed_msgs[] = {
+	"From: Bob <bob@example.org>\nTo: alice@example.test\nSubject: hello\n"
+	"Date: Sat, 28 Nov 2026 18:53:08 +0000\nMessage-ID: <1@example.org>\n\nHello Alice.\n",
+	"From: =?utf-8?q?Ren=C3=A9?= <rene@example.org>\nTo: alice@example.test, carol@example.org\n"
+	"Subject: =?iso-8859-1?q?caf=E9?=\nMIME-Version: 1.0\n"
+	"Content-Type: multipart/mixed; boundary=\"b1\"\n\npreamble\n--b1\n"
+	"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"
+	"caf=C3=A9 au lait\n--b1\nContent-Type: message/rfc822\n\n"
+	"From: x@example.org\nSubject: inner\n\ninner body\n--b1\n"
+	"Content-Type: application/octet-stream; name*=utf-8''%E2%82%AC.bin\n"
+	"Content-Transfer-Encoding: base64\n\nAAECAwQFBgcICQ==\n--b1--\nepilogue\n",
+	"Subject: no date, no from\n\nline\r\nwith a bare CR\r here\n",
+};
+
+static void fuzz_init(void)
+{
+	const char *parents[] = { "/dev/shm", getenv("TMPDIR"), "/tmp" };
+	char err[256];
+	uint32_t uv, uid;
+	int null;
+
+	null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null >= 0)
+		log_set_fd(null);
+	for (size_t i = 0; i < sizeof(parents) / sizeof(parents[0]) && !base_dir[0]; i++) {
+		if (!parents[i] || access(parents[i], W_OK) < 0)
+			continue;
+		remove_stale(parents[i]);
+		snprintf(base_dir, sizeof(base_dir), "%s/fuzz-imap-session-%ld-XXXXXX", parents[i], (long)getpid());
+		if (!mkdtemp(base_dir))
+			base_dir[0] = '\0';
+	}
+	if (!base_dir[0])
+		FAIL("cannot make a data_dir");
+	atexit(cleanup_base);
+	if (dir_open(base_dir, &fuzz_dir, err, sizeof(err)) < 0 ||
+	    dir_domain_add(fuzz_dir, "example.test", err, sizeof(err)) < 0 ||
+	    dir_user_add(fuzz_dir, USER, "secret", 16384, err, sizeof(err)) < 0) {
+		fprintf(stderr, "fuzz-imap-session: %s\n", err);
+		FAIL("cannot set up the directory");
+	}
+	/* A cheap hash (SHA-256 crypt, 1000 rounds) instead of yescrypt: a
+	 * login per run. */
+	dir_user_set_hash(fuzz_dir, USER,
+			  "$5$rounds=1000$fuzzsalt$qGCc4JvvMNwwgoU2eJ4FMcZ.jSqNaOPBoUN0Jv2w9O2", err, sizeof(err));
+	snprintf(user_maildir, sizeof(user_maildir), "%s/mail/example.test/alice", base_dir);
+	snprintf(template_dir, sizeof(template_dir), "%s/template", base_dir);
+	if (folder_create(user_maildir, "Archive.2026") < 0 || folder_create(user_maildir, "&AOk-t&AOk-") < 0)
+		FAIL("cannot create folders");
+	for (size_t i = 0; i < sizeof(seed_msgs) / sizeof(seed_msgs[0]); i++)
+		if (mbox_append(user_maildir, "INBOX", seed_msgs[i], strlen(seed_msgs[i]), i == 0 ? MBOX_SEEN : 0,
+				i == 1 ? "$Important work" : "", 1700000000 + (int64_t)i * 86400, "fuzz", &uv,
+				&uid) < 0)
+			FAIL("cannot append the seed messages");
+	if (mbox_append(user_maildir, "Sent", seed_msgs[0], strlen(seed_msgs[0]), MBOX_SEEN | MBOX_ANSWERED, "",
+			1700000000, "fuzz", &uv, &uid) < 0)
+		FAIL("cannot append to Sent");
+	/* Every folder gets its UIDVALIDITY now, the same in every run. */
+	{
+		char **names = NULL;
+		int n = folder_list(user_maildir, &names);
+		for (int i = 0; i < n; i++) {
+			struct mbox *m = NULL;
+			if (mbox_open(user_maildir, names[i], MBOX_READONLY, &m, err, sizeof(err)) < 0)
+				FAIL("cannot open a folder");
+			mbox_close(&m);
+		}
+		if (n < 0)
+			FAIL("cannot list the folders");
+		folder_list_free(names);
+	}
+	if (copy_tree(user_maildir, template_dir) < 0)
+		FAIL("cannot copy the Maildir");
+	backend.dir = fuzz_dir;
+	backend.hostname = "imap.fuzz.test";
+}
+
+/* ---- one run ---- */
+
+struct run {
+	struct imap_session *s;
+	unsigned flags;
+	bool closed;
+	struct buf out;          /* everything written */
+	struct buf held;         /* input not consumed yet */
+	struct imap_cmd *exec;   /* a command waiting to run */
+	bool drain;              /* imap_session_drained() is due */
+	bool resume;             /* feed the held input again */
+	unsigned drops;
+};
+
+static void r_write(void *ctx, const char *data, size_t len)
+{
+	struct run *r = ctx;
+
+	if (r->closed)
+		FAIL("write after close");
+	if (len == 0)
+		FAIL("empty write");
+	if (buf_add(&r->out, data, len) < 0)
+		FAIL("output over 256 MiB");
+}
+
+static void r_close(void *ctx, const char *reason)
+{
+	struct run *r = ctx;
+
+	if (!reason || !*reason)
+		FAIL("close without a reason");
+	if (r->closed)
+		FAIL("close twice");
+	r->closed = true;
+}
+
+static void r_set_timeout(void *ctx, unsigned seconds)
+{
+	(void)ctx;
+	if (seconds != 0 && seconds < 1800)
+		FAIL("idle timeout below RFC 3501's 30 minutes");
+}
+
+static void r_exec(void *ctx, struct imap_cmd *cmd, unsigned delay_ms)
+{
+	struct run *r = ctx;
+
+	(void)delay_ms;
+	if (!cmd)
+		FAIL("exec without a command");
+	if (r->exec)
+		FAIL("exec while a command waits");
+	r->exec = cmd;
+}
+
+static void r_resume(void *ctx)
+{
+	struct run *r = ctx;
+
+	r->resume = true;
+}
+
+static void r_when_drained(void *ctx, size_t below)
+{
+	struct run *r = ctx;
+
+	(void)below;
+	if (r->drain)
+		FAIL("when_drained twice");
+	r->drain = true;
+}
+
+static void check_key(const char *key)
+{
+	size_t n = strlen(user_maildir);
+
+	/* A folder key is the Maildir or a folder directory inside it. */
+	if (strncmp(key, user_maildir, n) != 0 || (key[n] != '\0' && strncmp(key + n, "/.", 2) != 0) ||
+	    strstr(key + n, "/..") || strchr(key + n + (key[n] ? 2 : 0), '/'))
+		FAIL("a folder key outside the user's Maildir");
+}
+
+static void r_watch(void *ctx, const char *key)
+{
+	(void)ctx;
+	if (key)
+		check_key(key);
+}
+
+static void r_publish(void *ctx, const char *key)
+{
+	(void)ctx;
+	if (!key)
+		FAIL("publish without a key");
+	check_key(key);
+}
+
+static unsigned r_auth_delay(void *ctx, const char *user)
+{
+	(void)ctx;
+	if (!user)
+		FAIL("auth_delay without a user");
+	return 0;
+}
+
+static void r_auth_result(void *ctx, const char *user, int ok)
+{
+	(void)ctx;
+	(void)ok;
+	if (!user)
+		FAIL("auth_result without a user");
+}
+
+static const struct imap_io fuzz_io = {
+	.write = r_write, .close = r_close, .set_timeout = r_set_timeout, .exec = r_exec,
+	.resume = r_resume, .when_drained = r_when_drained, .watch = r_watch, .publish = r_publish,
+	.auth_delay = r_auth_delay, .auth_result = r_auth_result,
+};
+
+/* What lib/net.c does: pass held input until nothing more is consumed. */
+static void pump(struct run *r)
+{
+	while (r->held.len > 0 && !r->closed) {
+		size_t n = imap_session_input(r->s, r->held.data, r->held.len);
+
+		if (n > r->held.len)
+			FAIL("consumed more than given");
+		buf_consume(&r->held, n);
+		if (imap_session_busy(r->s))
+			return;
+		if (n == 0 && !r->closed)
+			FAIL("idle session consumed nothing");
+	}
+}
+
+/* Answers the queued requests, in the order the loop thread would. */
+static void settle(struct run *r)
+{
+	for (;;) {
+		if (r->exec) {
+			struct imap_cmd *cmd = r->exec;
+
+			r->exec = NULL;
+			if (!imap_session_busy(r->s))
+				FAIL("exec but the session is not busy");
+			imap_cmd_run(cmd);
+			imap_session_cmd_done(r->s, cmd);
+		} else if (r->drain) {
+			r->drain = false;
+			imap_session_drained(r->s);
+		} else if (r->resume) {
+			r->resume = false;
+			pump(r);
+		} else {
+			return;
+		}
+	}
+}
+
+/* Another deliverer drops a message into INBOX's new/ (picked up at the
+ * next refresh). */
+static void drop_message(struct run *r)
+{
+	char path[1400];
+	static const char msg[] = "Subject: dropped\n\nfrom outside\n";
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/new/1700000000.M%uP1.fuzz,S=%zu", user_maildir, r->drops++,
+		 sizeof(msg) - 1);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (write(fd, msg, sizeof(msg) - 1) < 0)
+		FAIL("cannot drop a message");
+	close(fd);
+	imap_session_notify(r->s);
+}
+
+static void run(struct run *r, const struct imap_config *cfg, unsigned flags, unsigned seed, const uint8_t *data,
+		size_t size)
+{
+	struct imap_session_params p = {
+		.cfg = cfg, .backend = &backend, .sid = "F1", .client_addr = "2001:db8::1",
+	};
+	size_t off = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->flags = flags;
+	buf_init(&r->out, OUT_MAX);
+	buf_init(&r->held, 0);
+	restore_maildir();
+	r->s = imap_session_new(&p, &fuzz_io, r);
+	while (off < size) {
+		size_t n = size - off;
+
+		if (seed) {
+			seed = seed * 1103515245u + 12345u;
+			n = 1 + (seed >> 16) % 64;
+			if (n > size - off)
+				n = size - off;
+		}
+		buf_add(&r->held, data + off, n);
+		off += n;
+		if (!imap_session_busy(r->s))
+			pump(r);
+		settle(r);
+		if ((flags & 8) && (seed >> 8) % 4 == 0 && !r->closed)
+			drop_message(r);
+		settle(r);
+	}
+	settle(r);
+	if (imap_session_busy(r->s))
+		FAIL("busy after everything was answered");
+	if (r->held.len && !r->closed)
+		FAIL("input left over");
+	if (r->out.len < 2 || r->out.data[r->out.len - 2] != '\r' || r->out.data[r->out.len - 1] != '\n')
+		FAIL("output does not end with CRLF");
+	if ((flags & 16) && !r->closed)
+		imap_session_timeout(r->s);
+	if ((flags & 32) && !r->closed)
+		imap_session_shutdown(r->s);
+	settle(r);
+	imap_session_disconnected(r->s);
+	imap_session_free(&r->s);
+}
+
+/* Masks what may take the time of day: INTERNALDATE values (an APPEND
+ * without a date) and numbers of nine digits or more (the UIDVALIDITY of
+ * a folder made during the run). */
+static void mask_dates(struct buf *b)
+{
+	static const char key[] = "INTERNALDATE \"";
+	char *p = b->data;
+	size_t run = 0;
+
+	for (size_t i = 0; i <= b->len; i++) {
+		if (i < b->len && b->data[i] >= '0' && b->data[i] <= '9') {
+			run++;
+			continue;
+		}
+		if (run >= 9)
+			memset(b->data + i - run, 'X', run);
+		run = 0;
+	}
+
+	while (p && (p = memmem(p, b->len - (size_t)(p - b->data), key, sizeof(key) - 1)) != NULL) {
+		p += sizeof(key) - 1;
+		while ((size_t)(p - b->data) < b->len && *p != '"')
+			*p++ = 'X';
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const char login[] = "L LOGIN " USER " secret\r\n";
+	static const char select[] = "S SELECT INBOX\r\n";
+	struct imap_config cfg;
+	struct run a, b;
+	unsigned flags, seed;
+	uint8_t *stream;
+	size_t stream_len, pre = 0;
+
+	if (!base_dir[0])
+		fuzz_init();
+	if (size < 2)
+		return 0;
+	flags = data[0];
+	seed = data[1] | 0x100u;   /* never 0: the second run always splits */
+	data += 2;
+	size -= 2;
+	if (flags & 3)
+		pre += sizeof(login) - 1;
+	if (flags & 2)
+		pre += sizeof(select) - 1;
+	stream_len = pre + size;
+	stream = malloc(stream_len ? stream_len : 1);
+	if (!stream)
+		return 0;
+	if (flags & 3)
+		memcpy(stream, login, sizeof(login) - 1);
+	if (flags & 2)
+		memcpy(stream + sizeof(login) - 1, select, sizeof(select) - 1);
+	memcpy(stream + pre, data, size);
+
+	imap_config_defaults(&cfg);
+	snprintf(cfg.hostname, sizeof(cfg.hostname), "imap.fuzz.test");
+	if (flags & 4) {
+		cfg.max_line = 1024;
+		cfg.max_literal = 2048;
+		cfg.max_depth = 4;
+		cfg.max_bad_commands = 5;
+		cfg.max_auth_failures = 2;
+	}
+	run(&a, &cfg, flags, 0, stream, stream_len);
+	run(&b, &cfg, flags, seed, stream, stream_len);
+	free(stream);
+	if (getenv("FUZZ_IMAP_SESSION_DUMP"))
+		fprintf(stderr, "%.*s", (int)a.out.len, a.out.data);
+	if (!(flags & 8)) {
+		mask_dates(&a.out);
+		mask_dates(&b.out);
+		if (a.out.len != b.out.len || memcmp(a.out.data, b.out.data, a.out.len) != 0) {
+			fprintf(stderr, "--- all at once:\n%.*s\n--- in pieces:\n%.*s\n", (int)a.out.len,
+				a.out.data, (int)b.out.len, b.out.data);
+			FAIL("replies depend on how the input was split");
+		}
+	}
+	buf_release(&a.out);
+	buf_release(&a.held);
+	buf_release(&b.out);
+	buf_release(&b.held);
+	return 0;
+}

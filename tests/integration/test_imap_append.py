@@ -1,0 +1,431 @@
+"""IMAP APPEND (issue 4): RFC 3501 6.3.11, APPENDUID (RFC 4315), LITERAL+
+(RFC 7888) and APPENDLIMIT (RFC 7889), against the real binary with Python's
+imaplib and a raw socket client that chooses every octet.
+
+What is checked on disk: the file the APPEND wrote into the folder's cur/
+(content byte-exact in stored form, CRLF -> LF; flags in the ":2," info;
+mtime = the date-time given), and what the server answers, tagged and
+untagged, where the RFCs fix it.
+"""
+
+import calendar
+import imaplib
+import os
+import re
+import socket
+import time
+import unittest
+
+from buzon_test import BuzonTestCase, HOSTNAME, PASSWORD, Server, scaled
+
+DOMAIN = 'example.test'
+ALICE = 'alice@' + DOMAIN
+BOB = 'bob@' + DOMAIN
+APPENDUID_RE = re.compile(r'^OK \[APPENDUID ([1-9][0-9]*) ([1-9][0-9]*)\] Append completed$')
+
+MSG = (b'From: Sender <sender@client.example.org>\r\n'
+       b'To: Alice <alice@example.test>\r\n'
+       b'Subject: append test\r\n'
+       b'Date: Sat, 28 Nov 2026 18:53:08 +0000\r\n'
+       b'\r\n'
+       b'line one\r\n'
+       b'\r\n'
+       b'  indented line\t\r\n'
+       b'last line\r\n')
+
+
+class RawIMAP:
+    """A byte-exact IMAP client: every line from the server must end in CRLF."""
+
+    def __init__(self, addr, timeout=10.0):
+        self.sock = socket.create_connection(addr, timeout=scaled(timeout))
+        self.buf = b''
+        self.greeting = self.line()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def line(self):
+        while b'\r\n' not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError('connection closed; pending %r' % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b'\r\n', 1)
+        if b'\n' in line:
+            raise AssertionError('bare LF in reply line %r' % line)
+        return line.decode('utf-8', 'replace')
+
+    def until_tagged(self, tag):
+        """Lines up to the tagged one: (untagged lines, tagged text after the tag)."""
+        lines = []
+        while True:
+            l = self.line()
+            if l.startswith(tag + ' '):
+                return lines, l[len(tag) + 1:]
+            lines.append(l)
+
+    def cmd(self, tag, text):
+        self.send('%s %s\r\n' % (tag, text))
+        return self.until_tagged(tag)
+
+    def login(self, user=ALICE, password=PASSWORD):
+        _, t = self.cmd('L', 'LOGIN "%s" "%s"' % (user, password))
+        assert t.startswith('OK '), t
+
+    def append_sync(self, tag, head, data):
+        """APPEND with a synchronizing literal: waits for "+" before the data.
+
+        head is what stands between APPEND and the literal ("INBOX (\\Seen)").
+        Returns (untagged lines, tagged text)."""
+        self.send(b'%s APPEND %s {%d}\r\n' % (tag.encode(), head.encode(), len(data)))
+        l = self.line()
+        if not l.startswith('+'):
+            return [], l[len(tag) + 1:] if l.startswith(tag + ' ') else l
+        self.send(data + b'\r\n')
+        return self.until_tagged(tag)
+
+    def closed_within(self, seconds):
+        self.sock.settimeout(scaled(seconds))
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+class AppendCase(BuzonTestCase):
+
+    def imap_server(self, imap=None, users=((ALICE, None),)):
+        s = Server()
+        self.servers.append(s)
+        text = '[server]\nhostname = %s\ndata_dir = %s\nlog_level = info\n' % (HOSTNAME, s.data_dir)
+        if imap:
+            text += '\n[imap]\n' + ''.join('%s = %s\n' % kv for kv in imap.items())
+        text += '\n[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:0\n'
+        text += '\n[listener "imap"]\nprotocol = imap\naddress = 127.0.0.1:0\n'
+        s.write_config(raw=text)
+        s.add_domain(DOMAIN)
+        for user, quota in users:
+            s.add_user(user, quota=quota)
+        s.start()
+        return s
+
+    def client(self, s, user=ALICE):
+        host, port = s.addr('imap')
+        c = imaplib.IMAP4(host, port, timeout=scaled(20))
+        self.addCleanup(self._logout, c)
+        c.login(user, PASSWORD)
+        return c
+
+    def raw(self, s, login=True):
+        c = RawIMAP(s.addr('imap'))
+        self.addCleanup(c.close)
+        if login:
+            c.login()
+        return c
+
+    @staticmethod
+    def _logout(c):
+        try:
+            c.logout()
+        except Exception:
+            pass
+
+    def cur_files(self, s, folder=None, user=ALICE):
+        d = os.path.join(s.maildir(user, folder), 'cur')
+        return sorted(os.listdir(d))
+
+    def only_file(self, s, folder=None, user=ALICE):
+        names = self.cur_files(s, folder, user)
+        self.assertEqual(len(names), 1, names)
+        path = os.path.join(s.maildir(user, folder), 'cur', names[0])
+        with open(path, 'rb') as f:
+            return names[0], f.read(), os.stat(path)
+
+    def appenduid(self, typ, data):
+        self.assertEqual(typ, 'OK', data)
+        text = 'OK ' + data[-1].decode()
+        m = APPENDUID_RE.match(text)
+        self.assertIsNotNone(m, text)
+        return int(m.group(1)), int(m.group(2))
+
+    def fetch_supported(self, c):
+        """FETCH is written by another part of issue 4: used when it is there."""
+        try:
+            typ, data = c.uid('FETCH', '1:*', '(UID)')
+        except imaplib.IMAP4.error:
+            return False
+        return typ == 'OK'
+
+    # ------------------------------------------------------------------
+
+    def test_append_plain_stored_byte_exact(self):
+        s = self.imap_server()
+        c = self.client(s)
+        before = time.time()
+        typ, data = c.append('INBOX', None, None, MSG)
+        uidvalidity, uid = self.appenduid(typ, data)
+        self.assertEqual(uid, 1, 'the first message of a new mailbox gets UID 1')
+        name, content, st = self.only_file(s)
+        self.assertEqual(content, MSG.replace(b'\r\n', b'\n'), 'stored form: LF line ends, byte-exact')
+        self.assertTrue(name.endswith(':2,'), name)
+        self.assertRegex(name, r',S=%d,W=%d:2,$' % (len(content), len(MSG)))
+        # no date: INTERNALDATE (the file's mtime) is the time of the APPEND
+        self.assertGreaterEqual(st.st_mtime, before - 2)
+        self.assertLessEqual(st.st_mtime, time.time() + 2)
+        self.assertEqual(os.listdir(os.path.join(s.maildir(ALICE), 'tmp')), [], 'nothing left in tmp/')
+        # SELECT agrees with APPENDUID
+        typ, data = c.select('INBOX')
+        self.assertEqual((typ, data), ('OK', [b'1']))
+        self.assertEqual(c.untagged_responses.get('UIDVALIDITY'), [str(uidvalidity).encode()])
+        self.assertEqual(c.untagged_responses.get('UIDNEXT'), [str(uid + 1).encode()])
+        if self.fetch_supported(c):
+            typ, data = c.uid('FETCH', str(uid), '(RFC822.SIZE BODY.PEEK[])')
+            self.assertEqual(typ, 'OK', data)
+            self.assertEqual(data[0][1], MSG)
+
+    def test_append_flags_date_keywords(self):
+        s = self.imap_server()
+        c = self.client(s)
+        typ, data = c.append('INBOX', r'(\Seen $Label1 \Flagged)', '"01-Feb-2020 10:20:30 +0100"', MSG)
+        uidvalidity, uid = self.appenduid(typ, data)
+        name, content, st = self.only_file(s)
+        self.assertTrue(name.endswith(':2,FS'), name)
+        self.assertEqual(int(st.st_mtime), calendar.timegm((2020, 2, 1, 9, 20, 30)))
+        self.assertEqual(content, MSG.replace(b'\r\n', b'\n'))
+        # a single-digit day with a leading space (date-day-fixed), western zone
+        typ, data = c.append('INBOX', r'(\Answered \Draft \Deleted)', '" 7-Jul-1999 23:59:59 -0330"', b'x\r\n')
+        uidvalidity2, uid2 = self.appenduid(typ, data)
+        self.assertEqual((uidvalidity2, uid2), (uidvalidity, uid + 1), 'UIDs ascend in one UIDVALIDITY')
+        files = self.cur_files(s)
+        self.assertEqual(len(files), 2)
+        other = [f for f in files if f != name][0]
+        self.assertTrue(other.endswith(':2,DRT'), other)
+        st2 = os.stat(os.path.join(s.maildir(ALICE), 'cur', other))
+        self.assertEqual(int(st2.st_mtime), calendar.timegm((1999, 7, 8, 3, 29, 59)))
+        c.select('INBOX')
+        if self.fetch_supported(c):
+            typ, data = c.uid('FETCH', str(uid), '(FLAGS INTERNALDATE)')
+            self.assertEqual(typ, 'OK', data)
+            text = data[0].decode()
+            m = re.search(r'INTERNALDATE "([^"]*)"', text)
+            self.assertIsNotNone(m, text)
+            tt = imaplib.Internaldate2tuple(('INTERNALDATE "%s"' % m.group(1)).encode())
+            self.assertEqual(int(time.mktime(tt)), calendar.timegm((2020, 2, 1, 9, 20, 30)), text)
+            flags = re.search(r'FLAGS \(([^)]*)\)', text).group(1).split()
+            # \Recent too: this session selected INBOX after the APPEND (RFC 3501 6.3.11)
+            self.assertEqual(sorted(flags), sorted(['\\Seen', '\\Flagged', '\\Recent', '$Label1']))
+
+    def test_bad_flags_and_dates(self):
+        s = self.imap_server()
+        c = self.raw(s)
+        cases = [
+            ('INBOX (\\Recent)', 'BAD'),
+            ('INBOX (\\Unknown)', 'BAD'),
+            ('INBOX ((\\Seen))', 'BAD'),
+            ('INBOX "32-Jan-2020 10:00:00 +0000"', 'BAD'),
+            ('INBOX "29-Feb-2021 10:00:00 +0000"', 'BAD'),
+            ('INBOX "01-Foo-2020 10:00:00 +0000"', 'BAD'),
+            ('INBOX "01-Jan-2020 24:00:00 +0000"', 'BAD'),
+            ('INBOX "01-Jan-2020 10:00:00 0000"', 'BAD'),
+            ('INBOX "01-Jan-2020 10:00:00"', 'BAD'),
+            ('INBOX (\\Seen) "1-Jan-2020 10:00:00 +0000" "extra"', 'BAD'),
+        ]
+        for i, (head, want) in enumerate(cases):
+            tag = 'b%d' % i
+            c.send('%s APPEND %s {3}\r\n' % (tag, head))
+            l = c.line()
+            if l.startswith('+'):
+                c.send(b'x\r\n\r\n')
+                _, t = c.until_tagged(tag)
+            else:
+                t = l[len(tag) + 1:]
+            self.assertTrue(t.startswith(want + ' '), '%s -> %r' % (head, t))
+        # the message as a quoted string, not a literal
+        _, t = c.cmd('q1', 'APPEND INBOX "Subject: x"')
+        self.assertTrue(t.startswith('BAD '), t)
+        _, t = c.cmd('q2', 'APPEND INBOX')
+        self.assertTrue(t.startswith('BAD '), t)
+        # an empty message: NO, as Dovecot
+        _, t = c.append_sync('z1', 'INBOX', b'')
+        self.assertTrue(t.startswith('NO '), t)
+        # names that would leave the Maildir
+        for i, name in enumerate(['"../x"', '"a/b"', '".hidden"', '"a..b"']):
+            _, t = c.append_sync('n%d' % i, name, b'x\r\n')
+            self.assertTrue(t.startswith('NO '), '%s -> %r' % (name, t))
+        self.assertEqual(self.cur_files(s), [], 'nothing may be stored')
+        _, t = c.cmd('n', 'NOOP')
+        self.assertTrue(t.startswith('OK'), t)
+        # valid ones in the same session still work
+        _, t = c.append_sync('ok', 'INBOX () "01-Jan-2020 10:00:00 +0000"', b'x\r\n')
+        self.assertRegex(t, APPENDUID_RE)
+
+    def test_trycreate_and_folders(self):
+        s = self.imap_server()
+        c = self.client(s)
+        typ, data = c.append('NoSuchFolder', None, None, MSG)
+        self.assertEqual(typ, 'NO')
+        self.assertTrue(data[0].startswith(b'[TRYCREATE] '), data)
+        # INBOX in any case is INBOX (RFC 3501 5.1)
+        typ, data = c.append('inbox', None, None, MSG)
+        self.appenduid(typ, data)
+        self.only_file(s)
+        # a default folder: its own UIDVALIDITY and UID 1
+        typ, data = c.append('Sent', r'(\Seen)', None, MSG)
+        uv, uid = self.appenduid(typ, data)
+        self.assertEqual(uid, 1)
+        name, content, _ = self.only_file(s, 'Sent')
+        self.assertTrue(name.endswith(':2,S'), name)
+        self.assertEqual(content, MSG.replace(b'\r\n', b'\n'))
+
+    def test_literal_too_big(self):
+        s = self.imap_server(imap={'max_literal': '10k'})
+        c = self.raw(s)
+        lines, t = c.cmd('c', 'CAPABILITY')
+        self.assertTrue(t.startswith('OK'), t)
+        caps = lines[0].split()
+        self.assertIn('APPENDLIMIT=10240', caps, 'RFC 7889: the limit in CAPABILITY')
+        # synchronizing literal over the limit: NO [TOOBIG] instead of "+"
+        c.send('a1 APPEND INBOX {10241}\r\n')
+        l = c.line()
+        self.assertRegex(l, r'^a1 NO \[TOOBIG\] ', 'refused before the client sends it')
+        _, t = c.cmd('a2', 'NOOP')
+        self.assertTrue(t.startswith('OK'), 'the session goes on: %r' % t)
+        # exactly at the limit: accepted
+        data = (b'Subject: big\r\n\r\n' + b'y' * 78 + b'\r\n') * 128
+        data = data[:10240 - 2] + b'\r\n'
+        self.assertEqual(len(data), 10240)
+        _, t = c.append_sync('a3', 'INBOX', data)
+        self.assertRegex(t, APPENDUID_RE)
+        name, content, _ = self.only_file(s)
+        self.assertEqual(content, data.replace(b'\r\n', b'\n'))
+        # imaplib's view of the same refusal
+        ic = self.client(s)
+        typ, data = ic.append('INBOX', None, None, b'z' * 20000)
+        self.assertEqual(typ, 'NO', data)
+        self.assertTrue(data[0].startswith(b'[TOOBIG] '), data)
+        # a non-synchronizing literal over the limit cannot be skipped: BYE and close
+        c.send('a4 APPEND INBOX {20000+}\r\n')
+        self.assertRegex(c.line(), r'^\* BYE ')
+        self.assertTrue(c.closed_within(5), 'the server closes the connection')
+        self.assertEqual(len(self.cur_files(s)), 1)
+
+    def test_literal_plus(self):
+        s = self.imap_server()
+        c = self.raw(s)
+        self.assertIn('LITERAL+', c.greeting.split())
+        m1 = b'Subject: one\r\n\r\nfirst\r\n'
+        m2 = b'Subject: two\r\n\r\nsecond\r\n'
+        # two pipelined APPENDs with non-synchronizing literals, sent at once
+        c.send(b'p1 APPEND INBOX (\\Seen) {%d+}\r\n%s\r\np2 APPEND INBOX {%d+}\r\n%s\r\n' %
+               (len(m1), m1, len(m2), m2))
+        lines1, t1 = c.until_tagged('p1')
+        lines2, t2 = c.until_tagged('p2')
+        self.assertFalse(any(l.startswith('+') for l in lines1 + lines2), 'no continuation for {n+}')
+        u1 = APPENDUID_RE.match(t1)
+        u2 = APPENDUID_RE.match(t2)
+        self.assertIsNotNone(u1, t1)
+        self.assertIsNotNone(u2, t2)
+        self.assertEqual(int(u2.group(2)), int(u1.group(2)) + 1)
+        contents = []
+        for n in self.cur_files(s):
+            with open(os.path.join(s.maildir(ALICE), 'cur', n), 'rb') as f:
+                contents.append((n.endswith(':2,S'), f.read()))
+        self.assertEqual(sorted(contents), sorted([(True, m1.replace(b'\r\n', b'\n')),
+                                                   (False, m2.replace(b'\r\n', b'\n'))]))
+
+    def test_overquota(self):
+        s = self.imap_server(users=((ALICE, '2k'),))
+        c = self.client(s)
+        body = b'Subject: q\r\n\r\n' + b'q' * 1200 + b'\r\n'
+        typ, data = c.append('INBOX', None, None, body)
+        self.appenduid(typ, data)
+        typ, data = c.append('Sent', None, None, body)
+        self.assertEqual(typ, 'NO', data)
+        self.assertTrue(data[0].startswith(b'[OVERQUOTA] '), data)
+        self.assertEqual(self.cur_files(s, 'Sent'), [])
+        self.assertEqual(os.listdir(os.path.join(s.maildir(ALICE, 'Sent'), 'tmp')), [])
+        # a small one still fits
+        typ, data = c.append('Sent', None, None, b'Subject: s\r\n\r\nok\r\n')
+        self.appenduid(typ, data)
+
+    def test_exists_in_selected_mailbox(self):
+        s = self.imap_server()
+        c = self.raw(s)
+        lines, t = c.cmd('s', 'SELECT INBOX')
+        self.assertIn('* 0 EXISTS', lines)
+        self.assertTrue(t.startswith('OK [READ-WRITE]'), t)
+        # a second session idles on INBOX and must hear of the APPEND
+        idler = self.raw(s)
+        _, t = idler.cmd('s', 'SELECT INBOX')
+        self.assertTrue(t.startswith('OK'), t)
+        idler.send('i IDLE\r\n')
+        self.assertTrue(idler.line().startswith('+'))
+        lines, t = c.append_sync('a', 'INBOX', MSG)
+        self.assertRegex(t, APPENDUID_RE)
+        self.assertIn('* 1 EXISTS', lines, 'the selected mailbox shows the new message before the OK')
+        self.assertIn('* 1 RECENT', lines)
+        # another folder does not change the selected one
+        lines, t = c.append_sync('b', 'Drafts', MSG)
+        self.assertRegex(t, APPENDUID_RE)
+        self.assertFalse(any('EXISTS' in l for l in lines), lines)
+        idler.sock.settimeout(scaled(5))
+        self.assertEqual(idler.line(), '* 1 EXISTS', 'IDLE hears of the APPEND')
+        idler.send('DONE\r\n')
+        _, t = idler.until_tagged('i')
+        self.assertTrue(t.startswith('OK'), t)
+
+    def test_8bit_nul_and_bare_cr(self):
+        s = self.imap_server()
+        c = self.raw(s)
+        eight = (b'Subject: =?utf-8?q?caf=C3=A9?=\r\nContent-Type: text/plain; charset=utf-8\r\n'
+                 b'Content-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9 \xe2\x82\xac latin1 \xe9\xff\r\n')
+        _, t = c.append_sync('e', 'INBOX', eight)
+        self.assertRegex(t, APPENDUID_RE)
+        _, content, _ = self.only_file(s)
+        self.assertEqual(content, eight.replace(b'\r\n', b'\n'))
+        # NUL: refused, nothing stored
+        _, t = c.append_sync('n', 'INBOX', b'Subject: nul\r\n\r\na\x00b\r\n')
+        self.assertTrue(t.startswith('NO '), t)
+        self.assertEqual(len(self.cur_files(s)), 1)
+        # a bare CR and a bare LF stay as they are; only CRLF becomes LF
+        odd = b'Subject: cr\r\n\r\na\rb\nc\r\r\nd\r'
+        _, t = c.append_sync('r', 'Drafts', odd)
+        self.assertRegex(t, APPENDUID_RE)
+        _, content, _ = self.only_file(s, 'Drafts')
+        self.assertEqual(content, b'Subject: cr\n\na\rb\nc\r\nd\r')
+
+    def test_not_authenticated(self):
+        s = self.imap_server()
+        c = self.raw(s, login=False)
+        c.send('a APPEND INBOX {3}\r\n')
+        l = c.line()
+        if l.startswith('+'):
+            c.send('x\r\n\r\n')
+            _, t = c.until_tagged('a')
+        else:
+            t = l[2:]
+        self.assertTrue(t.startswith('BAD ') or t.startswith('NO '), t)
+        self.assertEqual(self.cur_files(s), [])
+
+
+if __name__ == '__main__':
+    unittest.main()
