@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "lib/buf.h"
 #include "lib/config.h"
 #include "lib/log.h"
 #include "lib/net.h"
@@ -40,7 +41,11 @@ static const char default_config[] =
 	"\n"
 	"[listener \"pop3\"]\n"
 	"protocol = pop3\n"
-	"address = 127.0.0.1:1110\n";
+	"address = 127.0.0.1:1110\n"
+	"\n"
+	"[listener \"imap\"]\n"
+	"protocol = imap\n"
+	"address = 127.0.0.1:1143\n";
 
 #define DEMO_DOMAIN "example.test"
 #define DEMO_USER "demo@example.test"
@@ -61,7 +66,7 @@ static void usage(FILE *fp)
 		"  version\n"
 		"\n"
 		"Without --config, the embedded default is used (data in ./var, SMTP on 127.0.0.1:2525,\n"
-		"POP3 on 127.0.0.1:1110).\n");
+		"POP3 on 127.0.0.1:1110, IMAP on 127.0.0.1:1143).\n");
 }
 
 /* mkdir -p with mode 0700 for what it creates. */
@@ -269,7 +274,7 @@ static int demo(const struct config *cfg)
 	char err[512], password[17], *banner;
 	struct dir_target t[DIR_MAX_TARGETS];
 	size_t n = 0;
-	const char *smtp_addr = "127.0.0.1:2525", *pop3_addr = NULL;
+	const char *smtp_addr = "127.0.0.1:2525", *pop3_addr = NULL, *imap_addr = NULL;
 	int created = 0;
 
 	if (open_directory(cfg, &dir) < 0)
@@ -299,25 +304,29 @@ static int demo(const struct config *cfg)
 			smtp_addr = cfg->listeners[i].addrs[0].text;
 		else if (cfg->listeners[i].protocol == PROTO_POP3 && cfg->listeners[i].n_addrs)
 			pop3_addr = cfg->listeners[i].addrs[0].text;
-	banner = xasprintf(
-		"\n"
-		"buzon demo is running.\n"
-		"  domain:   %s\n"
-		"  user:     %s\n"
-		"  password: %s\n"
-		"\n"
-		"Send a test message from another terminal:\n"
-		"  swaks --server %s --to %s --from you@example.org\n"
-		"It lands in:\n"
-		"  %s/new/\n"
-		"%s%s%s%s%s"
-		"Stop with Ctrl-C.\n\n",
-		DEMO_DOMAIN, DEMO_USER,
-		created ? password : "(set when the demo was first created; change it with: buzon user passwd " DEMO_USER ")",
-		smtp_addr, DEMO_USER, t[0].maildir,
-		pop3_addr ? "Collect it over POP3 (list, then fetch message 1):\n  curl -u " DEMO_USER ":PASSWORD pop3://" : "",
-		pop3_addr ? pop3_addr : "", pop3_addr ? "/\n  curl -u " DEMO_USER ":PASSWORD pop3://" : "",
-		pop3_addr ? pop3_addr : "", pop3_addr ? "/1\n" : "");
+		else if (cfg->listeners[i].protocol == PROTO_IMAP && cfg->listeners[i].n_addrs)
+			imap_addr = cfg->listeners[i].addrs[0].text;
+	{
+		struct buf b = BUF_INIT(0);
+
+		buf_printf(&b, "\nbuzon demo is running.\n  domain:   %s\n  user:     %s\n  password: %s\n\n",
+			   DEMO_DOMAIN, DEMO_USER,
+			   created ? password
+				   : "(set when the demo was first created; change it with: buzon user passwd " DEMO_USER ")");
+		buf_printf(&b, "Send a test message from another terminal:\n"
+			       "  swaks --server %s --to %s --from you@example.org\n"
+			       "It lands in:\n  %s/new/\n", smtp_addr, DEMO_USER, t[0].maildir);
+		if (pop3_addr)
+			buf_printf(&b, "Collect it over POP3 (list, then fetch message 1):\n"
+				       "  curl -u %s:PASSWORD pop3://%s/\n  curl -u %s:PASSWORD pop3://%s/1\n",
+				   DEMO_USER, pop3_addr, DEMO_USER, pop3_addr);
+		if (imap_addr)
+			buf_printf(&b, "Or read it over IMAP (any IMAP client, plain text, on %s):\n"
+				       "  curl -u %s:PASSWORD 'imap://%s/INBOX;UID=1'\n",
+				   imap_addr, DEMO_USER, imap_addr);
+		buf_adds(&b, "Stop with Ctrl-C.\n\n");
+		banner = buf_detach(&b, NULL);
+	}
 	wipe(password, sizeof(password));
 	int r = serve(cfg, banner);
 	free(banner);
