@@ -887,6 +887,9 @@ int mime_parse(const char *data, size_t len, const struct mime_limits *limits,
 
 	if (!limits)
 		limits = &defaults;
+	/* An empty message may come as NULL; offsets are then added to "". */
+	if (!data)
+		data = "";
 	memset(&ps, 0, sizeof(ps));
 	ps.m = m;
 	ps.d = data;
