@@ -480,6 +480,32 @@ static int smtp_key(struct parse_ctx *c, const char *key, const char *value)
 	return 1;
 }
 
+/* The failed-login keys shared by [pop3] and [imap]: 1 when key was one of
+ * them (0 after an error was recorded), -1 when it is not. */
+static int login_key(struct parse_ctx *c, const char *key, const char *value, unsigned *max_auth_failures,
+		     unsigned *delay_free, unsigned *delay_base, unsigned *delay_max, unsigned *delay_decay)
+{
+	if (strcmp(key, "max_auth_failures") == 0) {
+		if (parse_uint(value, 1, 100, max_auth_failures) < 0)
+			return fail(c, "max_auth_failures '%s' is not a number from 1 to 100", value);
+	} else if (strcmp(key, "auth_delay_free") == 0) {
+		if (parse_uint(value, 0, 100, delay_free) < 0)
+			return fail(c, "auth_delay_free '%s' is not a number from 0 to 100", value);
+	} else if (strcmp(key, "auth_delay_base") == 0) {
+		if (config_parse_duration(value, delay_base) < 0 || *delay_base > 60)
+			return fail(c, "auth_delay_base '%s' is not a duration from 0 to 60s", value);
+	} else if (strcmp(key, "auth_delay_max") == 0) {
+		if (config_parse_duration(value, delay_max) < 0 || *delay_max > 3600)
+			return fail(c, "auth_delay_max '%s' is not a duration from 0 to 1h", value);
+	} else if (strcmp(key, "auth_delay_decay") == 0) {
+		if (config_parse_duration(value, delay_decay) < 0 || *delay_decay == 0 || *delay_decay > 86400)
+			return fail(c, "auth_delay_decay '%s' is not a duration from 1s to 24h", value);
+	} else {
+		return -1;
+	}
+	return 1;
+}
+
 static int pop3_key(struct parse_ctx *c, const char *key, const char *value)
 {
 	struct pop3_config *p = &c->cfg->pop3;
@@ -498,23 +524,11 @@ static int pop3_key(struct parse_ctx *c, const char *key, const char *value)
 	} else if (strcmp(key, "max_bad_commands") == 0) {
 		if (parse_uint(value, 1, 1000, &p->max_bad_commands) < 0)
 			return fail(c, "max_bad_commands '%s' is not a number from 1 to 1000", value);
-	} else if (strcmp(key, "max_auth_failures") == 0) {
-		if (parse_uint(value, 1, 100, &p->max_auth_failures) < 0)
-			return fail(c, "max_auth_failures '%s' is not a number from 1 to 100", value);
-	} else if (strcmp(key, "auth_delay_free") == 0) {
-		if (parse_uint(value, 0, 100, &p->auth_delay_free) < 0)
-			return fail(c, "auth_delay_free '%s' is not a number from 0 to 100", value);
-	} else if (strcmp(key, "auth_delay_base") == 0) {
-		if (config_parse_duration(value, &p->auth_delay_base) < 0 || p->auth_delay_base > 60)
-			return fail(c, "auth_delay_base '%s' is not a duration from 0 to 60s", value);
-	} else if (strcmp(key, "auth_delay_max") == 0) {
-		if (config_parse_duration(value, &p->auth_delay_max) < 0 || p->auth_delay_max > 3600)
-			return fail(c, "auth_delay_max '%s' is not a duration from 0 to 1h", value);
-	} else if (strcmp(key, "auth_delay_decay") == 0) {
-		if (config_parse_duration(value, &p->auth_delay_decay) < 0 || p->auth_delay_decay == 0 ||
-		    p->auth_delay_decay > 86400)
-			return fail(c, "auth_delay_decay '%s' is not a duration from 1s to 24h", value);
 	} else {
+		int r = login_key(c, key, value, &p->max_auth_failures, &p->auth_delay_free, &p->auth_delay_base,
+				  &p->auth_delay_max, &p->auth_delay_decay);
+		if (r >= 0)
+			return r;
 		return fail(c, "[pop3]: unknown key '%s'", key);
 	}
 	return 1;
@@ -542,23 +556,11 @@ static int imap_key(struct parse_ctx *c, const char *key, const char *value)
 	} else if (strcmp(key, "max_bad_commands") == 0) {
 		if (parse_uint(value, 1, 1000, &p->max_bad_commands) < 0)
 			return fail(c, "max_bad_commands '%s' is not a number from 1 to 1000", value);
-	} else if (strcmp(key, "max_auth_failures") == 0) {
-		if (parse_uint(value, 1, 100, &p->max_auth_failures) < 0)
-			return fail(c, "max_auth_failures '%s' is not a number from 1 to 100", value);
-	} else if (strcmp(key, "auth_delay_free") == 0) {
-		if (parse_uint(value, 0, 100, &p->auth_delay_free) < 0)
-			return fail(c, "auth_delay_free '%s' is not a number from 0 to 100", value);
-	} else if (strcmp(key, "auth_delay_base") == 0) {
-		if (config_parse_duration(value, &p->auth_delay_base) < 0 || p->auth_delay_base > 60)
-			return fail(c, "auth_delay_base '%s' is not a duration from 0 to 60s", value);
-	} else if (strcmp(key, "auth_delay_max") == 0) {
-		if (config_parse_duration(value, &p->auth_delay_max) < 0 || p->auth_delay_max > 3600)
-			return fail(c, "auth_delay_max '%s' is not a duration from 0 to 1h", value);
-	} else if (strcmp(key, "auth_delay_decay") == 0) {
-		if (config_parse_duration(value, &p->auth_delay_decay) < 0 || p->auth_delay_decay == 0 ||
-		    p->auth_delay_decay > 86400)
-			return fail(c, "auth_delay_decay '%s' is not a duration from 1s to 24h", value);
 	} else {
+		int r = login_key(c, key, value, &p->max_auth_failures, &p->auth_delay_free, &p->auth_delay_base,
+				  &p->auth_delay_max, &p->auth_delay_decay);
+		if (r >= 0)
+			return r;
 		return fail(c, "[imap]: unknown key '%s'", key);
 	}
 	return 1;
