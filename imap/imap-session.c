@@ -652,11 +652,12 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 		case IMAP_PARSE_ERROR: {
 			const char *tag = imap_parser_tag(s->parser);
 			enum imap_parser_error e = imap_parser_error(s->parser, &msg);
+			/* A literal over APPENDLIMIT is a NO, not a client error. */
 			if (e == IMAP_PARSE_ERROR_LITERAL_TOO_BIG)
 				imap_session_printf(s, "%s NO [TOOBIG] %s", tag ? tag : "*", msg);
 			else
 				imap_session_printf(s, "%s BAD %s", tag ? tag : "*", msg);
-			if (++s->bad >= s->cfg.max_bad_commands) {
+			if (e != IMAP_PARSE_ERROR_LITERAL_TOO_BIG && ++s->bad >= s->cfg.max_bad_commands) {
 				imap_session_printf(s, "* BYE Too many invalid commands");
 				imap_session_close(s, "too many bad commands");
 			}

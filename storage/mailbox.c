@@ -18,12 +18,14 @@
 #include "lib/xalloc.h"
 
 #define INDEX_FILE "buzon-index.db"
-#define INDEX_VERSION 1
+/* Bump both when index_schema changes: older index files are upgraded (or,
+ * being a cache, could simply be deleted). */
+#define INDEX_VERSION 2
+#define INDEX_VERSION_TEXT "2"
 
 /* The per-user index. Kept here rather than in schema/ because it lives in
  * each user's Maildir, not in buzon.db; see docs/architecture.md. */
 static const char index_schema[] =
-	"CREATE TABLE IF NOT EXISTS index_version (version INTEGER NOT NULL);\n"
 	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"
 	"CREATE TABLE IF NOT EXISTS mailboxes (\n"
 	"  id INTEGER PRIMARY KEY,\n"
@@ -633,6 +635,19 @@ static int load_view(struct mbox *m, struct mbox_msg **msgs_r, size_t *n_r)
 	return 0;
 }
 
+static int index_version(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
 /* Opens (creating) the per-user index of maildir. */
 static int index_open(const char *maildir, sqlite3 **db_r)
 {
@@ -650,19 +665,30 @@ static int index_open(const char *maildir, sqlite3 **db_r)
 		return -EIO;
 	}
 	sqlite3_busy_timeout(db, 10000);
-	if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg) != SQLITE_OK ||
-	    sqlite3_exec(db, index_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("store", NULL, "cannot set up index maildir=%s error=%s", maildir, msg ? msg : "?");
-		sqlite3_free(msg);
-		sqlite3_close(db);
-		return -EIO;
+	if (sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, &msg) != SQLITE_OK)
+		goto fail;
+	/* The schema is set up once per index file (user_version says which);
+	 * every SELECT opens the index, so the check must be cheap. */
+	if (index_version(db) != INDEX_VERSION) {
+		if (sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(db, index_schema, NULL, NULL, &msg) != SQLITE_OK)
+			goto fail;
+		/* Indexes written before the sync columns existed: add them (the
+		 * error for a column that exists already is expected). */
+		sqlite3_exec(db, "ALTER TABLE mailboxes ADD COLUMN sync_new_ns INTEGER NOT NULL DEFAULT 0", NULL, NULL,
+			     NULL);
+		sqlite3_exec(db, "ALTER TABLE mailboxes ADD COLUMN sync_cur_ns INTEGER NOT NULL DEFAULT 0", NULL, NULL,
+			     NULL);
+		if (sqlite3_exec(db, "PRAGMA user_version = " INDEX_VERSION_TEXT, NULL, NULL, &msg) != SQLITE_OK)
+			goto fail;
 	}
-	/* Indexes written before the sync columns existed: add them (the
-	 * error for a column that exists already is expected). */
-	sqlite3_exec(db, "ALTER TABLE mailboxes ADD COLUMN sync_new_ns INTEGER NOT NULL DEFAULT 0", NULL, NULL, NULL);
-	sqlite3_exec(db, "ALTER TABLE mailboxes ADD COLUMN sync_cur_ns INTEGER NOT NULL DEFAULT 0", NULL, NULL, NULL);
 	*db_r = db;
 	return 0;
+fail:
+	log_error("store", NULL, "cannot set up index maildir=%s error=%s", maildir, msg ? msg : "?");
+	sqlite3_free(msg);
+	sqlite3_close(db);
+	return -EIO;
 }
 
 static int folder_path(const char *maildir, const char *name, char **dir_r)
@@ -1228,7 +1254,12 @@ int mbox_append(const char *maildir, const char *name, const char *data, size_t 
 		return r;
 	}
 	snprintf(tmp, sizeof(tmp), "%s/cur", dir);
-	fsync_dir(tmp);
+	/* OK to APPEND means the directory entry is on disk too. */
+	r = fsync_dir(tmp);
+	if (r < 0) {
+		unlink(final);
+		return r;
+	}
 	/* The sync gives the new file the next UID. */
 	r = mbox_open(maildir, name, 0, &m, err, sizeof(err));
 	if (r < 0)
