@@ -56,11 +56,10 @@ struct pop3_conn {
 	char peer[64];
 	uv_work_t work;
 	uv_timer_t delay;           /* the failed-login delay before a check */
-	uv_check_t drain;           /* polls the output queue while a reply waits to drain */
 	int handles;                /* libuv handles not yet closed */
 	enum req req;               /* the request on the threadpool or the delay timer */
 	int delaying;               /* the delay timer runs for req == R_AUTH */
-	int draining;               /* the check handle runs */
+	int draining;               /* waiting for the connection's drained callback */
 	int freeing;
 	struct pop3_auth_req *areq;
 	struct pop3_open_req *oreq;
@@ -132,7 +131,6 @@ static void handle_closed(uv_handle_t *h)
 static void close_handles(struct pop3_conn *pc)
 {
 	uv_close((uv_handle_t *)&pc->delay, handle_closed);
-	uv_close((uv_handle_t *)&pc->drain, handle_closed);
 }
 
 /* Runs on a worker thread. */
@@ -499,17 +497,6 @@ static void io_update(void *ctx, struct pop3_update_req *req)
 
 /* -- output flow control -- */
 
-static void drain_check(uv_check_t *h)
-{
-	struct pop3_conn *pc = h->data;
-
-	if (pc->conn && conn_output_pending(pc->conn) > DRAIN_LOW)
-		return;
-	uv_check_stop(&pc->drain);
-	pc->draining = 0;
-	pop3_session_drained(pc->s);
-}
-
 static void io_drain(void *ctx)
 {
 	struct pop3_conn *pc = ctx;
@@ -518,10 +505,19 @@ static void io_drain(void *ctx)
 		pop3_session_drained(pc->s);
 		return;
 	}
-	/* A check handle runs after every poll of the loop, so it sees the
-	 * queue shrink as soon as a write completes; net.h has no drain event. */
+	/* h_drained() continues once the client has taken the queue. */
 	pc->draining = 1;
-	uv_check_start(&pc->drain, drain_check);
+	conn_when_drained(pc->conn, DRAIN_LOW);
+}
+
+static void h_drained(void *session)
+{
+	struct pop3_conn *pc = session;
+
+	if (!pc->draining)
+		return;
+	pc->draining = 0;
+	pop3_session_drained(pc->s);
 }
 
 static const struct pop3_io pop3_io = {
@@ -556,9 +552,8 @@ static void *h_open(struct conn *c, void *ctx)
 	snprintf(pc->sid, sizeof(pc->sid), "%s", conn_sid(c));
 	snprintf(pc->peer, sizeof(pc->peer), "%s", conn_peer(c));
 	uv_timer_init(srv->loop, &pc->delay);
-	uv_check_init(srv->loop, &pc->drain);
-	pc->delay.data = pc->drain.data = pc;
-	pc->handles = 2;
+	pc->delay.data = pc;
+	pc->handles = 1;
 	pc->s = pop3_session_new(&p, &pop3_io, pc);
 	return pc;
 }
@@ -601,7 +596,6 @@ static void h_closed(void *session)
 		pop3_session_auth_done(pc->s, req);
 	}
 	if (pc->draining) {
-		uv_check_stop(&pc->drain);
 		pc->draining = 0;
 		pop3_session_drained(pc->s);
 	}
@@ -638,6 +632,7 @@ struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, u
 		.input = h_input,
 		.timeout = h_timeout,
 		.shutdown = h_shutdown,
+		.drained = h_drained,
 		.closed = h_closed,
 		.busy_reply = srv->busy,
 	};
