@@ -54,6 +54,7 @@ void config_defaults(struct config *cfg)
 	cfg->shutdown_timeout = 10;
 	cfg->delivery_threads = 4;
 	cfg->smtp.max_message_size = 26214400;
+	cfg->smtp.max_buffered = 256 * 1024 * 1024;
 	cfg->smtp.max_recipients = 100;
 	cfg->smtp.bare_newline = BARE_LF_NORMALIZE;
 	strcpy(cfg->smtp.recipient_delimiter, "+");
@@ -445,6 +446,10 @@ static int smtp_key(struct parse_ctx *c, const char *key, const char *value)
 		if (config_parse_size(value, &s->max_message_size) < 0 || s->max_message_size < 1024 ||
 		    s->max_message_size > (uint64_t)1 << 31)
 			return fail(c, "max_message_size '%s' is not a size from 1k to 2G", value);
+	} else if (strcmp(key, "max_buffered") == 0) {
+		if (config_parse_size(value, &s->max_buffered) < 0 || s->max_buffered < 1024 * 1024 ||
+		    s->max_buffered > (uint64_t)1 << 40)
+			return fail(c, "max_buffered '%s' is not a size from 1M to 1T", value);
 	} else if (strcmp(key, "max_recipients") == 0) {
 		if (parse_uint(value, 1, 100000, &s->max_recipients) < 0)
 			return fail(c, "max_recipients '%s' is not a number from 1 to 100000", value);
@@ -626,6 +631,12 @@ static int finish(struct parse_ctx *c, int r, char *err, size_t errlen)
 	snprintf(cfg->imap.hostname, sizeof(cfg->imap.hostname), "%s", cfg->hostname);
 	if (!cfg->data_dir) {
 		snprintf(err, errlen, "%s: [server] data_dir is not set", c->name);
+		return -1;
+	}
+	if (cfg->smtp.max_buffered < cfg->smtp.max_message_size) {
+		snprintf(err, errlen, "%s: [smtp] max_buffered (%llu) is smaller than max_message_size (%llu): "
+			 "the largest messages could never be taken", c->name,
+			 (unsigned long long)cfg->smtp.max_buffered, (unsigned long long)cfg->smtp.max_message_size);
 		return -1;
 	}
 	if (cfg->n_listeners == 0) {

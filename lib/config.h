@@ -35,6 +35,7 @@ struct listener_config {
 
 struct smtp_config {
 	uint64_t max_message_size;  /* octets; SIZE announced and enforced */
+	uint64_t max_buffered;      /* octets of messages held in memory by all sessions */
 	unsigned max_recipients;
 	enum bare_lf_policy bare_newline;
 	char recipient_delimiter[8]; /* "" disables plus-addressing */

@@ -16,6 +16,7 @@ struct smtp_server {
 	const struct config *cfg;
 	struct dir *dir;
 	uv_loop_t *loop;
+	uint64_t held;                /* message octets held by all sessions */
 	struct proto_handler handler;
 	char busy[160];
 };
@@ -36,12 +37,34 @@ struct smtp_conn {
 	int result;
 	char **maildirs;              /* the delivery's Maildirs, to publish on success */
 	size_t n_maildirs;
+	uint64_t held;                /* this session's share of srv->held */
 };
+
+static void io_release(void *ctx)
+{
+	struct smtp_conn *sc = ctx;
+
+	sc->srv->held -= sc->held;
+	sc->held = 0;
+}
+
+/* The budget of [smtp] max_buffered, shared by every SMTP session. */
+static int io_reserve(void *ctx, size_t n)
+{
+	struct smtp_conn *sc = ctx;
+
+	if (sc->srv->held + n > sc->srv->cfg->smtp.max_buffered)
+		return -1;
+	sc->srv->held += n;
+	sc->held += n;
+	return 0;
+}
 
 static void sc_maybe_free(struct smtp_conn *sc)
 {
 	if (sc->conn || smtp_session_busy(sc->s))
 		return;
+	io_release(sc);
 	smtp_session_free(&sc->s);
 	free(sc);
 }
@@ -254,6 +277,8 @@ static const struct smtp_io smtp_io = {
 	.rcpt = io_rcpt,
 	.deliver = io_deliver,
 	.resume = io_resume,
+	.reserve = io_reserve,
+	.release = io_release,
 };
 
 /* ---- proto handler ---- */

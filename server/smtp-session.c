@@ -85,6 +85,8 @@ struct smtp_tx {
 	unsigned line_len;               /* octets of the current text line */
 	enum data_state ds;
 	int too_big, bare_lf, long_line;
+	int no_memory;                   /* the shared message budget said no */
+	int reserved;                    /* io->reserve() was called */
 	int bdat_failed;                 /* a chunk was refused: refuse the rest */
 	/* the BDAT chunk being read */
 	uint64_t chunk_size, chunk_left;
@@ -179,6 +181,8 @@ static void tx_reset(struct smtp_session *s)
 		free(t->targets[i]);
 	free(t->targets);
 	buf_release(&t->msg);
+	if (t->reserved && s->io.release && !s->gone)
+		s->io.release(s->ctx);
 	memset(t, 0, sizeof(*t));
 	/* The body never holds more than the limit; a limit of 0 ("no mail")
 	 * still gets a bounded buffer, since buf max 0 would mean unbounded. */
@@ -247,8 +251,25 @@ static void put(struct smtp_session *s, const char *p, size_t n, size_t size_n)
 	if (t->too_big)
 		return;
 	t->size += size_n;
-	if (t->size > s->cfg.max_message_size || buf_add(&t->msg, p, n) < 0) {
+	if (t->size > s->cfg.max_message_size) {
 		/* Stop storing, keep reading to the end. */
+		t->too_big = 1;
+		buf_release(&t->msg);
+		return;
+	}
+	if (t->no_memory || n == 0)
+		return;
+	if (s->io.reserve) {
+		t->reserved = 1;
+		if (s->io.reserve(s->ctx, n) != 0) {
+			/* The server holds too many messages at once: count the rest,
+			 * store nothing, refuse at the end with a temporary error. */
+			t->no_memory = 1;
+			buf_release(&t->msg);
+			return;
+		}
+	}
+	if (buf_add(&t->msg, p, n) < 0) {
 		t->too_big = 1;
 		buf_release(&t->msg);
 	}
@@ -317,6 +338,9 @@ static void end_of_message(struct smtp_session *s)
 	} else if (t->long_line) {
 		reply(s, "550 5.6.0 Message has lines longer than 998 octets");
 		why = "long_line";
+	} else if (t->no_memory) {
+		reply(s, "452 4.3.1 Insufficient system storage, try again later");
+		why = "no_memory";
 	}
 	if (why) {
 		log_info("smtp", s->sid, "message refused id=%s from=%s nrcpt=%u size=%llu result=%s",

@@ -64,6 +64,12 @@ struct smtp_io {
 	/* Input was held back while a request was in flight: the glue should call
 	 * smtp_session_input() again with the bytes it still holds. */
 	void (*resume)(void *ctx);
+	/* Optional: asks for n more octets of message memory, from a budget
+	 * shared by all sessions; non-zero refuses, and the message is then read
+	 * to its end and refused with 452 4.3.1 (the client tries again later). */
+	int (*reserve)(void *ctx, size_t n);
+	/* Optional: the memory reserved for the transaction is free again. */
+	void (*release)(void *ctx);
 };
 
 struct smtp_session_params {

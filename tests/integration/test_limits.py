@@ -208,5 +208,43 @@ class BadCommands(BuzonTestCase):
                 self.assertEqual(c.cmd('NOOP').code, 250)
 
 
+class MessageMemory(BuzonTestCase):
+
+    def test_shared_message_budget(self):
+        """[smtp] max_buffered bounds the messages held by all sessions at once:
+        the one that would go past it is read to its end and gets 452 4.3.1,
+        nothing is delivered for it, and it goes through once memory is free."""
+        s = self.new_server(smtp={'max_message_size': '1M', 'max_buffered': '1M'})
+        line = b'x' * 70 + b'\r\n'
+        with s.connect() as a, s.connect() as b:
+            for c in (a, b):
+                c.ehlo()
+                self.assertEqual(c.cmd('MAIL FROM:<%s>' % SENDER).code, 250)
+                self.assertEqual(c.cmd('RCPT TO:<%s>' % ALICE).code, 250)
+                self.assertEqual(c.cmd('DATA').code, 354)
+            # a holds about 700 kB and has not finished its message.
+            a.send(b'Subject: big\r\n\r\n' + line * 10000)
+            time.sleep(scaled(0.5))
+            # b needs about 400 kB more: over the shared budget.
+            b.send(b'Subject: second\r\n\r\n' + line * 5600 + b'.\r\n')
+            self.assertReply(b.reply(), 452, '4.3.1')
+            self.assertEqual(len(s.messages(ALICE)), 0)
+            a.send(b'.\r\n')
+            self.assertEqual(a.reply().code, 250)
+            # The memory is free again: b's retry is taken.
+            self.assertEqual(b.cmd('MAIL FROM:<%s>' % SENDER).code, 250)
+            self.assertEqual(b.cmd('RCPT TO:<%s>' % ALICE).code, 250)
+            self.assertEqual(b.cmd('DATA').code, 354)
+            b.send(b'Subject: second\r\n\r\n' + line * 5600 + b'.\r\n')
+            self.assertEqual(b.reply().code, 250)
+        self.assertEqual(len(s.messages(ALICE)), 2)
+
+    def test_budget_smaller_than_message_size_is_refused(self):
+        s = self.new_server(start=False, users=False, smtp={'max_message_size': '2M', 'max_buffered': '1M'})
+        p = s.cli('check')
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('max_buffered', p.stderr)
+
+
 if __name__ == '__main__':
     unittest.main(verbosity=2)
