@@ -29,8 +29,9 @@ struct imap_server {
  * threadpool (or waiting for its login delay).
  */
 struct imap_conn {
-	struct imap_server *srv;
+	/* First: the conn_io_* adapters of lib/net.h read it. */
 	struct conn *conn;          /* NULL once the connection is gone */
+	struct imap_server *srv;
 	struct imap_session *s;
 	uv_work_t work;
 	uv_timer_t delay;
@@ -54,46 +55,6 @@ static void ic_maybe_free(struct imap_conn *ic)
 		return;
 	notify_unsubscribe(&ic->watch);
 	uv_close((uv_handle_t *)&ic->delay, delay_closed);
-}
-
-static void io_write(void *ctx, const char *data, size_t len)
-{
-	struct imap_conn *ic = ctx;
-
-	if (ic->conn)
-		conn_write(ic->conn, data, len);
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	struct imap_conn *ic = ctx;
-
-	if (ic->conn)
-		conn_close(ic->conn, reason);
-}
-
-static void io_set_timeout(void *ctx, unsigned seconds)
-{
-	struct imap_conn *ic = ctx;
-
-	if (ic->conn)
-		conn_set_timeout(ic->conn, seconds * 1000);
-}
-
-static void io_resume(void *ctx)
-{
-	struct imap_conn *ic = ctx;
-
-	if (ic->conn)
-		conn_resume_input(ic->conn);
-}
-
-static void io_when_drained(void *ctx, size_t below)
-{
-	struct imap_conn *ic = ctx;
-
-	if (ic->conn)
-		conn_when_drained(ic->conn, below);
 }
 
 static void work_cb(uv_work_t *w)
@@ -208,12 +169,12 @@ static void io_auth_result(void *ctx, const char *user, int ok)
 }
 
 static const struct imap_io imap_io = {
-	.write = io_write,
-	.close = io_close,
-	.set_timeout = io_set_timeout,
+	.write = conn_io_write,
+	.close = conn_io_close,
+	.set_timeout = conn_io_set_timeout,
 	.exec = io_exec,
-	.resume = io_resume,
-	.when_drained = io_when_drained,
+	.resume = conn_io_resume,
+	.when_drained = conn_io_when_drained,
 	.watch = io_watch,
 	.publish = io_publish,
 	.auth_delay = io_auth_delay,

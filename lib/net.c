@@ -712,3 +712,50 @@ void net_shutdown(struct net *n, unsigned timeout_ms, void (*done)(void *arg), v
 	}
 	maybe_done(n);
 }
+
+/* ---- session io adapters ---- */
+
+static struct conn *ctx_conn(void *ctx)
+{
+	return *(struct conn **)ctx;
+}
+
+void conn_io_write(void *ctx, const char *data, size_t len)
+{
+	struct conn *c = ctx_conn(ctx);
+
+	if (c)
+		conn_write(c, data, len);
+}
+
+void conn_io_close(void *ctx, const char *reason)
+{
+	struct conn *c = ctx_conn(ctx);
+
+	if (c)
+		conn_close(c, reason);
+}
+
+void conn_io_set_timeout(void *ctx, unsigned seconds)
+{
+	struct conn *c = ctx_conn(ctx);
+
+	if (c)
+		conn_set_timeout(c, seconds * 1000);
+}
+
+void conn_io_resume(void *ctx)
+{
+	struct conn *c = ctx_conn(ctx);
+
+	if (c)
+		conn_resume_input(c);
+}
+
+void conn_io_when_drained(void *ctx, size_t below)
+{
+	struct conn *c = ctx_conn(ctx);
+
+	if (c)
+		conn_when_drained(c, below);
+}

@@ -86,4 +86,16 @@ uv_loop_t *conn_loop(const struct conn *c);
 /* 1 once conn_close()/conn_abort() was called. */
 int conn_closing(const struct conn *c);
 
+/*
+ * Session io adapters for a protocol's glue: ctx points to a struct whose
+ * FIRST member is `struct conn *conn`, set to NULL once the connection is
+ * gone (the session may outlive it while work is in flight); then they do
+ * nothing.
+ */
+void conn_io_write(void *ctx, const char *data, size_t len);
+void conn_io_close(void *ctx, const char *reason);
+void conn_io_set_timeout(void *ctx, unsigned seconds);
+void conn_io_resume(void *ctx);
+void conn_io_when_drained(void *ctx, size_t below);
+
 #endif

@@ -49,8 +49,9 @@ enum req { R_NONE, R_AUTH, R_OPEN, R_READ, R_UPDATE, R_CLEANUP };
  * closed (on the threadpool: closing SQLite may checkpoint its WAL).
  */
 struct pop3_conn {
-	struct pop3_server *srv;
+	/* First: the conn_io_* adapters of lib/net.h read it. */
 	struct conn *conn;          /* NULL once the connection is gone */
+	struct pop3_server *srv;
 	struct pop3_session *s;
 	char sid[16];
 	char peer[64];
@@ -180,38 +181,6 @@ static void pc_maybe_free(struct pop3_conn *pc)
 }
 
 /* ---- io for the session ---- */
-
-static void io_write(void *ctx, const char *data, size_t len)
-{
-	struct pop3_conn *pc = ctx;
-
-	if (pc->conn)
-		conn_write(pc->conn, data, len);
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	struct pop3_conn *pc = ctx;
-
-	if (pc->conn)
-		conn_close(pc->conn, reason);
-}
-
-static void io_set_timeout(void *ctx, unsigned seconds)
-{
-	struct pop3_conn *pc = ctx;
-
-	if (pc->conn)
-		conn_set_timeout(pc->conn, seconds * 1000);
-}
-
-static void io_resume(void *ctx)
-{
-	struct pop3_conn *pc = ctx;
-
-	if (pc->conn)
-		conn_resume_input(pc->conn);
-}
 
 static void queue(struct pop3_conn *pc, enum req req, uv_work_cb work, uv_after_work_cb after)
 {
@@ -521,15 +490,15 @@ static void h_drained(void *session)
 }
 
 static const struct pop3_io pop3_io = {
-	.write = io_write,
-	.close = io_close,
-	.set_timeout = io_set_timeout,
+	.write = conn_io_write,
+	.close = conn_io_close,
+	.set_timeout = conn_io_set_timeout,
 	.auth = io_auth,
 	.open = io_open,
 	.read = io_read,
 	.update = io_update,
 	.drain = io_drain,
-	.resume = io_resume,
+	.resume = conn_io_resume,
 };
 
 /* ---- proto handler ---- */

@@ -27,8 +27,9 @@ struct smtp_server {
  * the connection's close or the request's completion.
  */
 struct smtp_conn {
-	struct smtp_server *srv;
+	/* First: the conn_io_* adapters of lib/net.h read it. */
 	struct conn *conn;            /* NULL once the connection is gone */
+	struct smtp_server *srv;
 	struct smtp_session *s;
 	uv_work_t work;
 	/* the request on the threadpool, one at a time */
@@ -70,38 +71,6 @@ static void sc_maybe_free(struct smtp_conn *sc)
 }
 
 /* ---- io for the session ---- */
-
-static void io_write(void *ctx, const char *data, size_t len)
-{
-	struct smtp_conn *sc = ctx;
-
-	if (sc->conn)
-		conn_write(sc->conn, data, len);
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	struct smtp_conn *sc = ctx;
-
-	if (sc->conn)
-		conn_close(sc->conn, reason);
-}
-
-static void io_set_timeout(void *ctx, unsigned seconds)
-{
-	struct smtp_conn *sc = ctx;
-
-	if (sc->conn)
-		conn_set_timeout(sc->conn, seconds * 1000);
-}
-
-static void io_resume(void *ctx)
-{
-	struct smtp_conn *sc = ctx;
-
-	if (sc->conn)
-		conn_resume_input(sc->conn);
-}
 
 /* Runs on a worker thread. */
 static void rcpt_work(uv_work_t *w)
@@ -271,12 +240,12 @@ static void io_deliver(void *ctx, struct smtp_delivery *dv)
 }
 
 static const struct smtp_io smtp_io = {
-	.write = io_write,
-	.close = io_close,
-	.set_timeout = io_set_timeout,
+	.write = conn_io_write,
+	.close = conn_io_close,
+	.set_timeout = conn_io_set_timeout,
 	.rcpt = io_rcpt,
 	.deliver = io_deliver,
-	.resume = io_resume,
+	.resume = conn_io_resume,
 	.reserve = io_reserve,
 	.release = io_release,
 };
