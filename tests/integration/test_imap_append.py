@@ -382,7 +382,9 @@ class AppendCase(BuzonTestCase):
         lines, t = c.append_sync('a', 'INBOX', MSG)
         self.assertRegex(t, APPENDUID_RE)
         self.assertIn('* 1 EXISTS', lines, 'the selected mailbox shows the new message before the OK')
-        self.assertIn('* 1 RECENT', lines)
+        # \Recent goes to exactly one session (RFC 3501 2.3.2): the idler's
+        # own refresh may claim it first, so either count is right here.
+        self.assertTrue(any(l in ('* 1 RECENT', '* 0 RECENT') for l in lines), lines)
         # another folder does not change the selected one
         lines, t = c.append_sync('b', 'Drafts', MSG)
         self.assertRegex(t, APPENDUID_RE)
