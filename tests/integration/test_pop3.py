@@ -126,8 +126,6 @@ class POP3Case(BuzonTestCase):
         s.write_config(raw=text)
         if pop3:
             p = s.cli('check')
-            if p.returncode != 0 and '[pop3]' in p.stderr:
-                self.skipTest('lib/config.c does not read the [pop3] section yet: ' + p.stderr.strip())
             self.assertEqual(p.returncode, 0, p.stderr)
         s.setup_users()
         if start:
