@@ -768,7 +768,7 @@ static bool msg_items(struct imap_cmd *cmd, struct fetch *f)
 			break;
 		case IT_FLAGS:
 			buf_adds(out, "FLAGS ");
-			imap_write_flags(out, x->flags, x->keywords);
+			imap_write_flags(out, imap_msg_flags(cmd->s->mbox, f->i), x->keywords);
 			break;
 		case IT_INTERNALDATE:
 			write_internaldate(out, x->internaldate);
@@ -803,7 +803,7 @@ static bool msg_items(struct imap_cmd *cmd, struct fetch *f)
 	/* RFC 3501 6.4.5: a \Seen set by this FETCH shows as FLAGS. */
 	if (f->seen_set && !f->has_flags) {
 		buf_adds(out, " FLAGS ");
-		imap_write_flags(out, x->flags, x->keywords);
+		imap_write_flags(out, imap_msg_flags(cmd->s->mbox, f->i), x->keywords);
 		if (cmd->s->condstore && !f->has_modseq)
 			buf_printf(out, " MODSEQ (%llu)", (unsigned long long)x->modseq);
 	}

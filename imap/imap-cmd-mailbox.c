@@ -213,9 +213,7 @@ static int write_status(struct imap_session *s, const char *name, const struct s
 	 * own \Recent messages; another one counts the messages no session
 	 * has claimed yet (what a SELECT would see as \Recent). */
 	if (s->mbox && strcmp(s->mailbox, name) == 0) {
-		for (size_t i = 0; i < mbox_count(s->mbox); i++)
-			if (mbox_get(s->mbox, i)->flags & MBOX_RECENT)
-				recent++;
+		recent = mbox_recent_count(s->mbox);
 	} else {
 		for (size_t i = 0; i < n; i++)
 			if (mbox_get(m, i)->uid >= mbox_first_recent_uid(m))

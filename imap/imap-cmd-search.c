@@ -1043,13 +1043,13 @@ static enum tri eval(struct msgctx *c, const struct skey *k, enum stage st)
 		return t == T_UNKNOWN ? T_UNKNOWN : (t == T_TRUE ? T_FALSE : T_TRUE);
 	}
 	case K_FLAG:
-		return (msg->flags & k->flag) ? T_TRUE : T_FALSE;
+		return (imap_msg_flags(c->x->m, c->i) & k->flag) ? T_TRUE : T_FALSE;
 	case K_UNFLAG:
-		return (msg->flags & k->flag) ? T_FALSE : T_TRUE;
+		return (imap_msg_flags(c->x->m, c->i) & k->flag) ? T_FALSE : T_TRUE;
 	case K_NEW:
-		return (msg->flags & MBOX_RECENT) && !(msg->flags & MBOX_SEEN) ? T_TRUE : T_FALSE;
+		return mbox_is_recent(c->x->m, c->i) && !(msg->flags & MBOX_SEEN) ? T_TRUE : T_FALSE;
 	case K_OLD:
-		return (msg->flags & MBOX_RECENT) ? T_FALSE : T_TRUE;
+		return mbox_is_recent(c->x->m, c->i) ? T_FALSE : T_TRUE;
 	case K_KEYWORD:
 		return keyword_set(msg->keywords, k->keyword) ? T_TRUE : T_FALSE;
 	case K_UNKEYWORD:

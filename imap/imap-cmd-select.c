@@ -44,8 +44,9 @@ static int select_run(struct imap_cmd *cmd)
 	struct select *x = cmd->priv;
 	struct mbox *m = NULL;
 	char err[128];
-	size_t n, recent = 0, unseen = 0;
+	size_t n, recent, unseen;
 	struct buf kw = BUF_INIT(0);
+	const char *kwl;
 	int r;
 
 	/* Whatever happens, the old selection is gone (RFC 3501 6.3.1), and
@@ -62,30 +63,15 @@ static int select_run(struct imap_cmd *cmd)
 		return IMAP_RUN_DONE;
 	}
 	n = mbox_count(m);
-	/* Keywords in use become part of FLAGS and PERMANENTFLAGS: kw holds
-	 * " k1 k2", each once. */
-	for (size_t i = 0; i < n; i++) {
-		const struct mbox_msg *msg = mbox_get(m, i);
-		const char *k = msg->keywords;
-		if (msg->flags & MBOX_RECENT)
-			recent++;
-		if (!(msg->flags & MBOX_SEEN) && !unseen)
-			unseen = i + 1;
-		while (k && *k) {
-			size_t len = strcspn(k, " ");
-			bool seen = false;
-			for (const char *p = kw.data; p && (p = strchr(p, ' ')); p++)
-				if (strncasecmp(p + 1, k, len) == 0 && (p[1 + len] == ' ' || p[1 + len] == '\0'))
-					seen = true;
-			if (!seen && kw.len < 8192) {
-				buf_addch(&kw, ' ');
-				buf_add(&kw, k, len);
-			}
-			k += len;
-			while (*k == ' ')
-				k++;
-		}
+	/* Keywords in use become part of FLAGS and PERMANENTFLAGS (the
+	 * storage keeps the list with the message list: no walk over it). */
+	kwl = mbox_keywords(m);
+	if (*kwl) {
+		buf_addch(&kw, ' ');
+		buf_adds(&kw, kwl);
 	}
+	recent = mbox_recent_count(m);
+	unseen = mbox_first_unseen(m);
 	imap_cmd_untagged(cmd, "FLAGS (%s%s)", system_flags, kw.len ? kw.data : "");
 	imap_cmd_untagged(cmd, "%zu EXISTS", n);
 	imap_cmd_untagged(cmd, "%zu RECENT", recent);
@@ -124,7 +110,7 @@ static int select_run(struct imap_cmd *cmd)
 			if (x->q_have_known && !imap_seqset_contains(&x->q_known, msg->uid))
 				continue;
 			buf_printf(&cmd->out, "* %zu FETCH (UID %u FLAGS ", i + 1, msg->uid);
-			imap_write_flags(&cmd->out, msg->flags, msg->keywords);
+			imap_write_flags(&cmd->out, imap_msg_flags(m, i), msg->keywords);
 			buf_printf(&cmd->out, " MODSEQ (%llu))\r\n", (unsigned long long)msg->modseq);
 		}
 	}

@@ -16,8 +16,6 @@
 
 /* The keywords one message may carry, as a space-separated string. */
 #define KEYWORDS_MAX 4096
-/* The keywords listed in an untagged FLAGS response (as SELECT does). */
-#define FLAGS_LIST_MAX 8192
 
 static const char *const system_flags = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
@@ -163,10 +161,9 @@ static void store_free(void *p)
 
 /* The keywords in use in the view, each once, in order of first use: what
  * SELECT announced in FLAGS, give or take other sessions' changes. */
-static void mailbox_keywords(const struct mbox *m, struct buf *out)
+static void mailbox_keywords(struct mbox *m, struct buf *out)
 {
-	for (size_t i = 0; i < mbox_count(m) && out->len < FLAGS_LIST_MAX; i++)
-		kw_merge(out, mbox_get(m, i)->keywords);
+	buf_adds(out, mbox_keywords(m));
 }
 
 /* "* n FETCH (FLAGS (...) MODSEQ (m) UID u)": FLAGS unless .SILENT; with
@@ -304,10 +301,10 @@ static int store_run(struct imap_cmd *cmd)
 		 * stored (\Recent is this session's own). */
 		mine = mbox_get(m, i);
 		if (stored)
-			write_fetch(cmd, &cmd->out, i, mine, mine->flags, mine->keywords, x->silent);
+			write_fetch(cmd, &cmd->out, i, mine, imap_msg_flags(m, i), mine->keywords, x->silent);
 		else
-			write_fetch(cmd, &cmd->out, i, now, now->flags | (mine->flags & MBOX_RECENT), now->keywords,
-				    x->silent);
+			write_fetch(cmd, &cmd->out, i, now, now->flags | (mbox_is_recent(m, i) ? MBOX_RECENT : 0),
+				    now->keywords, x->silent);
 	}
 
 	/* A keyword new to the mailbox: announce it as Dovecot does, before

@@ -165,6 +165,11 @@ void imap_cmd_untagged(struct imap_cmd *cmd, const char *fmt, ...) __attribute__
 int imap_refresh(struct imap_session *s, struct buf *out);
 /* Writes "FLAGS (...)" content for a message: flags and keywords. */
 void imap_write_flags(struct buf *out, uint32_t flags, const char *keywords);
+/* The flags of message i as this session reports them (with \Recent). */
+static inline uint32_t imap_msg_flags(const struct mbox *m, size_t i)
+{
+	return mbox_get(m, i)->flags | (mbox_is_recent(m, i) ? MBOX_RECENT : 0);
+}
 /* Parses a flag list (STORE, APPEND) into flags and keywords (space
  * separated, into kw); false on a bad flag (\Recent or unknown \X). */
 bool imap_parse_flags(const struct imap_arg *list, size_t count, uint32_t *flags_r, struct buf *kw);

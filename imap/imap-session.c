@@ -391,16 +391,14 @@ int imap_refresh(struct imap_session *s, struct buf *out)
 		x = mbox_get(m, (size_t)i);
 		buf_printf(out, "* %zd FETCH (", i + 1);
 		buf_adds(out, "FLAGS ");
-		imap_write_flags(out, x->flags, x->keywords);
+		imap_write_flags(out, imap_msg_flags(m, (size_t)i), x->keywords);
 		if (s->condstore)
 			buf_printf(out, " MODSEQ (%llu)", (unsigned long long)x->modseq);
 		buf_printf(out, " UID %u)\r\n", x->uid);
 	}
 	if (ch.n_new || ch.n_expunged) {
 		buf_printf(out, "* %zu EXISTS\r\n", mbox_count(m));
-		for (size_t i = 0; i < mbox_count(m); i++)
-			if (mbox_get(m, i)->flags & MBOX_RECENT)
-				recent++;
+		recent = mbox_recent_count(m);
 		if (ch.n_new)
 			buf_printf(out, "* %zu RECENT\r\n", recent);
 	}

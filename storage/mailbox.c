@@ -4,10 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -20,8 +23,8 @@
 #define INDEX_FILE "buzon-index.db"
 /* Bump both when index_schema changes: older index files are upgraded (or,
  * being a cache, could simply be deleted). */
-#define INDEX_VERSION 2
-#define INDEX_VERSION_TEXT "2"
+#define INDEX_VERSION 3
+#define INDEX_VERSION_TEXT "3"
 
 /* The per-user index. Kept here rather than in schema/ because it lives in
  * each user's Maildir, not in buzon.db; see docs/architecture.md. */
@@ -35,7 +38,11 @@ static const char index_schema[] =
 	"  highestmodseq INTEGER NOT NULL,\n"
 	"  first_recent_uid INTEGER NOT NULL DEFAULT 1,\n"
 	"  sync_new_ns INTEGER NOT NULL DEFAULT 0,\n"
-	"  sync_cur_ns INTEGER NOT NULL DEFAULT 0);\n"
+	"  sync_cur_ns INTEGER NOT NULL DEFAULT 0,\n"
+	/* gen grows with every write to the folder's message rows: with
+	 * uidvalidity, uidnext and highestmodseq it stamps a loaded view
+	 * (see "shared views" below). */
+	"  gen INTEGER NOT NULL DEFAULT 0);\n"
 	"CREATE TABLE IF NOT EXISTS messages (\n"
 	"  mailbox_id INTEGER NOT NULL,\n"
 	"  uid INTEGER NOT NULL,\n"
@@ -79,15 +86,22 @@ struct mbox {
 	int64_t id;
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
-	uint32_t recent_from;   /* UIDs >= this are \Recent for this session */
-	uint32_t recent_to;     /* ... and < this */
-	uint64_t view_modseq;   /* highestmodseq and uidnext when the view was loaded */
-	uint32_t view_uidnext;
+	uint32_t recent_from;   /* first UID no session had claimed as \Recent at the last sync */
 	int scanned;            /* the last sync read the directories */
+	int wrote;              /* the last sync changed message rows */
 	int64_t sync_new_ns;    /* new/ and cur/ mtimes at the last full scan (0: unknown) */
 	int64_t sync_cur_ns;
+	/* The message list: the shared view's array, or (own) a private copy
+	 * made by the first change this session makes to it; strings of a
+	 * private copy point into view->pool or are the copy's own. */
+	struct view *view;
 	struct mbox_msg *msgs;
 	size_t n;
+	int own;
+	/* \Recent of this session: the UID ranges [from, to) it claimed. */
+	uint32_t (*recent)[2];
+	size_t n_recent;
+	char *own_keywords;     /* mbox_keywords() of a private copy */
 	struct mbox_changes ch;
 };
 
@@ -303,15 +317,219 @@ static int scan_dir(struct mbox *m, const char *sub, struct found **list, size_t
 	return 0;
 }
 
+/* ---- shared views ----
+ *
+ * Loading the message list of a large folder from SQLite is most of what a
+ * SELECT costs (10,000 rows: a few ms). A view, once loaded, is immutable
+ * and shared: every session that opens the folder while its stamp
+ * (uidvalidity, uidnext, highestmodseq, gen of the mailboxes row, read in the
+ * same read transaction as the rows) is unchanged takes a reference instead
+ * of reading the rows again. Every write to a folder's message rows moves
+ * its stamp (gen counts the writes that move nothing else), so a view is
+ * never served after the rows changed, whichever connection changed them.
+ * The cache keeps the most recently used views, within a bound.
+ */
+struct view {
+	atomic_uint refs;
+	char *key;                 /* the folder's path */
+	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	int64_t gen;
+	size_t n;
+	struct mbox_msg *msgs;     /* keywords and file point into pool */
+	char *pool;
+	size_t pool_len;
+	size_t bytes;
+	char *keywords;            /* the keywords in use, each once ("" when none) */
+	size_t first_unseen;       /* 1 + index of the first message without \Seen; 0: none */
+	struct view *prev, *next;  /* the cache's LRU list, most recent first */
+	bool cached;
+};
+
+#define VIEW_CACHE_MAX_VIEWS 64
+#define VIEW_CACHE_MAX_BYTES ((size_t)64 << 20)
+
+static struct {
+	pthread_mutex_t lock;
+	struct view *head, *tail;
+	size_t n, bytes;
+} views = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void view_unref(struct view *v)
+{
+	if (!v || atomic_fetch_sub(&v->refs, 1) != 1)
+		return;
+	free(v->key);
+	free(v->msgs);
+	free(v->pool);
+	free(v->keywords);
+	free(v);
+}
+
+/* Takes v out of the cache; the caller holds views.lock and drops the
+ * cache's reference after unlocking. */
+static void view_unlink(struct view *v)
+{
+	if (v->prev)
+		v->prev->next = v->next;
+	else
+		views.head = v->next;
+	if (v->next)
+		v->next->prev = v->prev;
+	else
+		views.tail = v->prev;
+	v->prev = v->next = NULL;
+	v->cached = false;
+	views.n--;
+	views.bytes -= v->bytes;
+}
+
+/* The cached view of key with this stamp, with a reference, or NULL. */
+static struct view *view_lookup(const char *key, uint32_t uidvalidity, uint32_t uidnext, uint64_t modseq,
+				int64_t gen)
+{
+	struct view *v, *stale = NULL;
+
+	pthread_mutex_lock(&views.lock);
+	for (v = views.head; v; v = v->next)
+		if (strcmp(v->key, key) == 0)
+			break;
+	if (v && v->uidvalidity == uidvalidity && v->uidnext == uidnext && v->highestmodseq == modseq &&
+	    v->gen == gen) {
+		atomic_fetch_add(&v->refs, 1);
+		if (v != views.head) {   /* to the front */
+			view_unlink(v);
+			v->next = views.head;
+			if (views.head)
+				views.head->prev = v;
+			views.head = v;
+			if (!views.tail)
+				views.tail = v;
+			v->cached = true;
+			views.n++;
+			views.bytes += v->bytes;
+		}
+	} else {
+		if (v) {
+			view_unlink(v);
+			stale = v;
+		}
+		v = NULL;
+	}
+	pthread_mutex_unlock(&views.lock);
+	view_unref(stale);
+	return v;
+}
+
+/* Puts v (loaded under its stamp) into the cache in place of any older
+ * view of the same folder; evicts the least recently used past the bounds. */
+static void view_insert(struct view *v)
+{
+	struct view *drop[VIEW_CACHE_MAX_VIEWS + 2];
+	size_t n_drop = 0;
+
+	if (v->bytes > VIEW_CACHE_MAX_BYTES / 2)
+		return;
+	pthread_mutex_lock(&views.lock);
+	for (struct view *o = views.head; o; o = o->next) {
+		if (strcmp(o->key, v->key) == 0) {
+			view_unlink(o);
+			drop[n_drop++] = o;
+			break;
+		}
+	}
+	atomic_fetch_add(&v->refs, 1);
+	v->next = views.head;
+	if (views.head)
+		views.head->prev = v;
+	views.head = v;
+	if (!views.tail)
+		views.tail = v;
+	v->cached = true;
+	views.n++;
+	views.bytes += v->bytes;
+	while (views.tail != v && (views.n > VIEW_CACHE_MAX_VIEWS || views.bytes > VIEW_CACHE_MAX_BYTES) &&
+	       n_drop < sizeof(drop) / sizeof(drop[0])) {
+		struct view *o = views.tail;
+		view_unlink(o);
+		drop[n_drop++] = o;
+	}
+	pthread_mutex_unlock(&views.lock);
+	for (size_t i = 0; i < n_drop; i++)
+		view_unref(drop[i]);
+}
+
+/* Does p belong to the mbox's private copy rather than the view's pool? */
+static bool own_string(const struct mbox *m, const char *p)
+{
+	return !m->view || p < m->view->pool || p >= m->view->pool + m->view->pool_len;
+}
+
 static void free_view(struct mbox *m)
 {
-	for (size_t i = 0; i < m->n; i++) {
-		free(m->msgs[i].keywords);
-		free(m->msgs[i].file);
+	if (m->own) {
+		for (size_t i = 0; i < m->n; i++) {
+			if (own_string(m, m->msgs[i].keywords))
+				free(m->msgs[i].keywords);
+			if (own_string(m, m->msgs[i].file))
+				free(m->msgs[i].file);
+		}
+		free(m->msgs);
 	}
-	free(m->msgs);
+	view_unref(m->view);
+	m->view = NULL;
 	m->msgs = NULL;
 	m->n = 0;
+	m->own = 0;
+}
+
+/* Makes the message list this session's own before it changes an entry. */
+static void own_view(struct mbox *m)
+{
+	struct mbox_msg *copy;
+
+	if (m->own)
+		return;
+	copy = xmalloc((m->n ? m->n : 1) * sizeof(*copy));
+	if (m->n)
+		memcpy(copy, m->msgs, m->n * sizeof(*copy));
+	m->msgs = copy;
+	m->own = 1;
+}
+
+/* Replaces a string of the message list (own_view() first). */
+static void set_string(struct mbox *m, char **field, char *value)
+{
+	if (own_string(m, *field))
+		free(*field);
+	*field = value;
+}
+
+static void recent_add(struct mbox *m, uint32_t from, uint32_t to)
+{
+	if (from >= to)
+		return;
+	if (m->n_recent && m->recent[m->n_recent - 1][1] == from) {
+		m->recent[m->n_recent - 1][1] = to;
+		return;
+	}
+	m->recent = xrealloc(m->recent, (m->n_recent + 1) * sizeof(*m->recent));
+	m->recent[m->n_recent][0] = from;
+	m->recent[m->n_recent][1] = to;
+	m->n_recent++;
+}
+
+bool mbox_is_recent(const struct mbox *m, size_t i)
+{
+	uint32_t uid;
+
+	if (i >= m->n)
+		return false;
+	uid = m->msgs[i].uid;
+	for (size_t k = m->n_recent; k-- > 0;)
+		if (uid >= m->recent[k][0] && uid < m->recent[k][1])
+			return true;
+	return false;
 }
 
 static int load_mailbox_row(struct mbox *m)
@@ -373,6 +591,15 @@ static int load_mailbox_row(struct mbox *m)
 	return 0;
 }
 
+/* Was a directory mtime read at now_ns old enough that a later change
+ * must move it? */
+static bool mtime_settled(int64_t mtime_ns, int64_t now_ns)
+{
+	int64_t margin = mtime_ns % 1000000000LL == 0 ? 1000000000LL : 100000000LL;
+
+	return mtime_ns > 0 && now_ns - mtime_ns > margin;
+}
+
 /*
  * Brings the index in line with the folder. Runs in one IMMEDIATE
  * transaction so that two sessions never hand out the same UID.
@@ -384,16 +611,23 @@ static int sync_index(struct mbox *m)
 	struct row *rows = NULL;
 	size_t n_rows = 0, rows_cap = 0;
 	sqlite3_stmt *sel = NULL, *del = NULL, *exp = NULL, *upd = NULL, *ins = NULL;
-	int64_t new_ns = 0, cur_ns = 0, now_ns;
+	int64_t new_ns = 0, cur_ns = 0, now_ns, old_new_ns, old_cur_ns;
+	uint32_t old_recent;
 	struct timespec now;
 	int r;
 
 	r = exec(m, "BEGIN IMMEDIATE");
 	if (r < 0)
 		return r;
+	m->wrote = 0;
 	r = load_mailbox_row(m);
 	if (r < 0)
 		goto fail;
+	old_new_ns = m->sync_new_ns;
+	old_cur_ns = m->sync_cur_ns;
+	old_recent = m->recent_from;
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 	/* Neither new/ nor cur/ changed since the last full scan: the index is
 	 * up to date (a file's rename, arrival or removal changes its
 	 * directory's mtime). Mtimes too close to the scan are not trusted,
@@ -474,6 +708,7 @@ static int sync_index(struct mbox *m)
 			r = db_err(m, "update message");
 			goto fail;
 		}
+		m->wrote = 1;
 	}
 
 	/* Index rows whose file is gone: expunged behind our back. */
@@ -491,6 +726,7 @@ static int sync_index(struct mbox *m)
 			r = db_err(m, "expunge");
 			goto fail;
 		}
+		m->wrote = 1;
 	}
 
 	/* Files new to the index: the next UIDs, in name (arrival) order. */
@@ -528,13 +764,15 @@ static int sync_index(struct mbox *m)
 			goto fail;
 		}
 		m->uidnext++;
+		m->wrote = 1;
 	}
 
-	/* Trust these mtimes next time only if they are clearly in the past. */
-	clock_gettime(CLOCK_REALTIME, &now);
-	now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-	m->sync_new_ns = now_ns - new_ns > 2000000000LL ? new_ns : 0;
-	m->sync_cur_ns = now_ns - cur_ns > 2000000000LL ? cur_ns : 0;
+	/* Trust these mtimes next time only if they were clearly in the past
+	 * when read (before the scan): a change in the same timestamp tick
+	 * as the read would not move them. Filesystems with whole-second
+	 * times get a second; others a margin well above a clock tick. */
+	m->sync_new_ns = mtime_settled(new_ns, now_ns) ? new_ns : 0;
+	m->sync_cur_ns = mtime_settled(cur_ns, now_ns) ? cur_ns : 0;
 update_row:
 	{
 		sqlite3_stmt *st;
@@ -542,12 +780,16 @@ update_row:
 
 		if (m->flags & MBOX_TAKE_RECENT) {
 			/* This session owns \Recent of everything not yet claimed. */
-			m->recent_to = m->uidnext;
+			recent_add(m, m->recent_from, m->uidnext);
 			first_recent = m->uidnext;
 		}
+		/* Nothing to write (a SELECT of an unchanged folder): no WAL frame. */
+		if (!m->wrote && first_recent == old_recent && m->sync_new_ns == old_new_ns &&
+		    m->sync_cur_ns == old_cur_ns)
+			goto commit;
 		if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, "
-				       "first_recent_uid = ?, sync_new_ns = ?, sync_cur_ns = ? WHERE id = ?", -1, &st,
-				       NULL) != SQLITE_OK) {
+				       "first_recent_uid = ?, sync_new_ns = ?, sync_cur_ns = ?, gen = gen + ? "
+				       "WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
 			r = db_err(m, "prepare");
 			goto fail;
 		}
@@ -556,7 +798,8 @@ update_row:
 		sqlite3_bind_int64(st, 3, first_recent);
 		sqlite3_bind_int64(st, 4, m->sync_new_ns);
 		sqlite3_bind_int64(st, 5, m->sync_cur_ns);
-		sqlite3_bind_int64(st, 6, m->id);
+		sqlite3_bind_int64(st, 6, m->wrote ? 1 : 0);
+		sqlite3_bind_int64(st, 7, m->id);
 		r = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (r != SQLITE_DONE) {
@@ -564,6 +807,7 @@ update_row:
 			goto fail;
 		}
 	}
+commit:
 	r = exec(m, "COMMIT");
 	if (r < 0)
 		goto fail;
@@ -590,48 +834,218 @@ out:
 	return r;
 }
 
-static int load_view(struct mbox *m, struct mbox_msg **msgs_r, size_t *n_r)
+/* Is the keyword k (len octets) in the space-separated list? (Keywords
+ * compare without regard to case, RFC 3501 2.3.2.) */
+static bool keyword_in(const char *list, size_t list_len, const char *k, size_t len)
+{
+	const char *p = list, *end = list + list_len;
+
+	while (p < end) {
+		const char *sp = memchr(p, ' ', (size_t)(end - p));
+		size_t l = sp ? (size_t)(sp - p) : (size_t)(end - p);
+		if (l == len && strncasecmp(p, k, len) == 0)
+			return true;
+		p += l + 1;
+	}
+	return false;
+}
+
+/* The union of the keywords of msgs into a new string (at most
+ * MBOX_KEYWORDS_MAX octets: more are left out), and the first unseen. */
+static char *summarize(const struct mbox_msg *msgs, size_t n, size_t *first_unseen_r)
+{
+	char *out = xmalloc(MBOX_KEYWORDS_MAX + 1);
+	size_t len = 0;
+
+	*first_unseen_r = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *k = msgs[i].keywords;
+		if (!(msgs[i].flags & MBOX_SEEN) && !*first_unseen_r)
+			*first_unseen_r = i + 1;
+		while (k && *k) {
+			size_t l = strcspn(k, " ");
+			if (l && !keyword_in(out, len, k, l) && len + l + 1 <= MBOX_KEYWORDS_MAX) {
+				if (len)
+					out[len++] = ' ';
+				memcpy(out + len, k, l);
+				len += l;
+			}
+			k += l;
+			while (*k == ' ')
+				k++;
+		}
+	}
+	out[len] = '\0';
+	return out;
+}
+
+const char *mbox_keywords(struct mbox *m)
+{
+	size_t unseen;
+
+	if (!m->own)
+		return m->view->keywords;
+	free(m->own_keywords);
+	m->own_keywords = summarize(m->msgs, m->n, &unseen);
+	return m->own_keywords;
+}
+
+size_t mbox_first_unseen(const struct mbox *m)
+{
+	if (!m->own)
+		return m->view->first_unseen;
+	for (size_t i = 0; i < m->n; i++)
+		if (!(m->msgs[i].flags & MBOX_SEEN))
+			return i + 1;
+	return 0;
+}
+
+/* The first index whose UID is >= uid. */
+static size_t lower_bound(const struct mbox *m, uint32_t uid)
+{
+	size_t lo = 0, hi = m->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->msgs[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+size_t mbox_recent_count(const struct mbox *m)
+{
+	size_t n = 0;
+
+	for (size_t k = 0; k < m->n_recent; k++)
+		n += lower_bound(m, m->recent[k][1]) - lower_bound(m, m->recent[k][0]);
+	return n;
+}
+
+/* Reads the stamp of the folder and its rows from the index (one read
+ * transaction) into a new view. */
+static int view_read(struct mbox *m, struct view **v_r)
 {
 	sqlite3_stmt *st;
-	struct mbox_msg *msgs = NULL;
-	size_t n = 0, cap = 0;
+	struct view *v;
+	size_t cap = 0, pool_cap = 0;
 	int r;
 
-	if (sqlite3_prepare_v2(m->db, "SELECT uid, flags, size, vsize, internaldate, modseq, keywords, file "
-			       "FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
-		return db_err(m, "prepare");
+	if (exec(m, "BEGIN") < 0)
+		return -EIO;
+	if (sqlite3_prepare_v2(m->db, "SELECT uidvalidity, uidnext, highestmodseq, gen FROM mailboxes WHERE id = ?",
+			       -1, &st, NULL) != SQLITE_OK) {
+		r = db_err(m, "prepare");
+		exec(m, "ROLLBACK");
+		return r;
+	}
 	sqlite3_bind_int64(st, 1, m->id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		exec(m, "ROLLBACK");
+		return -ENOENT; /* the folder left the index meanwhile */
+	}
+	v = xcalloc(1, sizeof(*v));
+	atomic_init(&v->refs, 1);
+	v->uidvalidity = (uint32_t)sqlite3_column_int64(st, 0);
+	v->uidnext = (uint32_t)sqlite3_column_int64(st, 1);
+	v->highestmodseq = (uint64_t)sqlite3_column_int64(st, 2);
+	v->gen = sqlite3_column_int64(st, 3);
+	sqlite3_finalize(st);
+
+	/* Another session may have written since our sync: a view already
+	 * loaded under the same stamp serves (no rows read at all). */
+	{
+		struct view *hit = view_lookup(m->dir, v->uidvalidity, v->uidnext, v->highestmodseq, v->gen);
+		if (hit) {
+			exec(m, "COMMIT");
+			free(v);
+			*v_r = hit;
+			return 0;
+		}
+	}
+	v->key = xstrdup(m->dir);
+	if (sqlite3_prepare_v2(m->db, "SELECT uid, flags, size, vsize, internaldate, modseq, keywords, file "
+			       "FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK) {
+		r = db_err(m, "prepare");
+		exec(m, "ROLLBACK");
+		view_unref(v);
+		return r;
+	}
+	sqlite3_bind_int64(st, 1, m->id);
+	/* pool[0] is the "" every message without keywords shares. */
+	pool_cap = 4096;
+	v->pool = xmalloc(pool_cap);
+	v->pool[0] = '\0';
+	v->pool_len = 1;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mbox_msg *x;
-		if (n == cap) {
+		const char *kw = (const char *)sqlite3_column_text(st, 6);
+		const char *file = (const char *)sqlite3_column_text(st, 7);
+		size_t kl = kw ? strlen(kw) : 0, fl = file ? strlen(file) : 0;
+
+		if (v->n == cap) {
 			cap = cap ? cap * 2 : 256;
-			msgs = xrealloc(msgs, cap * sizeof(*msgs));
+			v->msgs = xrealloc(v->msgs, cap * sizeof(*v->msgs));
 		}
-		x = &msgs[n++];
+		if (v->pool_len + kl + fl + 2 > pool_cap) {
+			while (v->pool_len + kl + fl + 2 > pool_cap)
+				pool_cap *= 2;
+			v->pool = xrealloc(v->pool, pool_cap);
+		}
+		x = &v->msgs[v->n++];
 		x->uid = (uint32_t)sqlite3_column_int64(st, 0);
-		x->flags = (uint32_t)sqlite3_column_int64(st, 1);
+		x->flags = (uint32_t)sqlite3_column_int64(st, 1) & ~(uint32_t)MBOX_RECENT;
 		x->size = (uint64_t)sqlite3_column_int64(st, 2);
 		x->vsize = (uint64_t)sqlite3_column_int64(st, 3);
 		x->internaldate = sqlite3_column_int64(st, 4);
 		x->modseq = (uint64_t)sqlite3_column_int64(st, 5);
-		x->keywords = xstrdup((const char *)sqlite3_column_text(st, 6));
-		x->file = xstrdup((const char *)sqlite3_column_text(st, 7));
-		if ((m->flags & MBOX_TAKE_RECENT) && x->uid >= m->recent_from && x->uid < m->recent_to)
-			x->flags |= MBOX_RECENT;
+		/* Offsets into the pool for now: it may still move. */
+		if (kl) {
+			x->keywords = (char *)(uintptr_t)v->pool_len;
+			memcpy(v->pool + v->pool_len, kw, kl + 1);
+			v->pool_len += kl + 1;
+		} else {
+			x->keywords = (char *)(uintptr_t)0;
+		}
+		x->file = (char *)(uintptr_t)v->pool_len;
+		memcpy(v->pool + v->pool_len, file ? file : "", fl + 1);
+		v->pool_len += fl + 1;
 	}
 	sqlite3_finalize(st);
+	exec(m, "COMMIT");
 	if (r != SQLITE_DONE) {
-		for (size_t i = 0; i < n; i++) {
-			free(msgs[i].keywords);
-			free(msgs[i].file);
-		}
-		free(msgs);
+		view_unref(v);
 		return db_err(m, "select view");
 	}
-	*msgs_r = msgs;
-	*n_r = n;
-	m->view_modseq = m->highestmodseq;
-	m->view_uidnext = m->uidnext;
+	for (size_t i = 0; i < v->n; i++) {
+		v->msgs[i].keywords = v->pool + (uintptr_t)v->msgs[i].keywords;
+		v->msgs[i].file = v->pool + (uintptr_t)v->msgs[i].file;
+	}
+	v->keywords = summarize(v->msgs, v->n, &v->first_unseen);
+	v->bytes = sizeof(*v) + v->n * sizeof(*v->msgs) + v->pool_len;
+	view_insert(v);
+	*v_r = v;
+	return 0;
+}
+
+/* Sets the session's message list to the current view of the folder. */
+static int load_view(struct mbox *m)
+{
+	struct view *v;
+	int r = view_read(m, &v);
+
+	if (r < 0)
+		return r;
+	free_view(m);
+	m->view = v;
+	m->msgs = v->msgs;
+	m->n = v->n;
+	/* What the session reports goes with the list it holds. */
+	m->uidnext = v->uidnext;
+	m->highestmodseq = v->highestmodseq;
 	return 0;
 }
 
@@ -649,7 +1063,7 @@ static int index_version(sqlite3 *db)
 }
 
 /* Opens (creating) the per-user index of maildir. */
-static int index_open(const char *maildir, sqlite3 **db_r)
+static int index_connect(const char *maildir, sqlite3 **db_r)
 {
 	char *path = xasprintf("%s/%s", maildir, INDEX_FILE);
 	sqlite3 *db = NULL;
@@ -679,6 +1093,7 @@ static int index_open(const char *maildir, sqlite3 **db_r)
 			     NULL);
 		sqlite3_exec(db, "ALTER TABLE mailboxes ADD COLUMN sync_cur_ns INTEGER NOT NULL DEFAULT 0", NULL, NULL,
 			     NULL);
+		sqlite3_exec(db, "ALTER TABLE mailboxes ADD COLUMN gen INTEGER NOT NULL DEFAULT 0", NULL, NULL, NULL);
 		if (sqlite3_exec(db, "PRAGMA user_version = " INDEX_VERSION_TEXT, NULL, NULL, &msg) != SQLITE_OK)
 			goto fail;
 	}
@@ -689,6 +1104,111 @@ fail:
 	sqlite3_free(msg);
 	sqlite3_close(db);
 	return -EIO;
+}
+
+/*
+ * Idle index connections, kept for the next open of the same index: a
+ * SELECT, a session's wake from IDLE or an APPEND then needs no
+ * sqlite3_open() and no schema read. Bounded; the least recently returned
+ * go first.
+ */
+#define INDEX_POOL_MAX 32
+
+struct pooled {
+	char *maildir;
+	sqlite3 *db;
+	dev_t dev;              /* the index file it has open */
+	ino_t ino;
+	struct pooled *next;
+};
+
+/* The index file's identity: a pooled connection to a file that was
+ * deleted or replaced (an index rebuilt by hand) must not serve. */
+static int index_ident(const char *maildir, dev_t *dev_r, ino_t *ino_r)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", maildir, INDEX_FILE);
+	if (stat(path, &st) < 0)
+		return -errno;
+	*dev_r = st.st_dev;
+	*ino_r = st.st_ino;
+	return 0;
+}
+
+static struct {
+	pthread_mutex_t lock;
+	struct pooled *head;
+	size_t n;
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int index_open(const char *maildir, sqlite3 **db_r)
+{
+	struct pooled **pp, *p = NULL;
+
+	pthread_mutex_lock(&pool.lock);
+	for (pp = &pool.head; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->maildir, maildir) == 0) {
+			p = *pp;
+			*pp = p->next;
+			pool.n--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&pool.lock);
+	if (p) {
+		dev_t dev;
+		ino_t ino;
+		sqlite3 *db = p->db;
+		int same = index_ident(maildir, &dev, &ino) == 0 && dev == p->dev && ino == p->ino;
+		free(p->maildir);
+		free(p);
+		if (same) {
+			*db_r = db;
+			return 0;
+		}
+		sqlite3_close(db);
+	}
+	return index_connect(maildir, db_r);
+}
+
+/* Gives a connection back (no statement open, no transaction). */
+static void index_release(const char *maildir, sqlite3 *db)
+{
+	struct pooled *p, *drop = NULL;
+
+	if (!db)
+		return;
+	if (!sqlite3_get_autocommit(db) || sqlite3_next_stmt(db, NULL)) {
+		sqlite3_close_v2(db);   /* not in a state to share: a bug upstream, but no harm */
+		return;
+	}
+	p = xmalloc(sizeof(*p));
+	if (index_ident(maildir, &p->dev, &p->ino) < 0) {
+		free(p);
+		sqlite3_close(db);
+		return;
+	}
+	p->maildir = xstrdup(maildir);
+	p->db = db;
+	pthread_mutex_lock(&pool.lock);
+	p->next = pool.head;
+	pool.head = p;
+	if (++pool.n > INDEX_POOL_MAX) {
+		struct pooled **pp = &pool.head;
+		while ((*pp)->next)
+			pp = &(*pp)->next;
+		drop = *pp;
+		*pp = NULL;
+		pool.n--;
+	}
+	pthread_mutex_unlock(&pool.lock);
+	if (drop) {
+		sqlite3_close(drop->db);
+		free(drop->maildir);
+		free(drop);
+	}
 }
 
 static int folder_path(const char *maildir, const char *name, char **dir_r)
@@ -730,7 +1250,7 @@ int mbox_open(const char *maildir, const char *name, unsigned flags, struct mbox
 	}
 	r = sync_index(m);
 	if (r == 0)
-		r = load_view(m, &m->msgs, &m->n);
+		r = load_view(m);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot read the mailbox");
 		goto fail;
@@ -749,10 +1269,11 @@ void mbox_close(struct mbox **mp)
 	if (!m)
 		return;
 	free_view(m);
+	free(m->recent);
+	free(m->own_keywords);
 	free(m->ch.expunged);
 	free(m->ch.changed);
-	if (m->db)
-		sqlite3_close(m->db);
+	index_release(m->maildir, m->db);
 	free(m->maildir);
 	free(m->name);
 	free(m->dir);
@@ -819,8 +1340,8 @@ static int relocate(struct mbox *m, size_t i)
 		while ((e = readdir(d))) {
 			if (strncmp(e->d_name, slash + 1, blen) == 0 &&
 			    (e->d_name[blen] == '\0' || e->d_name[blen] == ':')) {
-				free(m->msgs[i].file);
-				m->msgs[i].file = xasprintf("%s/%s", subs[s], e->d_name);
+				own_view(m);
+				set_string(m, &m->msgs[i].file, xasprintf("%s/%s", subs[s], e->d_name));
 				closedir(d);
 				return 0;
 			}
@@ -863,12 +1384,14 @@ static int fsync_dir(const char *path)
 	return r;
 }
 
+/* After a write to message rows: the new highestmodseq, and gen moves. */
 static int bump_mailbox(struct mbox *m)
 {
 	sqlite3_stmt *st;
 	int r;
 
-	if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", -1, &st, NULL) !=
+	if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET highestmodseq = ?, gen = gen + 1 WHERE id = ?", -1, &st,
+			       NULL) !=
 	    SQLITE_OK)
 		return db_err(m, "prepare");
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)m->highestmodseq);
@@ -1030,13 +1553,12 @@ int mbox_set_flags(struct mbox *m, size_t i, uint32_t flags, const char *keyword
 	}
 	if ((r = exec(m, "COMMIT")) < 0)
 		goto fail;
-	free(x->file);
-	x->file = file;
-	if (keywords) {
-		free(x->keywords);
-		x->keywords = xstrdup(keywords);
-	}
-	x->flags = flags | (x->flags & MBOX_RECENT);
+	own_view(m);
+	x = &m->msgs[i];
+	set_string(m, &x->file, file);
+	if (keywords)
+		set_string(m, &x->keywords, xstrdup(keywords));
+	x->flags = flags;
 	x->modseq = m->highestmodseq;
 	return 0;
 fail:
@@ -1047,8 +1569,9 @@ fail:
 
 int mbox_refresh(struct mbox *m, struct mbox_changes *ch)
 {
-	struct mbox_msg *msgs = NULL;
-	size_t n = 0, i = 0, j = 0;
+	const struct mbox_msg *old;
+	struct view *v;
+	size_t n, i = 0, j = 0;
 	int r;
 
 	r = wake(m);
@@ -1056,46 +1579,49 @@ int mbox_refresh(struct mbox *m, struct mbox_changes *ch)
 		r = sync_index(m);
 	if (r < 0)
 		return r;
-	/* Nothing moved on disk and no session changed the index: the view
-	 * stands (a NOOP on a large mailbox costs two small queries). */
-	if (!m->scanned && m->highestmodseq == m->view_modseq && m->uidnext == m->view_uidnext) {
-		free(m->ch.expunged);
-		free(m->ch.changed);
-		memset(&m->ch, 0, sizeof(m->ch));
-		if (ch)
-			*ch = m->ch;
-		return 0;
-	}
-	r = load_view(m, &msgs, &n);
-	if (r < 0)
-		return r;
 	free(m->ch.expunged);
 	free(m->ch.changed);
 	memset(&m->ch, 0, sizeof(m->ch));
+	if (ch)
+		*ch = m->ch;
+	/* Nothing moved on disk and no session changed the index: the view
+	 * stands (a NOOP on a large mailbox costs two small queries). */
+	if (!m->scanned && !m->wrote && m->view && m->highestmodseq == m->view->highestmodseq &&
+	    m->uidnext == m->view->uidnext)
+		return 0;
+	r = view_read(m, &v);
+	if (r < 0)
+		return r;
+	if (v == m->view && !m->own) {
+		view_unref(v);
+		return 0;
+	}
+	old = m->msgs;
+	n = v->n;
 	m->ch.expunged = xcalloc(m->n + 1, sizeof(uint32_t));
 	m->ch.changed = xcalloc(m->n + 1, sizeof(uint32_t));
 	/* Both lists are in UID order: walk them together. */
 	while (i < m->n) {
-		if (j < n && msgs[j].uid == m->msgs[i].uid) {
-			/* \Recent stays what this session saw. */
-			msgs[j].flags = (msgs[j].flags & ~(uint32_t)MBOX_RECENT) | (m->msgs[i].flags & MBOX_RECENT);
-			if (msgs[j].modseq != m->msgs[i].modseq &&
-			    ((msgs[j].flags ^ m->msgs[i].flags) & ~(uint32_t)MBOX_RECENT ||
-			     strcmp(msgs[j].keywords, m->msgs[i].keywords) != 0))
-				m->ch.changed[m->ch.n_changed++] = msgs[j].uid;
+		if (j < n && v->msgs[j].uid == old[i].uid) {
+			if (v->msgs[j].modseq != old[i].modseq &&
+			    (v->msgs[j].flags != old[i].flags || strcmp(v->msgs[j].keywords, old[i].keywords) != 0))
+				m->ch.changed[m->ch.n_changed++] = v->msgs[j].uid;
 			i++;
 			j++;
-		} else if (j < n && msgs[j].uid < m->msgs[i].uid) {
+		} else if (j < n && v->msgs[j].uid < old[i].uid) {
 			j++; /* cannot happen: UIDs only grow */
 		} else {
-			m->ch.expunged[m->ch.n_expunged++] = m->msgs[i].uid;
+			m->ch.expunged[m->ch.n_expunged++] = old[i].uid;
 			i++;
 		}
 	}
 	m->ch.n_new = n - j;
 	free_view(m);
-	m->msgs = msgs;
-	m->n = n;
+	m->view = v;
+	m->msgs = v->msgs;
+	m->n = v->n;
+	m->uidnext = v->uidnext;
+	m->highestmodseq = v->highestmodseq;
 	if (ch)
 		*ch = m->ch;
 	return 0;
@@ -1111,7 +1637,7 @@ static int index_exec2(const char *maildir, const char *sql, const char *a, cons
 	if (r < 0)
 		return r;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		sqlite3_close(db);
+		index_release(maildir, db);
 		return -EIO;
 	}
 	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
@@ -1119,7 +1645,7 @@ static int index_exec2(const char *maildir, const char *sql, const char *a, cons
 		sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
 	r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
 	sqlite3_finalize(st);
-	sqlite3_close(db);
+	index_release(maildir, db);
 	return r;
 }
 
@@ -1198,7 +1724,15 @@ static int set_keywords(struct mbox *m, uint32_t uid, const char *keywords)
 	sqlite3_bind_int64(st, 3, uid);
 	r = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return r == SQLITE_DONE ? 0 : db_err(m, "update keywords");
+	if (r != SQLITE_DONE)
+		return db_err(m, "update keywords");
+	/* The row changed: views loaded before must not serve. */
+	if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET gen = gen + 1 WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+		return db_err(m, "prepare");
+	sqlite3_bind_int64(st, 1, m->id);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? 0 : db_err(m, "update mailbox");
 }
 
 int mbox_append(const char *maildir, const char *name, const char *data, size_t len, uint32_t flags,
@@ -1266,8 +1800,13 @@ int mbox_append(const char *maildir, const char *name, const char *data, size_t 
 		return r;
 	bases[0] = base;
 	r = find_uids(m, bases, 1, uid_r);
-	if (r == 0)
+	if (r == 0 && keywords && *keywords && (r = exec(m, "BEGIN IMMEDIATE")) == 0) {
 		r = set_keywords(m, *uid_r, keywords);
+		if (r == 0)
+			r = exec(m, "COMMIT");
+		if (r < 0)
+			exec(m, "ROLLBACK");
+	}
 	*uidvalidity_r = m->uidvalidity;
 	mbox_close(&m);
 	return r;
@@ -1327,9 +1866,16 @@ int mbox_copy(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_
 		r = mbox_open(src->maildir, dst_name, 0, &dst, err, sizeof(err));
 		if (r == 0) {
 			r = find_uids(dst, bases, made, dst_uids_r);
-			for (size_t k = 0; r == 0 && k < made; k++) {
-				ssize_t i = mbox_find(src, uids[k]);
-				r = set_keywords(dst, dst_uids_r[k], src->msgs[i].keywords);
+			/* The keywords of all copies in one transaction (gen moves with them). */
+			if (r == 0 && (r = exec(dst, "BEGIN IMMEDIATE")) == 0) {
+				for (size_t k = 0; r == 0 && k < made; k++) {
+					ssize_t i = mbox_find(src, uids[k]);
+					r = set_keywords(dst, dst_uids_r[k], src->msgs[i].keywords);
+				}
+				if (r == 0)
+					r = exec(dst, "COMMIT");
+				if (r < 0)
+					exec(dst, "ROLLBACK");
 			}
 			*uidvalidity_r = dst->uidvalidity;
 			mbox_close(&dst);
@@ -1553,7 +2099,7 @@ void mbox_cache_close(struct mbox_cache **cp)
 void mbox_sleep(struct mbox *m)
 {
 	if (m && m->db) {
-		sqlite3_close(m->db);
+		index_release(m->maildir, m->db);
 		m->db = NULL;
 	}
 }

@@ -1,6 +1,7 @@
 #ifndef BUZON_STORAGE_MAILBOX_H
 #define BUZON_STORAGE_MAILBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -30,7 +31,7 @@ enum mbox_flag {
 	MBOX_FLAGGED = 1 << 2,
 	MBOX_DELETED = 1 << 3,
 	MBOX_DRAFT = 1 << 4,
-	MBOX_RECENT = 1 << 5, /* only in struct mbox_msg, never stored */
+	MBOX_RECENT = 1 << 5, /* never in struct mbox_msg: see mbox_is_recent() */
 };
 
 struct mbox_msg {
@@ -70,6 +71,18 @@ uint64_t mbox_highestmodseq(const struct mbox *m);
 /* Messages in UID order, fixed between refreshes. */
 size_t mbox_count(const struct mbox *m);
 const struct mbox_msg *mbox_get(const struct mbox *m, size_t i);
+/* Is message i \Recent for this session (it claimed the message at a
+ * SELECT or refresh with MBOX_TAKE_RECENT)? */
+bool mbox_is_recent(const struct mbox *m, size_t i);
+/* How many messages are \Recent for this session. */
+size_t mbox_recent_count(const struct mbox *m);
+/* 1 + the index of the first message without \Seen; 0 when all are seen. */
+size_t mbox_first_unseen(const struct mbox *m);
+/* The keywords in use in the mailbox, space-separated, each once (in the
+ * spelling first seen), "" when none; valid until the next call on m or
+ * change to it. At most MBOX_KEYWORDS_MAX octets (more are left out). */
+#define MBOX_KEYWORDS_MAX 8192
+const char *mbox_keywords(struct mbox *m);
 /* Index of the message with uid, or -1. */
 ssize_t mbox_find(const struct mbox *m, uint32_t uid);
 /* Full path of message i into out; 0 or -ENAMETOOLONG. */
@@ -128,8 +141,9 @@ int mbox_copy(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_
  * ascending; *uids_r is malloc'd. */
 int mbox_vanished_since(struct mbox *m, uint64_t modseq, uint32_t **uids_r, size_t *n_r);
 
-/* Closes the index connection of an idle mailbox (IMAP IDLE: a SQLite
- * connection costs ~100 KiB); the next call that needs it reopens it. */
+/* Lets go of the index connection of an idle mailbox (IMAP IDLE: a SQLite
+ * connection costs ~100 KiB): it goes back to a small process-wide pool of
+ * idle connections; the next call that needs one takes it from there. */
 void mbox_sleep(struct mbox *m);
 
 /* Index housekeeping for storage/folder.c: drop a folder's rows; rename a

@@ -63,7 +63,7 @@ int main(void)
 	CHECK(mbox_open(root, "INBOX", MBOX_TAKE_RECENT, &m, err, sizeof(err)) == 0);
 	CHECK(mbox_count(m) == 3);
 	CHECK(mbox_get(m, 0)->uid == 1 && mbox_get(m, 1)->uid == 2 && mbox_get(m, 2)->uid == 3);
-	CHECK(mbox_get(m, 0)->flags == (MBOX_SEEN | MBOX_RECENT));
+	CHECK(mbox_get(m, 0)->flags == MBOX_SEEN && mbox_is_recent(m, 0));
 	CHECK(mbox_get(m, 0)->size == 11 && mbox_get(m, 0)->vsize == 11);
 	CHECK(mbox_get(m, 1)->size == 11 && mbox_get(m, 1)->vsize == 14);
 	CHECK(mbox_get(m, 2)->size == 7 && mbox_get(m, 2)->vsize == 9);
@@ -87,7 +87,7 @@ int main(void)
 	CHECK(mbox_count(m) == 3 && mbox_uidvalidity(m) == uidvalidity);
 	CHECK(mbox_get(m, 1)->uid == 2 && mbox_get(m, 1)->flags == (MBOX_SEEN | MBOX_FLAGGED));
 	CHECK(strcmp(mbox_get(m, 1)->keywords, "$Label1") == 0);
-	CHECK(!(mbox_get(m, 0)->flags & MBOX_RECENT));
+	CHECK(!mbox_is_recent(m, 0));
 
 	/* Another reader changes a flag in the name; a delivery arrives; a file vanishes. */
 	snprintf(path, sizeof(path), "%s/cur/0999.M1P1Q0.h:2,S", root);
@@ -102,7 +102,7 @@ int main(void)
 	CHECK(ch.n_changed == 1 && ch.changed[0] == 1);
 	CHECK(mbox_count(m) == 3 && mbox_get(m, 2)->uid == 4);
 	CHECK(mbox_get(m, 0)->flags == (MBOX_SEEN | MBOX_ANSWERED));
-	CHECK(mbox_get(m, 2)->flags & MBOX_RECENT);
+	CHECK(mbox_is_recent(m, 2) && !mbox_is_recent(m, 0));
 
 	/* Expunge removes files and index rows; an unknown UID counts as done. */
 	uids[0] = 1;
@@ -132,6 +132,63 @@ int main(void)
 	CHECK(mbox_open(root, "INBOX", 0, &m, err, sizeof(err)) == 0);
 	CHECK(mbox_count(m) == 1 && mbox_uidvalidity(m) != uidvalidity);
 	mbox_close(&m);
+
+	/* Two sessions on one folder share the loaded message list; a change
+	 * by one stays its own until the other refreshes; \Recent is per
+	 * session; the keyword list follows changes made through any path. */
+	{
+		struct mbox *a = NULL, *b = NULL, *c = NULL;
+		uint32_t uv, uid;
+
+		put("new", "2000.M1P1Q1.h", "k: v\n\nx\n");
+		put("new", "2001.M1P1Q2.h", "k: w\n\ny\n");
+		CHECK(mbox_open(root, "INBOX", MBOX_TAKE_RECENT, &a, err, sizeof(err)) == 0);
+		CHECK(mbox_open(root, "INBOX", MBOX_TAKE_RECENT, &b, err, sizeof(err)) == 0);
+		if (a && b) {
+			size_t n = mbox_count(a);
+			CHECK(n == 3 && mbox_count(b) == 3);
+			CHECK(mbox_get(a, 0) == mbox_get(b, 0));   /* one list, not two */
+			/* The open after the index was lost took no \Recent: a claims all. */
+			CHECK(mbox_recent_count(a) == 3 && mbox_recent_count(b) == 0);
+			CHECK(mbox_is_recent(a, 2) && !mbox_is_recent(b, 2));
+			CHECK(mbox_first_unseen(a) == 2 && strcmp(mbox_keywords(a), "") == 0);
+
+			CHECK(mbox_set_flags(a, 1, MBOX_SEEN, "Todo $label1") == 0);
+			CHECK(mbox_get(a, 1)->flags == MBOX_SEEN && strcmp(mbox_get(a, 1)->keywords, "Todo $label1") == 0);
+			CHECK(mbox_get(b, 1)->flags == 0 && strcmp(mbox_get(b, 1)->keywords, "") == 0);
+			CHECK(mbox_first_unseen(a) == 3 && mbox_first_unseen(b) == 2);
+			CHECK(strcmp(mbox_keywords(a), "Todo $label1") == 0);
+			CHECK(mbox_set_flags(a, 2, 0, "$LABEL1 Other") == 0);
+			CHECK(strcmp(mbox_keywords(a), "Todo $label1 Other") == 0);
+
+			/* b hears of it at its refresh, and only of that. */
+			CHECK(mbox_refresh(b, &ch) == 0);
+			CHECK(ch.n_changed == 2 && ch.changed[0] == mbox_get(b, 1)->uid && ch.n_new == 0 &&
+			      ch.n_expunged == 0);
+			CHECK(mbox_get(b, 1)->flags == MBOX_SEEN && strcmp(mbox_keywords(b), "Todo $label1 Other") == 0);
+
+			/* A delivery: b claims it as \Recent; a keeps its own. */
+			put("new", "2002.M1P1Q3.h", "k: z\n\nz\n");
+			CHECK(mbox_refresh(b, &ch) == 0 && ch.n_new == 1);
+			CHECK(mbox_refresh(a, &ch) == 0 && ch.n_new == 1 && ch.n_changed == 0);
+			CHECK(mbox_count(a) == 4 && mbox_recent_count(a) == 3 && mbox_recent_count(b) == 1);
+			CHECK(mbox_is_recent(b, 3) && !mbox_is_recent(a, 3));
+
+			/* APPEND with a keyword, through its own connection: an open
+			 * of the folder afterwards sees the keyword, though a view
+			 * of the folder was cached before. */
+			CHECK(mbox_append(root, "INBOX", "a: b\n\nc\n", 9, 0, "Later", 0, "h", &uv, &uid) == 0);
+			CHECK(mbox_open(root, "INBOX", 0, &c, err, sizeof(err)) == 0);
+			if (c) {
+				CHECK(mbox_count(c) == 5 && mbox_get(c, 4)->uid == uid);
+				CHECK(strcmp(mbox_get(c, 4)->keywords, "Later") == 0);
+				CHECK(strcmp(mbox_keywords(c), "Todo $label1 Other Later") == 0);
+				mbox_close(&c);
+			}
+		}
+		mbox_close(&a);
+		mbox_close(&b);
+	}
 
 	mbox_flags_to_info(MBOX_SEEN | MBOX_DRAFT | MBOX_DELETED | MBOX_ANSWERED | MBOX_FLAGGED, info);
 	CHECK(strcmp(info, "DFRST") == 0);
