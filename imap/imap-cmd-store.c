@@ -190,6 +190,13 @@ static void write_fetch(struct imap_cmd *cmd, struct buf *out, size_t i, const s
 	buf_adds(out, ")\r\n");
 }
 
+/* A message the STORE names, between the look and the responses. */
+struct todo {
+	size_t i;
+	const struct mbox_msg *now;   /* its entry in the fresh look */
+	ssize_t change;               /* its entry in the changes, or -1 */
+};
+
 static int store_run(struct imap_cmd *cmd)
 {
 	struct imap_session *s = cmd->s;
@@ -199,6 +206,9 @@ static int store_run(struct imap_cmd *cmd)
 	struct imap_seqset modified = IMAP_SEQSET_INIT;
 	struct imap_seqset_iter it;
 	size_t n, expunged = 0, stored_kw = 0, fetch_pos;
+	struct todo *todo = NULL;
+	struct mbox_flag_change *changes = NULL;
+	size_t n_todo = 0, cap_todo = 0, n_changes = 0, cap_changes = 0;
 	uint32_t seq;
 	char err[128];
 	int error = 0;
@@ -228,13 +238,14 @@ static int store_run(struct imap_cmd *cmd)
 	/* The FETCH responses go straight to out; a FLAGS announcement is
 	 * put before them at the end, once it is known to be needed. */
 	fetch_pos = cmd->out.len;
+	/* First what each message is to carry (from the fresh look), then
+	 * every change in one index transaction, then the responses. */
 	imap_seqset_iter_init(&it, &x->set);
 	while (imap_seqset_iter_next(&it, &seq) && error == 0) {
 		size_t i = seq - 1;
 		const struct mbox_msg *now, *mine;
 		uint32_t old, flags;
-		bool stored;
-		int r;
+		struct todo *t;
 
 		if (i >= n)
 			break;
@@ -276,36 +287,63 @@ static int store_run(struct imap_cmd *cmd)
 			error = -E2BIG;
 			break;
 		}
-		stored = false;
+		if (n_todo == cap_todo) {
+			cap_todo = cap_todo ? cap_todo * 2 : 64;
+			todo = xrealloc(todo, cap_todo * sizeof(*todo));
+		}
+		t = &todo[n_todo++];
+		t->i = i;
+		t->now = now;
+		t->change = -1;
 		if (flags != old || !kw_same(kw.data ? kw.data : "", now->keywords)) {
-			r = mbox_set_flags(m, i, flags, kw.data ? kw.data : "");
-			if (r == -ENOENT) {
-				expunged++;
-				continue;
+			if (n_changes == cap_changes) {
+				cap_changes = cap_changes ? cap_changes * 2 : 64;
+				changes = xrealloc(changes, cap_changes * sizeof(*changes));
 			}
-			if (r < 0) {
-				log_error("imap", s->sid, "store failed uid=%u error=%s", mine->uid, strerror(-r));
-				imap_cmd_tagged(cmd, "NO", "[SERVERBUG] Cannot store the flags");
-				error = r;
-				break;
-			}
-			stored = true;
-			x->changed = true;
+			t->change = (ssize_t)n_changes;
+			changes[n_changes++] = (struct mbox_flag_change){
+				.i = i, .flags = flags, .keywords = xstrdup(kw.data ? kw.data : ""),
+			};
 			if (kw.len)
 				stored_kw++;
+		}
+	}
+	if (error == 0 && n_changes) {
+		int r = mbox_set_flags_many(m, changes, n_changes);
+		for (size_t k = 0; k < n_changes; k++)
+			if (changes[k].result == 0)
+				x->changed = true;
+		if (r < 0) {
+			log_error("imap", s->sid, "store failed error=%s", strerror(-r));
+			imap_cmd_tagged(cmd, "NO", "[SERVERBUG] Cannot store the flags");
+			error = r;
+		}
+	}
+	for (size_t k = 0; k < n_todo && error == 0; k++) {
+		const struct todo *t = &todo[k];
+		const struct mbox_msg *mine;
+
+		if (t->change >= 0 && changes[t->change].result == -ENOENT) {
+			expunged++;
+			continue;
 		}
 		if (x->silent && !s->condstore)
 			continue;
 		/* What the message carries now: the view's entry after a change
-		 * (mbox_set_flags() updated it), the fresh one when nothing was
-		 * stored (\Recent is this session's own). */
-		mine = mbox_get(m, i);
-		if (stored)
-			write_fetch(cmd, &cmd->out, i, mine, imap_msg_flags(m, i), mine->keywords, x->silent);
+		 * (the store updated it), the fresh one when nothing was stored
+		 * (\Recent is this session's own). */
+		mine = mbox_get(m, t->i);
+		if (t->change >= 0)
+			write_fetch(cmd, &cmd->out, t->i, mine, imap_msg_flags(m, t->i), mine->keywords, x->silent);
 		else
-			write_fetch(cmd, &cmd->out, i, now, now->flags | (mbox_is_recent(m, i) ? MBOX_RECENT : 0),
-				    now->keywords, x->silent);
+			write_fetch(cmd, &cmd->out, t->i, t->now,
+				    t->now->flags | (mbox_is_recent(m, t->i) ? MBOX_RECENT : 0), t->now->keywords,
+				    x->silent);
 	}
+	for (size_t k = 0; k < n_changes; k++)
+		free((char *)changes[k].keywords);
+	free(changes);
+	free(todo);
 
 	/* A keyword new to the mailbox: announce it as Dovecot does, before
 	 * the FETCH responses that carry it. */

@@ -1402,20 +1402,85 @@ static int bump_mailbox(struct mbox *m)
 }
 
 /* Re-reads highestmodseq inside a transaction: another session may have moved it. */
-static int reload_modseq(struct mbox *m)
+static int reload_stamp(struct mbox *m, bool *view_current_r)
 {
 	sqlite3_stmt *st;
 	int r;
 
-	if (sqlite3_prepare_v2(m->db, "SELECT highestmodseq FROM mailboxes WHERE id = ?", -1, &st, NULL) !=
-	    SQLITE_OK)
+	if (sqlite3_prepare_v2(m->db, "SELECT highestmodseq, uidvalidity, uidnext, gen FROM mailboxes WHERE id = ?",
+			       -1, &st, NULL) != SQLITE_OK)
 		return db_err(m, "prepare");
 	sqlite3_bind_int64(st, 1, m->id);
 	r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
+	if (r == SQLITE_ROW) {
 		m->highestmodseq = (uint64_t)sqlite3_column_int64(st, 0);
+		/* Is the session's list exactly what the index holds? */
+		if (view_current_r)
+			*view_current_r = !m->own && m->view &&
+					  m->view->highestmodseq == m->highestmodseq &&
+					  m->view->uidvalidity == (uint32_t)sqlite3_column_int64(st, 1) &&
+					  m->view->uidnext == (uint32_t)sqlite3_column_int64(st, 2) &&
+					  m->view->gen == sqlite3_column_int64(st, 3);
+	}
 	sqlite3_finalize(st);
 	return r == SQLITE_ROW ? 0 : db_err(m, "select mailbox");
+}
+
+static int reload_modseq(struct mbox *m)
+{
+	return reload_stamp(m, NULL);
+}
+
+/*
+ * After this session's own write to an index whose rows were exactly its
+ * list (and the commit of nothing else, the write lock held throughout):
+ * its private list is the folder's list under the new stamp. It becomes a
+ * shared view, so that the other sessions (and this one's next refresh) do
+ * not read the rows again.
+ */
+static void publish_own(struct mbox *m, uint32_t uidvalidity, uint32_t uidnext, uint64_t modseq, int64_t gen)
+{
+	struct view *v;
+	size_t len = 1;
+
+	if (!m->own)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		len += (*m->msgs[i].keywords ? strlen(m->msgs[i].keywords) + 1 : 0) + strlen(m->msgs[i].file) + 1;
+	v = xcalloc(1, sizeof(*v));
+	atomic_init(&v->refs, 1);
+	v->key = xstrdup(m->dir);
+	v->uidvalidity = uidvalidity;
+	v->uidnext = uidnext;
+	v->highestmodseq = modseq;
+	v->gen = gen;
+	v->n = m->n;
+	v->msgs = xmalloc((m->n ? m->n : 1) * sizeof(*v->msgs));
+	v->pool = xmalloc(len);
+	v->pool[0] = '\0';
+	v->pool_len = 1;
+	for (size_t i = 0; i < m->n; i++) {
+		struct mbox_msg *x = &v->msgs[i];
+		size_t l;
+		*x = m->msgs[i];
+		if (*m->msgs[i].keywords) {
+			l = strlen(m->msgs[i].keywords) + 1;
+			x->keywords = memcpy(v->pool + v->pool_len, m->msgs[i].keywords, l);
+			v->pool_len += l;
+		} else {
+			x->keywords = v->pool;
+		}
+		l = strlen(m->msgs[i].file) + 1;
+		x->file = memcpy(v->pool + v->pool_len, m->msgs[i].file, l);
+		v->pool_len += l;
+	}
+	v->bytes = sizeof(*v) + v->n * sizeof(*v->msgs) + v->pool_len;
+	v->keywords = summarize(v->msgs, v->n, &v->first_unseen);
+	view_insert(v);
+	free_view(m);
+	m->view = v;
+	m->msgs = v->msgs;
+	m->n = v->n;
 }
 
 int mbox_expunge(struct mbox *m, const uint32_t *uids, size_t n, size_t *done_r)
@@ -1496,75 +1561,142 @@ fail:
 	return r;
 }
 
-int mbox_set_flags(struct mbox *m, size_t i, uint32_t flags, const char *keywords)
+/* Renames message i's file to carry flags; its new name relative to the
+ * folder into *file_r (malloc'd). -ENOENT when it is gone. */
+static int rename_for_flags(struct mbox *m, size_t i, uint32_t flags, char **file_r)
 {
-	struct mbox_msg *x;
+	const char *cur = m->msgs[i].file;
+	const char *slash = strchr(cur, '/');
+	const char *b = slash ? slash + 1 : cur;
+	const char *colon = strchr(b, ':');
 	char from[PATH_MAX], to[PATH_MAX], info[8], *file;
-	const char *slash, *colon;
-	sqlite3_stmt *st;
-	int r;
 
-	if (i >= m->n)
-		return -EINVAL;
-	x = &m->msgs[i];
-	flags &= ~(uint32_t)MBOX_RECENT;
 	mbox_flags_to_info(flags, info);
-	slash = strchr(x->file, '/');
-	colon = strchr(slash ? slash + 1 : x->file, ':');
-	file = xasprintf("cur/%.*s:2,%s", (int)(colon ? (size_t)(colon - slash - 1) : strlen(slash + 1)),
-			 slash + 1, info);
-	if ((r = wake(m)) < 0 || (r = exec(m, "BEGIN IMMEDIATE")) < 0) {
-		free(file);
-		return r;
-	}
-	if ((r = reload_modseq(m)) < 0)
-		goto fail;
-	if (strcmp(file, x->file) != 0) {
-		mbox_path(m, i, from, sizeof(from));
+	file = xasprintf("cur/%.*s:2,%s", (int)(colon ? (size_t)(colon - b) : strlen(b)), b, info);
+	if (strcmp(file, cur) != 0) {
 		snprintf(to, sizeof(to), "%s/%s", m->dir, file);
+		mbox_path(m, i, from, sizeof(from));
 		if (rename(from, to) < 0) {
-			if (errno != ENOENT || relocate(m, i) < 0) {
-				r = -errno ? -errno : -ENOENT;
-				goto fail;
+			int e = errno;
+			if (e != ENOENT || relocate(m, i) < 0) {
+				free(file);
+				return e == ENOENT ? -ENOENT : -e;
 			}
 			mbox_path(m, i, from, sizeof(from));
 			if (rename(from, to) < 0) {
-				r = -errno;
-				goto fail;
+				e = errno;
+				free(file);
+				return -e;
 			}
 		}
 	}
+	*file_r = file;
+	return 0;
+}
+
+int mbox_set_flags_many(struct mbox *m, struct mbox_flag_change *c, size_t n)
+{
+	sqlite3_stmt *st = NULL;
+	char **files;
+	size_t done = 0;
+	bool current = false;
+	int r;
+
+	for (size_t k = 0; k < n; k++)
+		c[k].result = -ECANCELED;
+	if (n == 0)
+		return 0;
+	for (size_t k = 0; k < n; k++)
+		if (c[k].i >= m->n)
+			return -EINVAL;
+	if ((r = wake(m)) < 0 || (r = exec(m, "BEGIN IMMEDIATE")) < 0)
+		return r;
+	files = xcalloc(n, sizeof(*files));
+	if ((r = reload_stamp(m, &current)) < 0)
+		goto fail;
 	if (sqlite3_prepare_v2(m->db, "UPDATE messages SET file = ?, flags = ?, keywords = ?, modseq = ? "
 			       "WHERE mailbox_id = ? AND uid = ?", -1, &st, NULL) != SQLITE_OK) {
 		r = db_err(m, "prepare");
 		goto fail;
 	}
-	sqlite3_bind_text(st, 1, file, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, flags);
-	sqlite3_bind_text(st, 3, keywords ? keywords : x->keywords, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)++m->highestmodseq);
-	sqlite3_bind_int64(st, 5, m->id);
-	sqlite3_bind_int64(st, 6, x->uid);
-	r = sqlite3_step(st);
+	/* The files first (each rename is the change for other Maildir
+	 * readers), the rows with them; one commit for all. A crash in
+	 * between leaves names the next sync takes the flags from. */
+	for (size_t k = 0; k < n; k++) {
+		const struct mbox_msg *x;
+		uint32_t flags = c[k].flags & ~(uint32_t)MBOX_RECENT;
+
+		r = rename_for_flags(m, c[k].i, flags, &files[k]);
+		if (r == -ENOENT) {
+			c[k].result = r;   /* expunged meanwhile: the others go on */
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			break;
+		x = &m->msgs[c[k].i];   /* after relocate(), which may have copied the list */
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, files[k], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, flags);
+		sqlite3_bind_text(st, 3, c[k].keywords ? c[k].keywords : x->keywords, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)++m->highestmodseq);
+		sqlite3_bind_int64(st, 5, m->id);
+		sqlite3_bind_int64(st, 6, x->uid);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			r = db_err(m, "update flags");
+			break;
+		}
+		c[k].result = 0;
+		c[k].modseq = m->highestmodseq;
+		done++;
+	}
 	sqlite3_finalize(st);
-	if (r != SQLITE_DONE || bump_mailbox(m) < 0) {
-		r = db_err(m, "update flags");
+	st = NULL;
+	if (done && bump_mailbox(m) < 0 && r == 0)
+		r = -EIO;
+	/* What was renamed is renamed whatever else failed: commit it. */
+	if (exec(m, "COMMIT") < 0) {
+		r = -EIO;
 		goto fail;
 	}
-	if ((r = exec(m, "COMMIT")) < 0)
-		goto fail;
-	own_view(m);
-	x = &m->msgs[i];
-	set_string(m, &x->file, file);
-	if (keywords)
-		set_string(m, &x->keywords, xstrdup(keywords));
-	x->flags = flags;
-	x->modseq = m->highestmodseq;
-	return 0;
-fail:
-	exec(m, "ROLLBACK");
-	free(file);
+	if (done) {
+		own_view(m);
+		for (size_t k = 0; k < n; k++) {
+			struct mbox_msg *x = &m->msgs[c[k].i];
+			if (c[k].result != 0)
+				continue;
+			set_string(m, &x->file, files[k]);
+			files[k] = NULL;
+			if (c[k].keywords)
+				set_string(m, &x->keywords, xstrdup(c[k].keywords));
+			x->flags = c[k].flags & ~(uint32_t)MBOX_RECENT;
+			x->modseq = c[k].modseq;
+		}
+		/* bump_mailbox() moved gen by one; nothing else was committed. */
+		if (current && r == 0)
+			publish_own(m, m->view->uidvalidity, m->view->uidnext, m->highestmodseq, m->view->gen + 1);
+	}
+	for (size_t k = 0; k < n; k++)
+		free(files[k]);
+	free(files);
 	return r;
+fail:
+	sqlite3_finalize(st);
+	exec(m, "ROLLBACK");
+	for (size_t k = 0; k < n; k++) {
+		c[k].result = r;
+		free(files[k]);
+	}
+	free(files);
+	return r;
+}
+
+int mbox_set_flags(struct mbox *m, size_t i, uint32_t flags, const char *keywords)
+{
+	struct mbox_flag_change c = { .i = i, .flags = flags, .keywords = keywords };
+	int r = mbox_set_flags_many(m, &c, 1);
+
+	return r < 0 ? r : c.result;
 }
 
 int mbox_refresh(struct mbox *m, struct mbox_changes *ch)

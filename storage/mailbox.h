@@ -105,6 +105,21 @@ int mbox_expunge(struct mbox *m, const uint32_t *uids, size_t n, size_t *done_r)
  * new modseq. */
 int mbox_set_flags(struct mbox *m, size_t i, uint32_t flags, const char *keywords);
 
+/* Many mbox_set_flags() in one index transaction (STORE of a range).
+ * keywords NULL keeps a message's keywords. Each entry's result is 0,
+ * -ENOENT (its file is gone: expunged by someone else) or, after a failure
+ * that stopped the batch, the error (entries not reached: -ECANCELED);
+ * modseq is the entry's new modseq. Returns 0 or the error that stopped it
+ * (changes made before it are kept). */
+struct mbox_flag_change {
+	size_t i;
+	uint32_t flags;
+	const char *keywords;
+	int result;
+	uint64_t modseq;
+};
+int mbox_set_flags_many(struct mbox *m, struct mbox_flag_change *c, size_t n);
+
 /* What mbox_refresh() found. Arrays are owned by the mbox until the next refresh. */
 struct mbox_changes {
 	uint32_t *expunged;    /* UIDs gone since the last view */

@@ -161,8 +161,18 @@ int main(void)
 			CHECK(mbox_set_flags(a, 2, 0, "$LABEL1 Other") == 0);
 			CHECK(strcmp(mbox_keywords(a), "Todo $label1 Other") == 0);
 
+			/* a's write made its list the folder's current one: a new
+			 * session shares it rather than reading the rows. */
+			CHECK(mbox_open(root, "INBOX", 0, &c, err, sizeof(err)) == 0);
+			if (c) {
+				CHECK(mbox_get(c, 1) == mbox_get(a, 1));
+				CHECK(mbox_get(c, 1)->flags == MBOX_SEEN);
+				mbox_close(&c);
+			}
+
 			/* b hears of it at its refresh, and only of that. */
 			CHECK(mbox_refresh(b, &ch) == 0);
+			CHECK(mbox_get(b, 1) == mbox_get(a, 1));
 			CHECK(ch.n_changed == 2 && ch.changed[0] == mbox_get(b, 1)->uid && ch.n_new == 0 &&
 			      ch.n_expunged == 0);
 			CHECK(mbox_get(b, 1)->flags == MBOX_SEEN && strcmp(mbox_keywords(b), "Todo $label1 Other") == 0);
