@@ -72,6 +72,9 @@ static int select_run(struct imap_cmd *cmd)
 	}
 	recent = mbox_recent_count(m);
 	unseen = mbox_first_unseen(m);
+	free(s->kw_told);
+	s->kw_told = NULL;
+	imap_keywords_told(s, kwl, NULL);
 	imap_cmd_untagged(cmd, "FLAGS (%s%s)", system_flags, kw.len ? kw.data : "");
 	imap_cmd_untagged(cmd, "%zu EXISTS", n);
 	imap_cmd_untagged(cmd, "%zu RECENT", recent);

@@ -17,8 +17,6 @@
 /* The keywords one message may carry, as a space-separated string. */
 #define KEYWORDS_MAX 4096
 
-static const char *const system_flags = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
-
 /* ---- keyword lists: space-separated words, compared ignoring case ---- */
 
 static bool kw_has(const char *list, const char *word, size_t len)
@@ -205,7 +203,7 @@ static int store_run(struct imap_cmd *cmd)
 	struct buf known = BUF_INIT(0), kw = BUF_INIT(0);
 	struct imap_seqset modified = IMAP_SEQSET_INIT;
 	struct imap_seqset_iter it;
-	size_t n, expunged = 0, stored_kw = 0, fetch_pos;
+	size_t n, expunged = 0, stored_kw = 0;
 	struct todo *todo = NULL;
 	struct mbox_flag_change *changes = NULL;
 	size_t n_todo = 0, cap_todo = 0, n_changes = 0, cap_changes = 0;
@@ -235,9 +233,6 @@ static int store_run(struct imap_cmd *cmd)
 		kw_respell(&x->kw, known.data);
 	}
 
-	/* The FETCH responses go straight to out; a FLAGS announcement is
-	 * put before them at the end, once it is known to be needed. */
-	fetch_pos = cmd->out.len;
 	/* First what each message is to carry (from the fresh look), then
 	 * every change in one index transaction, then the responses. */
 	imap_seqset_iter_init(&it, &x->set);
@@ -319,6 +314,10 @@ static int store_run(struct imap_cmd *cmd)
 			error = r;
 		}
 	}
+	/* A keyword new to the client: FLAGS and PERMANENTFLAGS, as Dovecot
+	 * sends them, before the FETCH responses that carry it. */
+	if (error == 0 && stored_kw && x->changed)
+		imap_keywords_told(s, mbox_keywords(m), &cmd->out);
 	for (size_t k = 0; k < n_todo && error == 0; k++) {
 		const struct todo *t = &todo[k];
 		const struct mbox_msg *mine;
@@ -344,26 +343,6 @@ static int store_run(struct imap_cmd *cmd)
 		free((char *)changes[k].keywords);
 	free(changes);
 	free(todo);
-
-	/* A keyword new to the mailbox: announce it as Dovecot does, before
-	 * the FETCH responses that carry it. */
-	if (stored_kw && x->kw.len && x->op != STORE_REMOVE && !kw_subset(x->kw.data, known.data)) {
-		struct buf ann = BUF_INIT(0);
-		size_t tail = cmd->out.len - fetch_pos;
-
-		kw_merge(&known, x->kw.data);
-		buf_printf(&ann, "* FLAGS (%s%s%s)\r\n", system_flags, known.len ? " " : "",
-			   known.len ? known.data : "");
-		buf_printf(&ann, "* OK [PERMANENTFLAGS (%s%s%s \\*)] Flags permitted\r\n", system_flags,
-			   known.len ? " " : "", known.len ? known.data : "");
-		if (buf_reserve(&cmd->out, ann.len) == 0) {
-			memmove(cmd->out.data + fetch_pos + ann.len, cmd->out.data + fetch_pos, tail);
-			memcpy(cmd->out.data + fetch_pos, ann.data, ann.len);
-			cmd->out.len += ann.len;
-			cmd->out.data[cmd->out.len] = '\0';
-		}
-		buf_release(&ann);
-	}
 
 	if (error == 0) {
 		if (modified.count) {

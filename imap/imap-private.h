@@ -115,6 +115,7 @@ struct imap_session {
 	char *key;                  /* notify key: the folder's directory, "" when none */
 	bool readonly;
 	bool changed;               /* a notification came in: refresh at the next chance */
+	char *kw_told;              /* keywords the client was given in FLAGS (NULL: none) */
 
 	/* ENABLE (RFC 5161) */
 	bool condstore;             /* CONDSTORE (also turned on by its use) */
@@ -163,6 +164,10 @@ void imap_cmd_untagged(struct imap_cmd *cmd, const char *fmt, ...) __attribute__
 /* Worker: brings the selected mailbox up to date and writes the untagged
  * EXPUNGE/VANISHED, EXISTS, RECENT and FETCH FLAGS responses into out. */
 int imap_refresh(struct imap_session *s, struct buf *out);
+/* Remembers kw (space-separated) as the keywords the client has been given
+ * in FLAGS; with out, first writes FLAGS and PERMANENTFLAGS to it when kw
+ * holds one the client was not given (RFC 3501 7.2.6). */
+void imap_keywords_told(struct imap_session *s, const char *kw, struct buf *out);
 /* Writes "FLAGS (...)" content for a message: flags and keywords. */
 void imap_write_flags(struct buf *out, uint32_t flags, const char *keywords);
 /* The flags of message i as this session reports them (with \Recent). */

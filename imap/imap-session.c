@@ -125,6 +125,7 @@ void imap_session_free(struct imap_session **sp)
 	imap_seqset_release(&s->saved);
 	free(s->idle_tag);
 	free(s->auth_tag);
+	free(s->kw_told);
 	free(s->maildir);
 	free(s->key);
 	free(s->sid);
@@ -345,6 +346,56 @@ bool imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg, struct im
 
 /* ---- untagged updates ---- */
 
+/* Is the keyword k (len octets) in the space-separated list? */
+static bool kw_listed(const char *list, const char *k, size_t len)
+{
+	while (list && *list) {
+		size_t l = strcspn(list, " ");
+		if (l == len && strncasecmp(list, k, len) == 0)
+			return true;
+		list += l;
+		while (*list == ' ')
+			list++;
+	}
+	return false;
+}
+
+void imap_keywords_told(struct imap_session *s, const char *kw, struct buf *out)
+{
+	static const char *const system_flags = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+	struct buf all = BUF_INIT(0);
+	bool news = false;
+
+	/* The list only grows within a selection, as Dovecot's does: a
+	 * keyword no message carries any more stays offered. */
+	if (s->kw_told)
+		buf_adds(&all, s->kw_told);
+	for (const char *k = kw; k && *k;) {
+		size_t l = strcspn(k, " ");
+		if (l && !kw_listed(all.data, k, l) && all.len + l < MBOX_KEYWORDS_MAX) {
+			if (all.len)
+				buf_addch(&all, ' ');
+			buf_add(&all, k, l);
+			news = true;
+		}
+		k += l;
+		while (*k == ' ')
+			k++;
+	}
+	if (news && out) {
+		const char *sep = all.len ? " " : "";
+		buf_printf(out, "* FLAGS (%s%s%s)\r\n", system_flags, sep, all.data ? all.data : "");
+		if (!s->readonly)
+			buf_printf(out, "* OK [PERMANENTFLAGS (%s%s%s \\*)] Flags permitted\r\n", system_flags, sep,
+				   all.data ? all.data : "");
+	}
+	if (news) {
+		free(s->kw_told);
+		s->kw_told = xstrdup(all.data);
+	}
+	buf_release(&all);
+}
+
 int imap_refresh(struct imap_session *s, struct buf *out)
 {
 	struct mbox *m = s->mbox;
@@ -383,6 +434,10 @@ int imap_refresh(struct imap_session *s, struct buf *out)
 			i--;
 		}
 	}
+	/* A keyword new to the client comes with FLAGS before the FETCH
+	 * responses that carry it. */
+	if (ch.n_changed || ch.n_new)
+		imap_keywords_told(s, mbox_keywords(m), out);
 	for (size_t k = 0; k < ch.n_changed; k++) {
 		ssize_t i = mbox_find(m, ch.changed[k]);
 		const struct mbox_msg *x;
@@ -396,11 +451,12 @@ int imap_refresh(struct imap_session *s, struct buf *out)
 			buf_printf(out, " MODSEQ (%llu)", (unsigned long long)x->modseq);
 		buf_printf(out, " UID %u)\r\n", x->uid);
 	}
-	if (ch.n_new || ch.n_expunged) {
+	/* EXPUNGE (or VANISHED) counts the messages down by itself: EXISTS
+	 * only for new ones (RFC 3501 7.4.1). */
+	if (ch.n_new) {
 		buf_printf(out, "* %zu EXISTS\r\n", mbox_count(m));
 		recent = mbox_recent_count(m);
-		if (ch.n_new)
-			buf_printf(out, "* %zu RECENT\r\n", recent);
+		buf_printf(out, "* %zu RECENT\r\n", recent);
 	}
 	free(old);
 	return 0;
