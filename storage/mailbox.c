@@ -111,6 +111,8 @@ struct found {
 	char *base;      /* name up to ':' */
 	int in_cur;
 	int seen;        /* matched to an index row */
+	int has_key;     /* key holds the name's numbers (parse_name_key) */
+	unsigned long long key[3];
 };
 
 struct row {
@@ -251,25 +253,29 @@ static int parse_name_key(const char *name, unsigned long long k[3])
 static int cmp_found(const void *a, const void *b)
 {
 	const struct found *x = a, *y = b;
-	unsigned long long kx[3], ky[3];
 	int c = strcmp(x->base, y->base);
 
 	/* Equal bases stay together (a file in both new/ and cur/). */
 	if (c == 0)
 		return 0;
-	if (parse_name_key(x->name, kx) && parse_name_key(y->name, ky)) {
+	if (x->has_key && y->has_key) {
 		for (int i = 0; i < 3; i++)
-			if (kx[i] != ky[i])
-				return kx[i] < ky[i] ? -1 : 1;
+			if (x->key[i] != y->key[i])
+				return x->key[i] < y->key[i] ? -1 : 1;
 	}
 	return c;
 }
 
-static int cmp_row_base(const void *a, const void *b)
+/* FNV-1a of a base name, for the sync's table of index rows. */
+static size_t base_hash(const char *s, size_t len)
 {
-	const struct row *x = a, *y = b;
+	uint64_t h = 1469598103934665603ULL;
 
-	return strcmp(x->base, y->base);
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return (size_t)h;
 }
 
 static int64_t mtime_ns(const char *dir, const char *sub)
@@ -311,6 +317,8 @@ static int scan_dir(struct mbox *m, const char *sub, struct found **list, size_t
 		(*list)[*n].base = colon ? xstrndup(e->d_name, (size_t)(colon - e->d_name)) : xstrdup(e->d_name);
 		(*list)[*n].in_cur = strcmp(sub, "cur") == 0;
 		(*list)[*n].seen = 0;
+		/* Once here, not in every comparison of the sort. */
+		(*list)[*n].has_key = parse_name_key(e->d_name, (*list)[*n].key);
 		(*n)++;
 	}
 	closedir(d);
@@ -609,7 +617,7 @@ static int sync_index(struct mbox *m)
 	struct found *files = NULL;
 	size_t n_files = 0, cap = 0;
 	struct row *rows = NULL;
-	size_t n_rows = 0, rows_cap = 0;
+	size_t n_rows = 0, rows_cap = 0, *htab = NULL, hcap = 0;
 	sqlite3_stmt *sel = NULL, *del = NULL, *exp = NULL, *upd = NULL, *ins = NULL;
 	int64_t new_ns = 0, cur_ns = 0, now_ns, old_new_ns, old_cur_ns;
 	uint32_t old_recent;
@@ -663,10 +671,20 @@ static int sync_index(struct mbox *m)
 		r = db_err(m, "select messages");
 		goto fail;
 	}
-	if (n_rows)
-		qsort(rows, n_rows, sizeof(*rows), cmp_row_base);
-	if (n_files)
-		qsort(files, n_files, sizeof(*files), cmp_found);
+	/* Rows by base name: a hash table of indexes (comparing 10,000 names
+	 * that share long prefixes in sorts and searches was most of a scan). */
+	hcap = 16;
+	while (hcap < 2 * n_rows)
+		hcap *= 2;
+	htab = xmalloc(hcap * sizeof(*htab));
+	for (size_t k = 0; k < hcap; k++)
+		htab[k] = SIZE_MAX;
+	for (size_t k = 0; k < n_rows; k++) {
+		size_t h = base_hash(rows[k].base, strlen(rows[k].base)) & (hcap - 1);
+		while (htab[h] != SIZE_MAX)
+			h = (h + 1) & (hcap - 1);
+		htab[h] = k;
+	}
 
 	if (sqlite3_prepare_v2(m->db, "UPDATE messages SET file = ?1, flags = ?2, "
 			       "modseq = CASE WHEN ?3 = 0 THEN modseq ELSE ?3 END "
@@ -684,13 +702,26 @@ static int sync_index(struct mbox *m)
 
 	/* Files the index knows: follow renames and flag changes. */
 	for (size_t i = 0; i < n_files; i++) {
-		struct row key = { .base = files[i].base }, *row;
+		struct row *row;
 		char file[PATH_MAX];
 		uint32_t fflags;
 
-		row = n_rows ? bsearch(&key, rows, n_rows, sizeof(*rows), cmp_row_base) : NULL;
-		if (!row || row->matched)
-			continue; /* new, or a duplicate of a base already matched */
+		row = NULL;
+		for (size_t h = base_hash(files[i].base, strlen(files[i].base)) & (hcap - 1); htab[h] != SIZE_MAX;
+		     h = (h + 1) & (hcap - 1)) {
+			if (strcmp(rows[htab[h]].base, files[i].base) == 0) {
+				row = &rows[htab[h]];
+				break;
+			}
+		}
+		if (!row)
+			continue; /* new */
+		if (row->matched) {
+			/* The same base twice (a crash between link and unlink): the
+			 * first one found stands for the message. */
+			files[i].seen = 1;
+			continue;
+		}
 		row->matched = 1;
 		files[i].seen = 1;
 		snprintf(file, sizeof(file), "%s/%s", files[i].in_cur ? "cur" : "new", files[i].name);
@@ -729,14 +760,28 @@ static int sync_index(struct mbox *m)
 		m->wrote = 1;
 	}
 
-	/* Files new to the index: the next UIDs, in name (arrival) order. */
+	/* Files new to the index: the next UIDs, in name (arrival) order.
+	 * Only they are sorted; the seen ones go to the end. */
+	{
+		size_t n_new = 0;
+		for (size_t i = 0; i < n_files; i++) {
+			if (!files[i].seen) {
+				struct found t = files[n_new];
+				files[n_new] = files[i];
+				files[i] = t;
+				n_new++;
+			}
+		}
+		if (n_new > 1)
+			qsort(files, n_new, sizeof(*files), cmp_found);
+	}
 	for (size_t i = 0; i < n_files; i++) {
 		char path[PATH_MAX + 300], file[PATH_MAX];
 		uint64_t size = 0, vsize = 0;
 		int64_t mtime = 0;
 
 		if (files[i].seen)
-			continue;
+			break;
 		/* The same base twice (a crash between link and unlink): take it once. */
 		if (i > 0 && strcmp(files[i].base, files[i - 1].base) == 0)
 			continue;
@@ -831,6 +876,7 @@ out:
 		free(rows[i].file);
 	}
 	free(rows);
+	free(htab);
 	return r;
 }
 

@@ -200,6 +200,29 @@ int main(void)
 		mbox_close(&b);
 	}
 
+	/* One message in new/ and cur/ at once (a crash between link and
+	 * unlink) is one message, when it is new and when it is known; new
+	 * messages get UIDs in name order, whatever order readdir gives. */
+	CHECK(mbox_open(root, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	if (m) {
+		size_t before = mbox_count(m);
+		put("new", "3000.M5P1Q1.h", "d: 1\n\nx\n");
+		put("cur", "3000.M5P1Q1.h:2,S", "d: 1\n\nx\n");
+		put("new", "2999.M9P1Q9.h", "d: 0\n\nx\n");
+		put("new", "3000.M10P1Q1.h", "d: 2\n\nx\n");
+		CHECK(mbox_refresh(m, &ch) == 0 && ch.n_new == 3);
+		CHECK(mbox_count(m) == before + 3);
+		if (mbox_count(m) == before + 3) {
+			CHECK(strstr(mbox_get(m, before)->file, "2999.M9P1Q9.h") != NULL);
+			CHECK(strstr(mbox_get(m, before + 1)->file, "3000.M5P1Q1.h") != NULL);
+			CHECK(strstr(mbox_get(m, before + 2)->file, "3000.M10P1Q1.h") != NULL);
+		}
+		put("new", "3001.M1P1Q1.h", "d: 3\n\nx\n");
+		CHECK(mbox_refresh(m, &ch) == 0 && ch.n_new == 1 && ch.n_expunged == 0);
+		CHECK(mbox_count(m) == before + 4);
+		mbox_close(&m);
+	}
+
 	mbox_flags_to_info(MBOX_SEEN | MBOX_DRAFT | MBOX_DELETED | MBOX_ANSWERED | MBOX_FLAGGED, info);
 	CHECK(strcmp(info, "DFRST") == 0);
 	CHECK(mbox_info_to_flags("x:2,ST") == (MBOX_SEEN | MBOX_DELETED));
