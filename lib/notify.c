@@ -20,6 +20,23 @@ static struct notify_sub *buckets[BUCKETS];
 static unsigned live;
 static unsigned publishing;   /* nesting depth: dead entries are freed at 0 */
 static unsigned n_dead;
+static void (*hook_first)(const char *key);
+static void (*hook_last)(const char *key);
+
+void notify_set_hooks(void (*first)(const char *key), void (*last)(const char *key))
+{
+	hook_first = first;
+	hook_last = last;
+}
+
+/* Is there a live subscription of key (hash h) other than except? */
+static int key_live(const char *key, unsigned h, const struct notify_sub *except)
+{
+	for (struct notify_sub *s = buckets[h % BUCKETS]; s; s = s->next)
+		if (s != except && !s->dead && s->hash == h && strcmp(s->key, key) == 0)
+			return 1;
+	return 0;
+}
 
 static unsigned key_hash(const char *key)
 {
@@ -39,6 +56,8 @@ struct notify_sub *notify_subscribe(const char *key, void (*cb)(void *ctx), void
 	s->cb = cb;
 	s->ctx = ctx;
 	s->hash = key_hash(key);
+	if (hook_first && !key_live(key, s->hash, NULL))
+		hook_first(key);
 	/* Appended, so that callbacks run in subscription order. */
 	for (pp = &buckets[s->hash % BUCKETS]; *pp; pp = &(*pp)->next)
 		;
@@ -74,6 +93,8 @@ void notify_unsubscribe(struct notify_sub **sp)
 	s->dead = 1;
 	live--;
 	n_dead++;
+	if (hook_last && !key_live(s->key, s->hash, s))
+		hook_last(s->key);
 	if (!publishing)
 		sweep();
 }

@@ -17,6 +17,10 @@ struct notify_sub *notify_subscribe(const char *key, void (*cb)(void *ctx), void
 void notify_unsubscribe(struct notify_sub **sub);
 /* Tells every subscriber of key, in subscription order. */
 void notify_publish(const char *key);
+/* Hooks called when a key gets its first live subscription and when its
+ * last one goes (lib/folder-watch.c watches the folder's directories in
+ * between). Either may be NULL. */
+void notify_set_hooks(void (*first)(const char *key), void (*last)(const char *key));
 /* The number of live subscriptions (for tests). */
 unsigned notify_count(void);
 

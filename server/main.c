@@ -20,6 +20,7 @@
 
 #include "lib/buf.h"
 #include "lib/config.h"
+#include "lib/folder-watch.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xalloc.h"
@@ -183,6 +184,7 @@ static int serve(const struct config *cfg, const char *banner)
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.loop = uv_default_loop();
+	folder_watch_start(d.loop);
 	d.net = net_new(d.loop, &lim);
 	smtp = smtp_server_new(cfg, dir, d.loop);
 	pop3 = pop3_server_new(cfg, dir, d.loop);
@@ -246,6 +248,7 @@ static int serve(const struct config *cfg, const char *banner)
 	smtp_server_free(&smtp);
 	pop3_server_free(&pop3);
 	imap_server_free(&imap);
+	folder_watch_stop();
 	dir_close(&dir);
 	uv_loop_close(d.loop);
 	close(lock_fd);

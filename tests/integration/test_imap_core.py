@@ -560,6 +560,36 @@ class Changes(IMAPTestCase):
         c.ok('NOOP')
 
 
+    def test_idle_hears_other_programs(self):
+        # Files changed by something other than buzon (another delivery agent,
+        # another Maildir reader) reach a session in IDLE without a NOOP.
+        s = self.imap_server()
+        self.deliver(s, 1)
+        c = self.session(s, mailbox='INBOX')
+        c.send('i1 IDLE\r\n')
+        self.assertTrue(c.line().startswith(b'+'))
+        c.settimeout(scaled(10))
+        time.sleep(0.5)   # whatever the delivery above stirred up has settled
+        t0 = time.monotonic()
+        self.drop_into_new(s, ALICE, b'Subject: dropped\n\nby another program\n')
+        lines = [c.line().decode()]
+        while lines[-1] != '* 2 EXISTS':
+            self.assertRegex(lines[-1], r'^\* (\d+ (RECENT|FETCH .*)|OK .*)$')
+            lines.append(c.line().decode())
+        print('IDLE heard a dropped file after %.3f s' % (time.monotonic() - t0))
+        # another reader marks the first message read: new/NAME -> cur/NAME:2,S
+        md = s.maildir(ALICE)
+        first = [n for n in os.listdir(os.path.join(md, 'new')) if not n.endswith('otherprogram')][0]
+        os.rename(os.path.join(md, 'new', first), os.path.join(md, 'cur', first + ':2,S'))
+        l = c.line().decode()
+        while not l.startswith('* 1 FETCH'):
+            self.assertRegex(l, r'^\* (\d+ (RECENT|EXISTS)|OK .*)$')
+            l = c.line().decode()
+        self.assertRegex(l, r'^\* 1 FETCH \(FLAGS \(\\Seen( \\Recent)?\) UID 1\)$')
+        c.send('DONE\r\n')
+        _, tagged = c.until_tagged('i1')
+        self.assertRegex(tagged, r'^i1 OK\b')
+
     def test_idle_hears_other_sessions(self):
         s = self.imap_server()
         self.deliver(s, 3)

@@ -9,6 +9,19 @@ static int failures;
 #define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); failures++; } } while (0)
 
 static int hits[4];
+static char firsts[256], lasts[256];
+
+static void on_first(const char *key)
+{
+	strncat(firsts, key, sizeof(firsts) - strlen(firsts) - 2);
+	strcat(firsts, ";");
+}
+
+static void on_last(const char *key)
+{
+	strncat(lasts, key, sizeof(lasts) - strlen(lasts) - 2);
+	strcat(lasts, ";");
+}
 static struct notify_sub *subs[4];
 
 static void cb(void *ctx)
@@ -49,6 +62,28 @@ int main(void)
 	CHECK(notify_count() == 0);
 	notify_publish("/m/a");
 	CHECK(hits[0] == 2);
+
+	/* The hooks (lib/folder-watch.c): first subscriber of a key in, last
+	 * one out, also when the last leaves from inside a callback. */
+	notify_set_hooks(on_first, on_last);
+	subs[0] = notify_subscribe("/m/a", cb, (void *)0L);
+	subs[1] = notify_subscribe("/m/a", cb, (void *)1L);
+	subs[2] = notify_subscribe("/m/b", cb, (void *)2L);
+	CHECK(strcmp(firsts, "/m/a;/m/b;") == 0 && strcmp(lasts, "") == 0);
+	notify_unsubscribe(&subs[0]);
+	CHECK(strcmp(lasts, "") == 0);
+	subs[3] = notify_subscribe("/m/a", cb, (void *)3L);
+	CHECK(strcmp(firsts, "/m/a;/m/b;") == 0);
+	notify_unsubscribe(&subs[3]);
+	CHECK(strcmp(lasts, "") == 0);
+	/* subscriber 1's callback unsubscribes 1 and 2: both keys end */
+	notify_publish("/m/a");
+	CHECK(strcmp(lasts, "/m/a;/m/b;") == 0 && notify_count() == 0);
+	subs[0] = notify_subscribe("/m/a", cb, (void *)0L);
+	CHECK(strcmp(firsts, "/m/a;/m/b;/m/a;") == 0);
+	notify_unsubscribe(&subs[0]);
+	CHECK(strcmp(lasts, "/m/a;/m/b;/m/a;") == 0);
+	notify_set_hooks(NULL, NULL);
 
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);

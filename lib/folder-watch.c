@@ -1,0 +1,156 @@
+#include "lib/folder-watch.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/notify.h"
+#include "lib/xalloc.h"
+
+/*
+ * Why FOLDER_WATCH_DELAY_MS is 150: storage/mailbox.c trusts a directory
+ * mtime only once it is 100 ms old. Publishing a burst of changes a little
+ * later than that lets the first session that refreshes record the settled
+ * mtimes, so the other sessions of the folder skip the directory scan.
+ */
+
+#define BUCKETS 256
+
+struct watch {
+	struct watch *next;
+	uv_fs_event_t ev[2];    /* new/ and cur/ */
+	uv_timer_t timer;       /* the delayed publish, or the poll */
+	unsigned open;          /* handles not closed yet: freed at 0 */
+	bool polling;           /* the kernel refused a watch */
+	char key[];
+};
+
+static uv_loop_t *wloop;
+static struct watch *buckets[BUCKETS];
+static unsigned n_watches;
+
+static unsigned key_hash(const char *key)
+{
+	unsigned h = 2166136261u;
+
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 16777619u;
+	return h;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	struct watch *w = h->data;
+
+	if (--w->open == 0)
+		free(w);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct watch *w = t->data;
+
+	/* The callbacks may end the watch (a session leaves): w stays
+	 * allocated until its handles are closed, but is not touched again. */
+	notify_publish(w->key);
+}
+
+static void on_event(uv_fs_event_t *e, const char *filename, int events, int status)
+{
+	struct watch *w = e->data;
+
+	(void)filename;
+	(void)events;
+	(void)status;
+	if (!w->polling && !uv_is_active((uv_handle_t *)&w->timer))
+		uv_timer_start(&w->timer, on_timer, FOLDER_WATCH_DELAY_MS, 0);
+}
+
+static void watch_first(const char *key)
+{
+	size_t len = strlen(key);
+	struct watch *w = xcalloc(1, sizeof(*w) + len + 1);
+	static const char *const subs[2] = { "new", "cur" };
+	static bool warned;
+	unsigned b = key_hash(key) % BUCKETS;
+
+	memcpy(w->key, key, len + 1);
+	uv_timer_init(wloop, &w->timer);
+	w->timer.data = w;
+	uv_unref((uv_handle_t *)&w->timer);
+	w->open = 1;
+	for (int i = 0; i < 2; i++) {
+		char path[4096];
+		int r;
+
+		uv_fs_event_init(wloop, &w->ev[i]);
+		w->ev[i].data = w;
+		w->open++;
+		snprintf(path, sizeof(path), "%s/%s", key, subs[i]);
+		r = uv_fs_event_start(&w->ev[i], on_event, path, 0);
+		if (r < 0 && r != UV_ENOENT) {
+			/* Out of inotify watches, most likely: poll instead. */
+			if (!warned)
+				log_warn("watch", NULL, "cannot watch folder path=%s error=%s, polling every %d s",
+					 path, uv_strerror(r), FOLDER_WATCH_POLL_MS / 1000);
+			warned = true;
+			w->polling = true;
+		}
+		uv_unref((uv_handle_t *)&w->ev[i]);
+	}
+	if (w->polling)
+		uv_timer_start(&w->timer, on_timer, FOLDER_WATCH_POLL_MS, FOLDER_WATCH_POLL_MS);
+	w->next = buckets[b];
+	buckets[b] = w;
+	n_watches++;
+}
+
+static void watch_close(struct watch *w)
+{
+	uv_close((uv_handle_t *)&w->timer, on_closed);
+	uv_close((uv_handle_t *)&w->ev[0], on_closed);
+	uv_close((uv_handle_t *)&w->ev[1], on_closed);
+	n_watches--;
+}
+
+static void watch_last(const char *key)
+{
+	for (struct watch **pp = &buckets[key_hash(key) % BUCKETS]; *pp; pp = &(*pp)->next) {
+		struct watch *w = *pp;
+		if (strcmp(w->key, key) == 0) {
+			*pp = w->next;
+			watch_close(w);
+			return;
+		}
+	}
+}
+
+void folder_watch_start(uv_loop_t *loop)
+{
+	wloop = loop;
+	notify_set_hooks(watch_first, watch_last);
+}
+
+void folder_watch_stop(void)
+{
+	if (!wloop)
+		return;
+	notify_set_hooks(NULL, NULL);
+	for (unsigned b = 0; b < BUCKETS; b++) {
+		while (buckets[b]) {
+			struct watch *w = buckets[b];
+			buckets[b] = w->next;
+			watch_close(w);
+		}
+	}
+	/* Let the close callbacks run (they free the watches). */
+	uv_run(wloop, UV_RUN_NOWAIT);
+	wloop = NULL;
+}
+
+unsigned folder_watch_count(void)
+{
+	return n_watches;
+}
