@@ -25,6 +25,12 @@ SRC_ROOT = os.path.dirname(os.path.dirname(HERE))
 HOSTNAME = 'mx.example.test'
 DOMAIN = 'example.test'
 PASSWORD = 'correct horse battery staple'
+ALICE = 'alice@' + DOMAIN
+
+# Listeners for write_config(listeners=...): an SMTP listener "mx" and an
+# IMAP listener "imap" or a POP3 listener "pop", on ports the server picks.
+IMAP_LISTENERS = {'mx': '127.0.0.1:0', 'imap': ('imap', '127.0.0.1:0')}
+POP3_LISTENERS = {'mx': '127.0.0.1:0', 'pop': ('pop3', '127.0.0.1:0')}
 
 SANITIZER_RE = re.compile(
     r'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|'
@@ -231,6 +237,174 @@ def make_message(subject='test', body=b'hello\r\n', extra=b'', msgid=None):
 
 
 # ----------------------------------------------------------------------------
+# IMAP over a raw socket
+
+IMAP_LITERAL_RE = re.compile(rb'\{(\d+)\+?\}$')
+
+
+class IMAPClosed(EOFError):
+    pass
+
+
+def after_tag(line):
+    """The text of a tagged reply line after its tag: "a001 OK done" -> "OK done"."""
+    return line.split(b' ' if isinstance(line, bytes) else ' ', 1)[1]
+
+
+class RawIMAP:
+    """A byte-exact IMAP client: we write every octet; every reply line must
+    end in CRLF (a bare LF is an AssertionError). Server literals ({n}) are
+    read and kept inside the line that announces them.
+
+    Commands sent by command() get the tags a001, a002, ... (self.n counts
+    them). Replies come back as str, decoded as latin-1 so that every octet
+    survives, or as bytes with binary=True; line() and the greeting are
+    always bytes. The timeout is scaled(); settimeout() and closed_within()
+    take their seconds as they are.
+    """
+
+    def __init__(self, addr, timeout=20.0, binary=False):
+        self.sock = socket.create_connection(addr, timeout=scaled(timeout))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.binary = binary
+        self.buf = b''
+        self.n = 0
+        self.greeting = self.line()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def settimeout(self, seconds):
+        self.sock.settimeout(seconds)
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except ConnectionResetError:
+            chunk = b''
+        if not chunk:
+            raise IMAPClosed('connection closed by server (pending %r)' % self.buf[:200])
+        self.buf += chunk
+
+    def _text(self, data):
+        return data if self.binary else data.decode('latin-1')
+
+    def raw_line(self):
+        """One physical line without its CRLF (bytes)."""
+        while b'\r\n' not in self.buf:
+            if b'\n' in self.buf:
+                raise AssertionError('bare LF in reply: %r' % self.buf[:200])
+            self._fill()
+        line, self.buf = self.buf.split(b'\r\n', 1)
+        if b'\n' in line:
+            raise AssertionError('bare LF in reply line %r' % line[:200])
+        return line
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def line(self):
+        """One logical response line (bytes): literals are kept in it as
+        {n}\\r\\n<n octets> followed by the rest of the line."""
+        line = self.raw_line()
+        while True:
+            m = IMAP_LITERAL_RE.search(line)
+            if not m:
+                return line
+            data = self.read_exact(int(m.group(1)))
+            line = line + b'\r\n' + data + self.raw_line()
+
+    def tag(self):
+        self.n += 1
+        return 'a%03d' % self.n
+
+    def command(self, text, tag=None):
+        """Sends "TAG text"; returns (untagged lines, tagged line)."""
+        tag = tag or self.tag()
+        self.send(tag.encode() + b' ' + (text if isinstance(text, bytes) else text.encode()) + b'\r\n')
+        return self.until_tagged(tag)
+
+    def cmd(self, text, tag=None):
+        """command(), with the text of the tagged line after its tag ("OK ...")."""
+        untagged, tagged = self.command(text, tag)
+        return untagged, after_tag(tagged)
+
+    def until_tagged(self, tag):
+        """Reads up to the tagged line of tag; returns (untagged lines, tagged line)."""
+        want = tag.encode() + b' '
+        untagged = []
+        while True:
+            l = self.line()
+            if l.startswith(want):
+                return untagged, self._text(l)
+            untagged.append(self._text(l))
+
+    def ok(self, text):
+        """command() that must end in a tagged OK (else an AssertionError)."""
+        untagged, tagged = self.command(text)
+        if not re.match(r'^\S+ OK\b', tagged if isinstance(tagged, str) else tagged.decode('latin-1')):
+            raise AssertionError('%r -> %r (untagged %r)' % (text, tagged, untagged[-3:]))
+        return untagged, tagged
+
+    def login(self, user=ALICE, password=PASSWORD):
+        return self.ok('LOGIN "%s" "%s"' % (user, password))
+
+    def append_sync(self, tag, head, data):
+        """APPEND with a synchronizing literal: waits for "+" before the data.
+
+        head is what stands between APPEND and the literal ("INBOX (\\Seen)").
+        Returns (untagged lines, the tagged text after the tag); when the
+        server answers the literal with anything but "+": ([], that reply,
+        after the tag when it is the tagged one)."""
+        self.send(b'%s APPEND %s {%d}\r\n' % (tag.encode(), head.encode(), len(data)))
+        l = self.line()
+        if not l.startswith(b'+'):
+            return [], self._text(after_tag(l) if l.startswith(tag.encode() + b' ') else l)
+        self.send(data + b'\r\n')
+        untagged, tagged = self.until_tagged(tag)
+        return untagged, after_tag(tagged)
+
+    def lines_until_close(self, limit=1000):
+        """Reads lines until the server closes (or the timeout); returns them."""
+        out = []
+        try:
+            while len(out) < limit:
+                out.append(self._text(self.line()))
+        except (IMAPClosed, socket.timeout, OSError):
+            pass
+        return out
+
+    def closed_within(self, seconds):
+        """True when the server closes the connection within seconds."""
+        self.sock.settimeout(seconds)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+# ----------------------------------------------------------------------------
 # Delivered files
 
 ADDED_HEADERS = ('return-path', 'delivered-to', 'received')
@@ -296,8 +470,11 @@ class Server:
 
     # -- configuration --------------------------------------------------------
 
-    def write_config(self, server=None, smtp=None, listeners=None, raw=None):
-        """Writes the config file. listeners: {name: "addr [addr]"}; raw: text as is."""
+    def write_config(self, server=None, smtp=None, listeners=None, raw=None, imap=None, pop3=None):
+        """Writes the config file. server, smtp, imap, pop3: the keys of those
+        sections ([server] has hostname, data_dir and log_level = info unless
+        given); listeners: {name: "addr [addr]"} for SMTP or {name: (protocol,
+        "addr [addr]")}, as IMAP_LISTENERS and POP3_LISTENERS; raw: text as is."""
         if raw is not None:
             text = raw
         else:
@@ -306,10 +483,12 @@ class Server:
             if 'shutdown_timeout' in s:
                 self.shutdown_timeout = int(str(s['shutdown_timeout']).rstrip('s'))
             text = '[server]\n' + ''.join('%s = %s\n' % kv for kv in s.items())
-            if smtp:
-                text += '\n[smtp]\n' + ''.join('%s = %s\n' % kv for kv in smtp.items())
+            for section, keys in (('smtp', smtp), ('imap', imap), ('pop3', pop3)):
+                if keys:
+                    text += '\n[%s]\n' % section + ''.join('%s = %s\n' % kv for kv in keys.items())
             for name, addr in (listeners or {'mx': '127.0.0.1:0'}).items():
-                text += '\n[listener "%s"]\nprotocol = smtp\naddress = %s\n' % (name, addr)
+                protocol, addr = addr if isinstance(addr, tuple) else ('smtp', addr)
+                text += '\n[listener "%s"]\nprotocol = %s\naddress = %s\n' % (name, protocol, addr)
         with open(self.config_path, 'w') as f:
             f.write(text)
         return self.config_path
@@ -404,6 +583,9 @@ class Server:
 
     def connect(self, listener='mx', **kw):
         return RawSMTP(self.addr(listener), **kw)
+
+    def connect_imap(self, listener='imap', **kw):
+        return RawIMAP(self.addr(listener), **kw)
 
     def log(self):
         with self.log_lock:
@@ -502,12 +684,18 @@ def parse_addr(text):
 class BuzonTestCase(unittest.TestCase):
     """Gives each test a fresh Server; stops it and checks for sanitizer reports."""
 
-    def new_server(self, start=True, users=True, server=None, smtp=None, listeners=None):
+    def new_server(self, start=True, users=True, server=None, smtp=None, listeners=None, imap=None,
+                   pop3=None):
+        """A Server (see write_config) stopped and checked after the test.
+        users: True for alice, bob, carol and dave of DOMAIN, a tuple of local
+        parts for those, False for no domain and no users."""
         s = Server()
         self.servers.append(s)
-        s.write_config(server=server, smtp=smtp, listeners=listeners)
-        if users:
+        s.write_config(server=server, smtp=smtp, listeners=listeners, imap=imap, pop3=pop3)
+        if users is True:
             s.setup_users()
+        elif users:
+            s.setup_users(users=users)
         if start:
             s.start()
         return s

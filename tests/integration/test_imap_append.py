@@ -12,14 +12,11 @@ import calendar
 import imaplib
 import os
 import re
-import socket
 import time
 import unittest
 
-from buzon_test import BuzonTestCase, HOSTNAME, PASSWORD, Server, scaled
+from buzon_test import ALICE, DOMAIN, IMAP_LISTENERS, PASSWORD, BuzonTestCase, after_tag, scaled
 
-DOMAIN = 'example.test'
-ALICE = 'alice@' + DOMAIN
 BOB = 'bob@' + DOMAIN
 APPENDUID_RE = re.compile(r'^OK \[APPENDUID ([1-9][0-9]*) ([1-9][0-9]*)\] Append completed$')
 
@@ -34,94 +31,10 @@ MSG = (b'From: Sender <sender@client.example.org>\r\n'
        b'last line\r\n')
 
 
-class RawIMAP:
-    """A byte-exact IMAP client: every line from the server must end in CRLF."""
-
-    def __init__(self, addr, timeout=10.0):
-        self.sock = socket.create_connection(addr, timeout=scaled(timeout))
-        self.buf = b''
-        self.greeting = self.line()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def line(self):
-        while b'\r\n' not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError('connection closed; pending %r' % self.buf)
-            self.buf += chunk
-        line, self.buf = self.buf.split(b'\r\n', 1)
-        if b'\n' in line:
-            raise AssertionError('bare LF in reply line %r' % line)
-        return line.decode('utf-8', 'replace')
-
-    def until_tagged(self, tag):
-        """Lines up to the tagged one: (untagged lines, tagged text after the tag)."""
-        lines = []
-        while True:
-            l = self.line()
-            if l.startswith(tag + ' '):
-                return lines, l[len(tag) + 1:]
-            lines.append(l)
-
-    def cmd(self, tag, text):
-        self.send('%s %s\r\n' % (tag, text))
-        return self.until_tagged(tag)
-
-    def login(self, user=ALICE, password=PASSWORD):
-        _, t = self.cmd('L', 'LOGIN "%s" "%s"' % (user, password))
-        assert t.startswith('OK '), t
-
-    def append_sync(self, tag, head, data):
-        """APPEND with a synchronizing literal: waits for "+" before the data.
-
-        head is what stands between APPEND and the literal ("INBOX (\\Seen)").
-        Returns (untagged lines, tagged text)."""
-        self.send(b'%s APPEND %s {%d}\r\n' % (tag.encode(), head.encode(), len(data)))
-        l = self.line()
-        if not l.startswith('+'):
-            return [], l[len(tag) + 1:] if l.startswith(tag + ' ') else l
-        self.send(data + b'\r\n')
-        return self.until_tagged(tag)
-
-    def closed_within(self, seconds):
-        self.sock.settimeout(scaled(seconds))
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
-
-
 class AppendCase(BuzonTestCase):
 
     def imap_server(self, imap=None, users=((ALICE, None),)):
-        s = Server()
-        self.servers.append(s)
-        text = '[server]\nhostname = %s\ndata_dir = %s\nlog_level = info\n' % (HOSTNAME, s.data_dir)
-        if imap:
-            text += '\n[imap]\n' + ''.join('%s = %s\n' % kv for kv in imap.items())
-        text += '\n[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:0\n'
-        text += '\n[listener "imap"]\nprotocol = imap\naddress = 127.0.0.1:0\n'
-        s.write_config(raw=text)
+        s = self.new_server(start=False, users=False, imap=imap, listeners=IMAP_LISTENERS)
         s.add_domain(DOMAIN)
         for user, quota in users:
             s.add_user(user, quota=quota)
@@ -136,7 +49,7 @@ class AppendCase(BuzonTestCase):
         return c
 
     def raw(self, s, login=True):
-        c = RawIMAP(s.addr('imap'))
+        c = s.connect_imap(timeout=10.0)
         self.addCleanup(c.close)
         if login:
             c.login()
@@ -252,17 +165,17 @@ class AppendCase(BuzonTestCase):
         for i, (head, want) in enumerate(cases):
             tag = 'b%d' % i
             c.send('%s APPEND %s {3}\r\n' % (tag, head))
-            l = c.line()
+            l = c.line().decode()
             if l.startswith('+'):
                 c.send(b'x\r\n\r\n')
-                _, t = c.until_tagged(tag)
+                t = after_tag(c.until_tagged(tag)[1])
             else:
                 t = l[len(tag) + 1:]
             self.assertTrue(t.startswith(want + ' '), '%s -> %r' % (head, t))
         # the message as a quoted string, not a literal
-        _, t = c.cmd('q1', 'APPEND INBOX "Subject: x"')
+        _, t = c.cmd('APPEND INBOX "Subject: x"', tag='q1')
         self.assertTrue(t.startswith('BAD '), t)
-        _, t = c.cmd('q2', 'APPEND INBOX')
+        _, t = c.cmd('APPEND INBOX', tag='q2')
         self.assertTrue(t.startswith('BAD '), t)
         # an empty message: NO, as Dovecot
         _, t = c.append_sync('z1', 'INBOX', b'')
@@ -272,7 +185,7 @@ class AppendCase(BuzonTestCase):
             _, t = c.append_sync('n%d' % i, name, b'x\r\n')
             self.assertTrue(t.startswith('NO '), '%s -> %r' % (name, t))
         self.assertEqual(self.cur_files(s), [], 'nothing may be stored')
-        _, t = c.cmd('n', 'NOOP')
+        _, t = c.cmd('NOOP', tag='n')
         self.assertTrue(t.startswith('OK'), t)
         # valid ones in the same session still work
         _, t = c.append_sync('ok', 'INBOX () "01-Jan-2020 10:00:00 +0000"', b'x\r\n')
@@ -299,15 +212,15 @@ class AppendCase(BuzonTestCase):
     def test_literal_too_big(self):
         s = self.imap_server(imap={'max_literal': '10k'})
         c = self.raw(s)
-        lines, t = c.cmd('c', 'CAPABILITY')
+        lines, t = c.cmd('CAPABILITY', tag='c')
         self.assertTrue(t.startswith('OK'), t)
         caps = lines[0].split()
         self.assertIn('APPENDLIMIT=10240', caps, 'RFC 7889: the limit in CAPABILITY')
         # synchronizing literal over the limit: NO [TOOBIG] instead of "+"
         c.send('a1 APPEND INBOX {10241}\r\n')
-        l = c.line()
+        l = c.line().decode()
         self.assertRegex(l, r'^a1 NO \[TOOBIG\] ', 'refused before the client sends it')
-        _, t = c.cmd('a2', 'NOOP')
+        _, t = c.cmd('NOOP', tag='a2')
         self.assertTrue(t.startswith('OK'), 'the session goes on: %r' % t)
         # exactly at the limit: accepted
         data = (b'Subject: big\r\n\r\n' + b'y' * 78 + b'\r\n') * 128
@@ -324,14 +237,14 @@ class AppendCase(BuzonTestCase):
         self.assertTrue(data[0].startswith(b'[TOOBIG] '), data)
         # a non-synchronizing literal over the limit cannot be skipped: BYE and close
         c.send('a4 APPEND INBOX {20000+}\r\n')
-        self.assertRegex(c.line(), r'^\* BYE ')
-        self.assertTrue(c.closed_within(5), 'the server closes the connection')
+        self.assertRegex(c.line().decode(), r'^\* BYE ')
+        self.assertTrue(c.closed_within(scaled(5)), 'the server closes the connection')
         self.assertEqual(len(self.cur_files(s)), 1)
 
     def test_literal_plus(self):
         s = self.imap_server()
         c = self.raw(s)
-        self.assertIn('LITERAL+', c.greeting.split())
+        self.assertIn('LITERAL+', c.greeting.decode().split())
         m1 = b'Subject: one\r\n\r\nfirst\r\n'
         m2 = b'Subject: two\r\n\r\nsecond\r\n'
         # two pipelined APPENDs with non-synchronizing literals, sent at once
@@ -339,6 +252,7 @@ class AppendCase(BuzonTestCase):
                (len(m1), m1, len(m2), m2))
         lines1, t1 = c.until_tagged('p1')
         lines2, t2 = c.until_tagged('p2')
+        t1, t2 = after_tag(t1), after_tag(t2)
         self.assertFalse(any(l.startswith('+') for l in lines1 + lines2), 'no continuation for {n+}')
         u1 = APPENDUID_RE.match(t1)
         u2 = APPENDUID_RE.match(t2)
@@ -370,15 +284,15 @@ class AppendCase(BuzonTestCase):
     def test_exists_in_selected_mailbox(self):
         s = self.imap_server()
         c = self.raw(s)
-        lines, t = c.cmd('s', 'SELECT INBOX')
+        lines, t = c.cmd('SELECT INBOX', tag='s')
         self.assertIn('* 0 EXISTS', lines)
         self.assertTrue(t.startswith('OK [READ-WRITE]'), t)
         # a second session idles on INBOX and must hear of the APPEND
         idler = self.raw(s)
-        _, t = idler.cmd('s', 'SELECT INBOX')
+        _, t = idler.cmd('SELECT INBOX', tag='s')
         self.assertTrue(t.startswith('OK'), t)
         idler.send('i IDLE\r\n')
-        self.assertTrue(idler.line().startswith('+'))
+        self.assertTrue(idler.line().decode().startswith('+'))
         lines, t = c.append_sync('a', 'INBOX', MSG)
         self.assertRegex(t, APPENDUID_RE)
         self.assertIn('* 1 EXISTS', lines, 'the selected mailbox shows the new message before the OK')
@@ -390,9 +304,9 @@ class AppendCase(BuzonTestCase):
         self.assertRegex(t, APPENDUID_RE)
         self.assertFalse(any('EXISTS' in l for l in lines), lines)
         idler.sock.settimeout(scaled(5))
-        self.assertEqual(idler.line(), '* 1 EXISTS', 'IDLE hears of the APPEND')
+        self.assertEqual(idler.line().decode(), '* 1 EXISTS', 'IDLE hears of the APPEND')
         idler.send('DONE\r\n')
-        _, t = idler.until_tagged('i')
+        t = after_tag(idler.until_tagged('i')[1])
         self.assertTrue(t.startswith('OK'), t)
 
     def test_8bit_nul_and_bare_cr(self):
@@ -419,10 +333,10 @@ class AppendCase(BuzonTestCase):
         s = self.imap_server()
         c = self.raw(s, login=False)
         c.send('a APPEND INBOX {3}\r\n')
-        l = c.line()
+        l = c.line().decode()
         if l.startswith('+'):
             c.send('x\r\n\r\n')
-            _, t = c.until_tagged('a')
+            t = after_tag(c.until_tagged('a')[1])
         else:
             t = l[2:]
         self.assertTrue(t.startswith('BAD ') or t.startswith('NO '), t)

@@ -15,15 +15,12 @@ import os
 import re
 import signal
 import smtplib
-import socket
 import statistics
 import time
 import unittest
 
-from buzon_test import (BuzonTestCase, HOSTNAME, PASSWORD, SANITIZED, Server, make_message, scaled,
-                        split_delivered)
+from buzon_test import ALICE, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message, scaled
 
-ALICE = 'alice@example.test'
 BOB = 'bob@example.test'
 SENDER = 'sender@client.example.org'
 
@@ -32,128 +29,6 @@ REQUIRED_CAPS = ['IMAP4rev1', 'IDLE', 'UIDPLUS', 'MOVE', 'NAMESPACE', 'ID', 'ENA
                  'UNSELECT', 'CHILDREN', 'SPECIAL-USE', 'CONDSTORE', 'QRESYNC', 'ESEARCH', 'LIST-EXTENDED',
                  'LIST-STATUS', 'QUOTA']
 SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft']
-LITERAL_RE = re.compile(rb'\{(\d+)\+?\}$')
-
-
-class IMAPClosed(Exception):
-    pass
-
-
-class RawIMAP:
-    """A byte-exact IMAP client: we write every octet; every reply line must
-    end in CRLF. Server literals ({n}) are read and kept inside the line."""
-
-    def __init__(self, addr, timeout=20.0):
-        self.sock = socket.create_connection(addr, timeout=scaled(timeout))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b''
-        self.n = 0
-        self.greeting = self.line()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def settimeout(self, seconds):
-        self.sock.settimeout(seconds)
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def _fill(self):
-        try:
-            chunk = self.sock.recv(65536)
-        except ConnectionResetError:
-            chunk = b''
-        if not chunk:
-            raise IMAPClosed('connection closed by server (pending %r)' % self.buf[:200])
-        self.buf += chunk
-
-    def raw_line(self):
-        """One physical line without its CRLF (bytes)."""
-        while b'\r\n' not in self.buf:
-            if b'\n' in self.buf:
-                raise AssertionError('bare LF in reply: %r' % self.buf[:200])
-            self._fill()
-        line, self.buf = self.buf.split(b'\r\n', 1)
-        if b'\n' in line:
-            raise AssertionError('bare LF in reply line %r' % line[:200])
-        return line
-
-    def read_exact(self, n):
-        while len(self.buf) < n:
-            self._fill()
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def line(self):
-        """One logical response line (bytes): literals are kept in it as
-        {n}\\r\\n<n octets> followed by the rest of the line."""
-        line = self.raw_line()
-        while True:
-            m = LITERAL_RE.search(line)
-            if not m:
-                return line
-            data = self.read_exact(int(m.group(1)))
-            line = line + b'\r\n' + data + self.raw_line()
-
-    def tag(self):
-        self.n += 1
-        return 'a%03d' % self.n
-
-    def command(self, text, tag=None):
-        """Sends "TAG text"; returns (untagged lines, tagged line) as str
-        (latin-1 so that every octet survives)."""
-        tag = tag or self.tag()
-        self.send('%s %s\r\n' % (tag, text) if isinstance(text, str) else tag.encode() + b' ' + text + b'\r\n')
-        return self.until_tagged(tag)
-
-    def until_tagged(self, tag):
-        untagged = []
-        while True:
-            l = self.line().decode('latin-1')
-            if l.startswith(tag + ' '):
-                return untagged, l
-            untagged.append(l)
-
-    def ok(self, text):
-        untagged, tagged = self.command(text)
-        if not re.match(r'^\S+ OK\b', tagged):
-            raise AssertionError('%r -> %r (untagged %r)' % (text, tagged, untagged))
-        return untagged, tagged
-
-    def login(self, user=ALICE, password=PASSWORD):
-        return self.ok('LOGIN "%s" "%s"' % (user, password))
-
-    def lines_until_close(self, limit=1000):
-        out = []
-        try:
-            while len(out) < limit:
-                out.append(self.line().decode('latin-1'))
-        except (IMAPClosed, socket.timeout, OSError):
-            pass
-        return out
-
-    def closed_within(self, seconds):
-        self.sock.settimeout(seconds)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
 
 
 def caps_of(line):
@@ -181,23 +56,10 @@ class IMAPTestCase(BuzonTestCase):
     """Servers with an SMTP listener "mx" and an IMAP listener "imap"."""
 
     def imap_server(self, imap=None, server=None, start=True):
-        s = Server()
-        self.servers.append(s)
-        srv = {'hostname': HOSTNAME, 'data_dir': s.data_dir, 'log_level': 'info'}
-        srv.update(server or {})
-        text = '[server]\n' + ''.join('%s = %s\n' % kv for kv in srv.items())
-        if imap:
-            text += '\n[imap]\n' + ''.join('%s = %s\n' % kv for kv in imap.items())
-        text += '\n[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:0\n'
-        text += '\n[listener "imap"]\nprotocol = imap\naddress = 127.0.0.1:0\n'
-        s.write_config(raw=text)
-        s.setup_users()
-        if start:
-            s.start()
-        return s
+        return self.new_server(start=start, server=server, imap=imap, listeners=IMAP_LISTENERS)
 
     def raw(self, s, **kw):
-        c = RawIMAP(s.addr('imap'), **kw)
+        c = s.connect_imap(**kw)
         self.addCleanup(c.close)
         return c
 

@@ -12,14 +12,12 @@ import imaplib
 import os
 import re
 import smtplib
-import socket
 import sqlite3
 import time
 import unittest
 
-from buzon_test import BuzonTestCase, HOSTNAME, PASSWORD, Server, make_message, scaled
+from buzon_test import ALICE, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message
 
-ALICE = 'alice@example.test'
 SENDER = 'sender@client.example.org'
 MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 
@@ -141,74 +139,6 @@ def internaldate(t):
                                                         off % 60)
 
 
-class RawIMAP:
-    """A byte-exact IMAP client: replies are read line by line with their
-    literals; every line must end in CRLF."""
-
-    def __init__(self, addr, timeout=30.0):
-        self.sock = socket.create_connection(addr, timeout=scaled(timeout))
-        self.buf = b''
-        self.n = 0
-        self.greeting = self.line()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _fill(self):
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise EOFError('connection closed; pending %r' % self.buf[:200])
-        self.buf += chunk
-
-    def line(self):
-        while b'\r\n' not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b'\r\n', 1)
-        if b'\n' in line:
-            raise AssertionError('bare LF in reply line %r' % line[:200])
-        return line
-
-    def exactly(self, n):
-        while len(self.buf) < n:
-            self._fill()
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def response(self):
-        """One response: a line with its literals inlined as {n}CRLF+bytes."""
-        out = b''
-        while True:
-            line = self.line()
-            out += line
-            m = re.search(rb'\{(\d+)\}$', line)
-            if not m:
-                return out
-            out += b'\r\n' + self.exactly(int(m.group(1)))
-
-    def cmd(self, text):
-        """Sends a command; returns (untagged responses, tagged line without the tag)."""
-        self.n += 1
-        tag = b'F%d' % self.n
-        self.sock.sendall(tag + b' ' + (text if isinstance(text, bytes) else text.encode()) + b'\r\n')
-        untagged = []
-        while True:
-            r = self.response()
-            if r.startswith(tag + b' '):
-                return untagged, r[len(tag) + 1:]
-            untagged.append(r)
-
-    def ok(self, text):
-        untagged, tagged = self.cmd(text)
-        assert tagged.startswith(b'OK'), (text, tagged, untagged[-3:])
-        return untagged
-
-    def login(self, user=ALICE, password=PASSWORD):
-        return self.ok('LOGIN %s "%s"' % (user, password))
-
-
 def fetch_items(resp):
     """'* n FETCH (...)' -> (n, inner bytes)."""
     m = re.match(rb'\* (\d+) FETCH \((.*)\)$', resp, re.S)
@@ -219,13 +149,7 @@ def fetch_items(resp):
 class FetchCase(BuzonTestCase):
 
     def imap_server(self, start=True):
-        s = Server()
-        self.servers.append(s)
-        text = ('[server]\nhostname = %s\ndata_dir = %s\nlog_level = info\n' % (HOSTNAME, s.data_dir))
-        text += '\n[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:0\n'
-        text += '\n[listener "imap"]\nprotocol = imap\naddress = 127.0.0.1:0\n'
-        s.write_config(raw=text)
-        s.setup_users(users=('alice',))
+        s = self.new_server(start=False, users=('alice',), listeners=IMAP_LISTENERS)
         md = s.maildir(ALICE)
         for sub in ('new', 'cur', 'tmp'):
             os.makedirs(os.path.join(md, sub), exist_ok=True)
@@ -248,7 +172,7 @@ class FetchCase(BuzonTestCase):
         return path
 
     def raw(self, s, select='INBOX'):
-        c = RawIMAP(s.addr('imap'))
+        c = s.connect_imap(timeout=30.0, binary=True)
         self.addCleanup(c.close)
         c.login()
         if select:
@@ -304,7 +228,7 @@ class Attributes(FetchCase):
         # The reply is the same from the cache (second FETCH).
         _, again = self.fetch1(c, 'FETCH 1 ALL')
         self.assertEqual(again, all_)
-        self.assertEqual(c.ok('FETCH 1:2 UID'), [b'* 1 FETCH (UID 1)', b'* 2 FETCH (UID 2)'])
+        self.assertEqual(c.ok('FETCH 1:2 UID')[0], [b'* 1 FETCH (UID 1)', b'* 2 FETCH (UID 2)'])
 
     def test_bodystructure_multipart_and_rfc822(self):
         s = self.imap_server()
@@ -312,13 +236,13 @@ class Attributes(FetchCase):
         self.drop(s, RFC822)
         c = self.raw(s)
         for _ in range(2):      # parsed, then from the cache
-            untagged = c.ok('FETCH 1:2 (BODYSTRUCTURE BODY)')
+            untagged = c.ok('FETCH 1:2 (BODYSTRUCTURE BODY)')[0]
             self.assertEqual(untagged, [
                 b'* 1 FETCH (BODYSTRUCTURE ' + MULTI_BODYSTRUCTURE + b' BODY ' + MULTI_BODY + b')',
                 b'* 2 FETCH (BODYSTRUCTURE ' + RFC822_BODYSTRUCTURE + b' BODY ' + RFC822_BODY + b')',
             ])
         # BODY never sets \Seen.
-        self.assertEqual(c.ok('FETCH 1:2 FLAGS'), [b'* 1 FETCH (FLAGS (\\Recent))', b'* 2 FETCH (FLAGS (\\Recent))'])
+        self.assertEqual(c.ok('FETCH 1:2 FLAGS')[0], [b'* 1 FETCH (FLAGS (\\Recent))', b'* 2 FETCH (FLAGS (\\Recent))'])
 
     def test_numeric_sections(self):
         s = self.imap_server()
@@ -432,7 +356,7 @@ class Seen(FetchCase):
         self.assertEqual(items, b'RFC822 {%d}\r\n%s FLAGS (\\Seen \\Recent)' % (len(whole), whole))
         _, items = self.fetch1(c, 'FETCH 5 BODY[HEADER.FIELDS (SUBJECT)]')
         self.assertTrue(items.endswith(b' FLAGS (\\Seen \\Recent)'), items)
-        self.assertEqual(c.ok('FETCH 1:5 FLAGS'), [
+        self.assertEqual(c.ok('FETCH 1:5 FLAGS')[0], [
             b'* 1 FETCH (FLAGS (\\Seen \\Recent))', b'* 2 FETCH (FLAGS (\\Seen \\Recent))',
             b'* 3 FETCH (FLAGS (\\Recent))', b'* 4 FETCH (FLAGS (\\Seen \\Recent))',
             b'* 5 FETCH (FLAGS (\\Seen \\Recent))'])
@@ -440,7 +364,7 @@ class Seen(FetchCase):
         cur = sorted(os.listdir(os.path.join(s.maildir(ALICE), 'cur')))
         self.assertEqual(sum(1 for n in cur if n.endswith(':2,S')), 4, cur)
         # ... and seen by the other session at its next command.
-        untagged = other.ok('NOOP')
+        untagged = other.ok('NOOP')[0]
         got = sorted(u for u in untagged if b'FETCH' in u)
         self.assertEqual(got, [b'* %d FETCH (FLAGS (\\Seen) UID %d)' % (k, k) for k in (1, 2, 4, 5)])
 
@@ -498,19 +422,19 @@ class UidFetch(FetchCase):
         # Make a hole: UID 3 goes away.
         os.unlink(paths[2])
         c.ok('NOOP')
-        self.assertEqual(c.ok('UID FETCH 1:* FLAGS'), [
+        self.assertEqual(c.ok('UID FETCH 1:* FLAGS')[0], [
             b'* %d FETCH (UID %d FLAGS (\\Recent))' % (n, u) for n, u in ((1, 1), (2, 2), (3, 4), (4, 5), (5, 6))])
         with open(paths[1], 'rb') as f:
             size = len(crlf(f.read()))
-        self.assertEqual(c.ok('UID FETCH 2:4 (UID RFC822.SIZE)'), [
+        self.assertEqual(c.ok('UID FETCH 2:4 (UID RFC822.SIZE)')[0], [
             b'* 2 FETCH (UID 2 RFC822.SIZE %d)' % size, b'* 3 FETCH (UID 4 RFC822.SIZE %d)' % size])
-        self.assertEqual(c.ok('UID FETCH 3 FLAGS'), [])
-        self.assertEqual(c.ok('UID FETCH 4,6 UID'), [b'* 3 FETCH (UID 4)', b'* 5 FETCH (UID 6)'])
+        self.assertEqual(c.ok('UID FETCH 3 FLAGS')[0], [])
+        self.assertEqual(c.ok('UID FETCH 4,6 UID')[0], [b'* 3 FETCH (UID 4)', b'* 5 FETCH (UID 6)'])
         # "*" is the highest UID in use, so 100:* is 6:100 (RFC 3501 6.4.8).
-        self.assertEqual(c.ok('UID FETCH 100:* UID'), [b'* 5 FETCH (UID 6)'])
-        self.assertEqual(c.ok('UID FETCH 7:10 UID'), [])
-        self.assertEqual(c.ok('UID FETCH *:5 UID'), [b'* 4 FETCH (UID 5)', b'* 5 FETCH (UID 6)'])
-        self.assertEqual(c.ok('FETCH *:4 UID'), [b'* 4 FETCH (UID 5)', b'* 5 FETCH (UID 6)'])
+        self.assertEqual(c.ok('UID FETCH 100:* UID')[0], [b'* 5 FETCH (UID 6)'])
+        self.assertEqual(c.ok('UID FETCH 7:10 UID')[0], [])
+        self.assertEqual(c.ok('UID FETCH *:5 UID')[0], [b'* 4 FETCH (UID 5)', b'* 5 FETCH (UID 6)'])
+        self.assertEqual(c.ok('FETCH *:4 UID')[0], [b'* 4 FETCH (UID 5)', b'* 5 FETCH (UID 6)'])
         # With imaplib too.
         i = self.client(s)
         i.select('INBOX')
@@ -523,28 +447,28 @@ class UidFetch(FetchCase):
         paths = [self.drop(s, SIMPLE) for _ in range(4)]
         c = self.raw(s)
         c.ok('ENABLE QRESYNC')
-        untagged = c.ok('FETCH 1:* (MODSEQ)')
+        untagged = c.ok('FETCH 1:* (MODSEQ)')[0]
         mods = [int(re.search(rb'MODSEQ \((\d+)\)', u).group(1)) for u in untagged]
         top = max(mods)
-        self.assertEqual(c.ok('FETCH 1:* (FLAGS) (CHANGEDSINCE %d)' % top), [])
+        self.assertEqual(c.ok('FETCH 1:* (FLAGS) (CHANGEDSINCE %d)' % top)[0], [])
         # \Seen by BODY[] changes the modseq of message 2.
         _, items = self.fetch1(c, 'FETCH 2 BODY[]<0.1>')
         m = re.fullmatch(rb'BODY\[\]<0> \{1\}\r\nF FLAGS \(\\Seen \\Recent\) MODSEQ \((\d+)\)', items)
         self.assertTrue(m, items)
         new = int(m.group(1))
         self.assertGreater(new, top)
-        self.assertEqual(c.ok('FETCH 1:* (FLAGS) (CHANGEDSINCE %d)' % top),
+        self.assertEqual(c.ok('FETCH 1:* (FLAGS) (CHANGEDSINCE %d)' % top)[0],
                          [b'* 2 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (%d))' % new])
-        self.assertEqual(c.ok('UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)' % top),
+        self.assertEqual(c.ok('UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)' % top)[0],
                          [b'* 2 FETCH (UID 2 FLAGS (\\Seen \\Recent) MODSEQ (%d))' % new])
         # VANISHED (EARLIER): UIDs of the set expunged since the modseq.
         os.unlink(paths[3])
-        untagged = c.ok('NOOP')
+        untagged = c.ok('NOOP')[0]
         self.assertIn(b'* VANISHED 4', untagged)
-        untagged = c.ok('UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)' % top)
+        untagged = c.ok('UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)' % top)[0]
         self.assertEqual(untagged, [b'* VANISHED (EARLIER) 4',
                                     b'* 2 FETCH (UID 2 FLAGS (\\Seen \\Recent) MODSEQ (%d))' % new])
-        self.assertEqual(c.ok('UID FETCH 1:3 (FLAGS) (VANISHED CHANGEDSINCE %d)' % top),
+        self.assertEqual(c.ok('UID FETCH 1:3 (FLAGS) (VANISHED CHANGEDSINCE %d)' % top)[0],
                          [b'* 2 FETCH (UID 2 FLAGS (\\Seen \\Recent) MODSEQ (%d))' % new])
         # VANISHED needs UID FETCH and CHANGEDSINCE.
         self.assertTrue(c.cmd('FETCH 1:* FLAGS (CHANGEDSINCE 1 VANISHED)')[1].startswith(b'BAD'))
@@ -556,7 +480,7 @@ class UidFetch(FetchCase):
         c = self.raw(s)
         self.assertTrue(c.cmd('UID FETCH 1:* FLAGS (CHANGEDSINCE 1 VANISHED)')[1].startswith(b'BAD'))
         # CHANGEDSINCE alone works without ENABLE (it turns CONDSTORE on).
-        untagged = c.ok('UID FETCH 1:* FLAGS (CHANGEDSINCE 1)')
+        untagged = c.ok('UID FETCH 1:* FLAGS (CHANGEDSINCE 1)')[0]
         self.assertRegex(untagged[0], rb'^\* 1 FETCH \(UID 1 FLAGS \(\\Recent\) MODSEQ \(\d+\)\)$')
 
 
@@ -580,7 +504,7 @@ class Errors(FetchCase):
             self.assertTrue(tagged.startswith(b'BAD '), (cmd, tagged))
             self.assertEqual([u for u in untagged if b'FETCH' in u], [], cmd)
         # The session still works.
-        self.assertEqual(c.ok('FETCH 1 UID'), [b'* 1 FETCH (UID 1)'])
+        self.assertEqual(c.ok('FETCH 1 UID')[0], [b'* 1 FETCH (UID 1)'])
 
     def test_not_selected(self):
         s = self.imap_server()
@@ -599,10 +523,10 @@ class Errors(FetchCase):
         untagged, tagged = c.cmd('FETCH 1:3 (UID BODY.PEEK[HEADER])')
         self.assertEqual(tagged, b'OK [EXPUNGEISSUED] Some messages were already expunged')
         self.assertEqual([fetch_items(u)[0] for u in untagged], [1, 3])
-        untagged = c.ok('FETCH 1:3 (UID ENVELOPE)')
+        untagged = c.ok('FETCH 1:3 (UID ENVELOPE)')[0]
         self.assertEqual([fetch_items(u)[0] for u in untagged], [1, 2, 3])
         # NOOP then reports the expunge.
-        self.assertIn(b'* 2 EXPUNGE', c.ok('NOOP'))
+        self.assertIn(b'* 2 EXPUNGE', c.ok('NOOP')[0])
 
 
 class Streaming(FetchCase):
@@ -622,7 +546,7 @@ class Streaming(FetchCase):
         _, items = self.fetch1(c, 'FETCH 1 BODY.PEEK[TEXT]<%d.1000000>' % start)
         text = whole.split(b'\r\n\r\n', 1)[1]
         self.assertEqual(items, b'BODY[TEXT]<%d> {1000000}\r\n' % start + text[start:start + 1000000])
-        untagged = c.ok('FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)] RFC822.SIZE)')
+        untagged = c.ok('FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)] RFC822.SIZE)')[0]
         self.assertEqual(len(untagged), 1501)
         for k in range(1500):
             h = b'Subject: small %d\r\n\r\n' % k
@@ -632,7 +556,7 @@ class Streaming(FetchCase):
         # A client that reads slowly still gets every octet, and the session goes on.
         c.sock.sendall(b'S1 FETCH 1 BODY.PEEK[]\r\nS2 NOOP\r\n')
         time.sleep(0.3)
-        r = c.response()
+        r = c.line()
         self.assertEqual(r, b'* 1 FETCH (BODY[] {%d}\r\n%s)' % (len(whole), whole))
         self.assertEqual(c.line(), b'S1 OK Fetch completed')
         self.assertTrue(c.line().startswith(b'S2 OK'))
@@ -644,7 +568,7 @@ class Cache(FetchCase):
         s = self.imap_server()
         paths = [self.drop(s, MULTI) for _ in range(3)]
         c = self.raw(s)
-        first = c.ok('FETCH 1:3 (ENVELOPE BODYSTRUCTURE BODY)')
+        first = c.ok('FETCH 1:3 (ENVELOPE BODYSTRUCTURE BODY)')[0]
         db = os.path.join(s.maildir(ALICE), 'buzon-index.db')
 
         def rows():
@@ -655,7 +579,7 @@ class Cache(FetchCase):
             finally:
                 con.close()
         self.assertEqual(rows(), [(1, 1, 1, 1), (2, 1, 1, 1), (3, 1, 1, 1)])
-        self.assertEqual(c.ok('FETCH 1:3 (ENVELOPE BODYSTRUCTURE BODY)'), first)
+        self.assertEqual(c.ok('FETCH 1:3 (ENVELOPE BODYSTRUCTURE BODY)')[0], first)
         # A row dies with its message (expunged behind the server's back here).
         os.unlink(paths[1])
         c.ok('NOOP')

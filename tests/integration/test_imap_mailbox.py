@@ -17,7 +17,7 @@ import re
 import smtplib
 import unittest
 
-from buzon_test import HOSTNAME, PASSWORD, Server, make_message, scaled
+from buzon_test import IMAP_LISTENERS, PASSWORD, Server, make_message, scaled
 
 DOMAIN = 'example.test'
 DEFAULTS = [
@@ -70,10 +70,7 @@ class MailboxCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         s = cls.srv = Server()
-        text = ('[server]\nhostname = %s\ndata_dir = %s\nlog_level = info\n' % (HOSTNAME, s.data_dir))
-        text += '\n[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:0\n'
-        text += '\n[listener "imap"]\nprotocol = imap\naddress = 127.0.0.1:0\n'
-        s.write_config(raw=text)
+        s.write_config(listeners=IMAP_LISTENERS)
         s.add_domain(DOMAIN)
         s.start()
 

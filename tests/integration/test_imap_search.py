@@ -17,7 +17,7 @@ import sqlite3
 import time
 import unittest
 
-from buzon_test import HOSTNAME, PASSWORD, Server, scaled
+from buzon_test import IMAP_LISTENERS, PASSWORD, Server, scaled
 
 ALICE = 'alice@example.test'
 SENDER = 'sender@client.example.org'
@@ -101,10 +101,7 @@ class SearchTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         s = cls.server = Server()
-        text = ('[server]\nhostname = %s\ndata_dir = %s\nlog_level = info\n' % (HOSTNAME, s.data_dir))
-        text += '\n[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:0\n'
-        text += '\n[listener "imap"]\nprotocol = imap\naddress = 127.0.0.1:0\n'
-        s.write_config(raw=text)
+        s.write_config(listeners=IMAP_LISTENERS)
         s.setup_users()
         s.start()
         md = s.maildir(ALICE)

@@ -13,13 +13,11 @@ import imaplib
 import os
 import re
 import smtplib
-import socket
 import time
 import unittest
 
-from buzon_test import BuzonTestCase, HOSTNAME, PASSWORD, Server, make_message, scaled
+from buzon_test import ALICE, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message, scaled
 
-ALICE = 'alice@example.test'
 BOB = 'bob@example.test'
 SENDER = 'sender@client.example.org'
 SYSTEM = r'\Answered \Flagged \Deleted \Seen \Draft'
@@ -55,50 +53,6 @@ class RecIMAP(imaplib.IMAP4):
         return typ, lines[:-1], text
 
 
-class RawIMAP:
-    """A line-oriented IMAP client on a raw socket (for IDLE)."""
-
-    def __init__(self, addr, timeout=20.0):
-        self.sock = socket.create_connection(addr, timeout=scaled(timeout))
-        self.buf = b''
-        self.n = 0
-        self.greeting = self.line()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def line(self, timeout=None):
-        if timeout is not None:
-            self.sock.settimeout(scaled(timeout))
-        while b'\r\n' not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError('connection closed; pending %r' % self.buf)
-            self.buf += chunk
-        line, self.buf = self.buf.split(b'\r\n', 1)
-        if b'\n' in line:
-            raise AssertionError('bare LF in reply line %r' % line)
-        return line.decode('utf-8', 'replace')
-
-    def cmd(self, text):
-        """Sends a command; returns (untagged lines, tagged line without the tag)."""
-        self.n += 1
-        tag = 'r%d' % self.n
-        self.send('%s %s\r\n' % (tag, text))
-        lines = []
-        while True:
-            l = self.line()
-            if l.startswith(tag + ' '):
-                return lines, l[len(tag) + 1:]
-            lines.append(l)
-
-
 def apply_expunges(uids, lines):
     """Applies "* n EXPUNGE" lines to a list of UIDs as a client would."""
     uids = list(uids)
@@ -118,16 +72,7 @@ class StoreCase(BuzonTestCase):
         self.counter = 0
 
     def imap_server(self, start=True):
-        s = Server()
-        self.servers.append(s)
-        text = ('[server]\nhostname = %s\ndata_dir = %s\nlog_level = info\n' % (HOSTNAME, s.data_dir))
-        text += '\n[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:0\n'
-        text += '\n[listener "imap"]\nprotocol = imap\naddress = 127.0.0.1:0\n'
-        s.write_config(raw=text)
-        s.setup_users(users=('alice', 'bob'))
-        if start:
-            s.start()
-        return s
+        return self.new_server(start=start, users=('alice', 'bob'), listeners=IMAP_LISTENERS)
 
     def drop(self, s, count, user=ALICE, folder=None, size=None):
         """Writes count messages into new/ as another Maildir writer would;
@@ -176,7 +121,7 @@ class StoreCase(BuzonTestCase):
         return lines
 
     def raw(self, s, user=ALICE):
-        c = RawIMAP(s.addr('imap'))
+        c = s.connect_imap()
         self.addCleanup(c.close)
         _, t = c.cmd('LOGIN %s "%s"' % (user, PASSWORD))
         self.assertTrue(t.startswith('OK'), t)
@@ -656,25 +601,26 @@ class TestSessions(StoreCase):
         untagged, tagged = b.cmd('SELECT INBOX')
         self.assertTrue(tagged.startswith('OK'), tagged)
         b.send('i1 IDLE\r\n')
-        self.assertTrue(b.line().startswith('+ '))
+        self.assertTrue(b.line().decode().startswith('+ '))
 
+        b.settimeout(scaled(5))
         t0 = time.monotonic()
         a.run('STORE', '2', '+FLAGS', r'(\Flagged)')
-        self.assertEqual(b.line(timeout=5), r'* 2 FETCH (FLAGS (\Flagged) UID 2)')
+        self.assertEqual(b.line().decode(), r'* 2 FETCH (FLAGS (\Flagged) UID 2)')
         self.assertLess(time.monotonic() - t0, scaled(2))
 
         a.run('MOVE', '1', 'Trash')
         # EXPUNGE alone: it counts the messages down (RFC 3501 7.4.1)
-        self.assertEqual(b.line(timeout=5), '* 1 EXPUNGE')
+        self.assertEqual(b.line().decode(), '* 1 EXPUNGE')
 
         # a COPY into the mailbox B watches: EXISTS (and RECENT) at once
         typ, _, tagged = a.run('COPY', '1', 'INBOX')
         self.assertRegex(tagged, r'^OK \[COPYUID \d+ 2 4\] Copy completed$')
-        self.assertEqual(b.line(timeout=5), '* 3 EXISTS')
-        self.assertRegex(b.line(timeout=5), r'^\* [01] RECENT$')
+        self.assertEqual(b.line().decode(), '* 3 EXISTS')
+        self.assertRegex(b.line().decode(), r'^\* [01] RECENT$')
 
         b.send('DONE\r\n')
-        self.assertEqual(b.line(timeout=5), 'i1 OK Idle completed')
+        self.assertEqual(b.line().decode(), 'i1 OK Idle completed')
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ import subprocess
 import time
 import unittest
 
-from buzon_test import (BuzonTestCase, HOSTNAME, PASSWORD, Server, make_message, scaled, split_delivered,
+from buzon_test import (POP3_LISTENERS, PASSWORD, BuzonTestCase, make_message, scaled, split_delivered,
                         stored_form, subprocess_env)
 
 ALICE = 'alice@example.test'
@@ -116,14 +116,8 @@ class POP3Case(BuzonTestCase):
     """A server with an SMTP listener "mx" and a POP3 listener "pop"."""
 
     def pop3_server(self, pop3=None, start=True):
-        s = Server()
-        self.servers.append(s)
-        text = ('[server]\nhostname = %s\ndata_dir = %s\nlog_level = debug\n' % (HOSTNAME, s.data_dir))
-        if pop3:
-            text += '\n[pop3]\n' + ''.join('%s = %s\n' % kv for kv in pop3.items())
-        text += '\n[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:0\n'
-        text += '\n[listener "pop"]\nprotocol = pop3\naddress = 127.0.0.1:0\n'
-        s.write_config(raw=text)
+        s = self.new_server(start=False, users=False, server={'log_level': 'debug'}, pop3=pop3,
+                            listeners=POP3_LISTENERS)
         if pop3:
             p = s.cli('check')
             self.assertEqual(p.returncode, 0, p.stderr)
