@@ -15,12 +15,11 @@ import imaplib
 import os
 import re
 import shutil
-import smtplib
 import subprocess
 import unittest
 
 from buzon_test import PASSWORD, make_message, scaled, split_delivered, stored_form, subprocess_env
-from test_imap_core import ALICE, SENDER, IMAPTestCase
+from test_imap_core import ALICE, IMAPTestCase
 
 BODIES = [
     b'Hello.\r\n',

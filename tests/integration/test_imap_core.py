@@ -390,7 +390,7 @@ class Changes(IMAPTestCase):
                 m = make_message('idle %d' % i, b'idle\r\n')
                 self.assertEqual(smtp.sendmail(SENDER, [ALICE], m), {})
                 t0 = time.monotonic()
-                c.settimeout(5)
+                c.settimeout(scaled(5))
                 want = '* %d EXISTS' % (i + 2)
                 while True:
                     l = c.line().decode('latin-1')

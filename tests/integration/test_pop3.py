@@ -547,7 +547,7 @@ class LoginDelay(POP3Case):
 
 
 class Configured(POP3Case):
-    """Needs the [pop3] keys in lib/config.c; skipped until they are there."""
+    """The [pop3] keys of lib/config.c (docs/configuration.md)."""
 
     def test_idle_timeout(self):
         s = self.pop3_server(pop3={'idle_timeout': '2s'})
