@@ -8,7 +8,8 @@
  * one stack array (a parent never grows while a child is open), so at most
  * max_args items are held there; a list is copied into the arena when it
  * closes. The arena is released when the next command starts or at the next
- * feed after the command was handed out.
+ * feed after the command was handed out; imap_parser_trim() frees it whole,
+ * with the item stack and the token buffers, for a session that waits.
  */
 
 #include "imap/imap-parser.h"
@@ -1325,6 +1326,25 @@ const void *imap_parser_literal_chunk(const struct imap_parser *p, size_t *len_r
 	if (left_r)
 		*left_r = p->state == ST_LIT_STREAM ? p->lit_left : 0;
 	return p->chunk;
+}
+
+void imap_parser_trim(struct imap_parser *p)
+{
+	if (p->state != ST_LINE_START)
+		return;
+	drop_command(p);
+	arena_clear(&p->arena);
+	arena_free_list(p->arena.head);
+	p->arena.head = NULL;
+	p->release_pending = false;
+	free(p->items);
+	p->items = NULL;
+	p->items_cap = 0;
+	p->have_tag = false;
+	buf_release(&p->tag);
+	buf_release(&p->name);
+	buf_release(&p->tok);
+	buf_release(&p->raw);
 }
 
 void imap_parser_reset(struct imap_parser *p)

@@ -66,7 +66,8 @@
  * Memory: the tag, name and arguments of one command live in an arena owned
  * by the parser and bounded by the limits (max_line bytes of text, max_args
  * arguments, max_literal bytes of literal data). All pointers handed out stay
- * valid until the next call of imap_parser_feed() or imap_parser_reset().
+ * valid until the next call of imap_parser_feed(), imap_parser_reset() or
+ * imap_parser_trim().
  */
 
 /* Limits; imap_parser_init() raises max_line to at least 16, max_args to at
@@ -258,6 +259,16 @@ const void *imap_parser_literal_chunk(const struct imap_parser *p, size_t *len_r
 /* Drops any partly read command and raw-line request (e.g. after STARTTLS).
  * Does not clear a fatal error. */
 void imap_parser_reset(struct imap_parser *p);
+
+/*
+ * Frees the memory the parser keeps for the next command (the arena, the
+ * argument stack, the text buffers) when no command or raw line is partly
+ * read; otherwise does nothing. A raw-line request stays. Everything handed
+ * out before (command, line, tag) is invalid afterwards, as after the next
+ * feed. For a session that waits for its client: a trimmed parser holds
+ * only its struct and its stack of list frames.
+ */
+void imap_parser_trim(struct imap_parser *p);
 
 /* ---- reading arguments ---- */
 

@@ -506,6 +506,11 @@ static void write_and_finish(struct imap_session *s)
 		imap_session_printf(s, "%s %s", cmd->tag, cmd->tagged.data);
 	}
 	cmd_free(&s->cmd);
+	/* The command is over and its arguments with it: a session waiting
+	 * for its client (IDLE above all, thousands of them) keeps no parser
+	 * memory. A pipelined next command allocates it again, a few small
+	 * mallocs. */
+	imap_parser_trim(s->parser);
 	if (s->state == IMAP_LOGOUT && !s->closed)
 		imap_session_close(s, "logout");
 	if (s->bad >= s->cfg.max_bad_commands && !s->closed) {

@@ -11,6 +11,7 @@
 #include "lib/xalloc.h"
 
 #define IP_BUCKETS 256
+#define READ_MAX 65536          /* bytes asked of one read */
 
 struct ipent {
 	struct ipent *next;
@@ -36,6 +37,14 @@ struct net {
 	unsigned n_listeners_open;
 	struct listener *listeners;
 	struct ipent *ips[IP_BUCKETS];
+	/* One read buffer for every connection of the loop: a connection that
+	 * holds no input reads here, the protocol takes what it can straight
+	 * from it, and only the rest is copied into the connection's own
+	 * buffer (see conn_alloc). libuv calls conn_alloc and conn_read in
+	 * pairs, one stream at a time, so one buffer is enough. */
+	char *rbuf;
+	size_t rbuf_size;       /* min(input_max, READ_MAX) + 1 */
+	uint64_t reads;         /* reads that brought bytes */
 	int stopping;
 	uv_timer_t stop_timer;
 	int stop_timer_init;
@@ -65,7 +74,7 @@ struct conn {
 	struct ipent *ip;
 	unsigned flags;
 	int handles_open;
-	struct buf in;
+	struct buf in;          /* input the protocol left; no memory when empty */
 	struct buf out;         /* queued, not yet handed to uv_write */
 	size_t inflight;        /* bytes handed to uv_write */
 	uv_write_t wreq;
@@ -115,6 +124,7 @@ void net_free(struct net **np)
 			free(e);
 		}
 	}
+	free(n->rbuf);
 	free(n);
 	*np = NULL;
 }
@@ -122,6 +132,11 @@ void net_free(struct net **np)
 unsigned net_connections(const struct net *n)
 {
 	return n->n_conns;
+}
+
+uint64_t net_reads(const struct net *n)
+{
+	return n->reads;
 }
 
 static unsigned ip_hash(const char *ip)
@@ -359,14 +374,34 @@ size_t conn_output_pending(const struct conn *c)
 
 /* ---- reading ---- */
 
+/*
+ * Reads go to the loop's shared buffer while the connection holds no input,
+ * and to the free tail of its own buffer when the protocol left some: either
+ * way at most input_max bytes are held, as if every read went to the
+ * connection's buffer, but an idle connection holds no input memory.
+ */
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	struct conn *c = h->data;
+	struct net *n = c->net;
 	size_t room = buf_room(&c->in);
 
-	if (room > 65536)
-		room = 65536;
-	if (room == 0 || buf_reserve(&c->in, room) < 0) {
+	(void)suggested;
+	if (room > READ_MAX)
+		room = READ_MAX;
+	if (room == 0) {
+		*b = uv_buf_init(NULL, 0);
+		return;
+	}
+	if (c->in.len == 0) {
+		if (!n->rbuf) {
+			n->rbuf_size = (n->lim.input_max < READ_MAX ? n->lim.input_max : READ_MAX) + 1;
+			n->rbuf = xmalloc(n->rbuf_size);
+		}
+		*b = uv_buf_init(n->rbuf, (unsigned)room);
+		return;
+	}
+	if (buf_reserve(&c->in, room) < 0) {
 		*b = uv_buf_init(NULL, 0);
 		return;
 	}
@@ -393,28 +428,37 @@ static void conn_start_reading(struct conn *c)
 		c->flags |= CONN_READING;
 }
 
-static void conn_process_input(struct conn *c)
+/* Passes data to the protocol until it takes no more (or output is above
+ * the high-water mark); returns the bytes it took. */
+static size_t conn_feed(struct conn *c, const char *data, size_t len)
 {
-	size_t used;
+	size_t used = 0, n;
 
 	if (c->flags & CONN_IN_INPUT)
-		return;
-	while (c->in.len && !(c->flags & CONN_CLOSING)) {
+		return 0;
+	while (used < len && !(c->flags & CONN_CLOSING)) {
 		if (conn_output_pending(c) > c->net->lim.output_high)
 			break;
 		c->flags |= CONN_IN_INPUT;
-		used = c->h->input(c->session, c->in.data, c->in.len);
+		n = c->h->input(c->session, data + used, len - used);
 		c->flags &= ~CONN_IN_INPUT;
-		if (used > c->in.len)
+		if (n > len - used)
 			BUG("protocol consumed more input than it was given");
-		if (used == 0)
+		if (n == 0)
 			break;
-		buf_consume(&c->in, used);
+		used += n;
 	}
-	if (c->flags & CONN_CLOSING) {
-		buf_reset(&c->in);
+	return used;
+}
+
+/* After input was passed on: give back an empty input buffer, then close
+ * at EOF, or read or not depending on room and queued output. */
+static void conn_input_done(struct conn *c)
+{
+	if ((c->flags & CONN_CLOSING) || c->in.len == 0)
+		buf_release(&c->in);
+	if (c->flags & CONN_CLOSING)
 		return;
-	}
 	if (c->flags & CONN_EOF) {
 		if (c->in.len == 0)
 			conn_close(c, "client closed");
@@ -426,9 +470,18 @@ static void conn_process_input(struct conn *c)
 		conn_start_reading(c);
 }
 
+static void conn_process_input(struct conn *c)
+{
+	if (c->flags & CONN_IN_INPUT)
+		return;
+	buf_consume(&c->in, conn_feed(c, c->in.data, c->in.len));
+	conn_input_done(c);
+}
+
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
 	struct conn *c = s->data;
+	struct net *n = c->net;
 
 	if (nread == 0)
 		return; /* EAGAIN: not EOF */
@@ -448,6 +501,21 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		} else {
 			conn_abort(c, nread == UV_ECONNRESET ? "connection reset" : "read error");
 		}
+		return;
+	}
+	n->reads++;
+	if (b->base == n->rbuf) {
+		/* The connection held nothing: the protocol reads the shared
+		 * buffer, and what it leaves (at most input_max bytes, as the
+		 * read was no larger) is kept before the buffer is reused. */
+		size_t used;
+
+		n->rbuf[nread] = '\0';
+		used = conn_feed(c, n->rbuf, (size_t)nread);
+		if (!(c->flags & CONN_CLOSING) && used < (size_t)nread &&
+		    buf_add(&c->in, n->rbuf + used, (size_t)nread - used) < 0)
+			BUG("input over input_max");
+		conn_input_done(c);
 		return;
 	}
 	c->in.len += (size_t)nread;

@@ -2,6 +2,7 @@
 #define BUZON_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "lib/config.h"
@@ -13,6 +14,12 @@
  * its idle timer; it is freed in the last close callback, never from inside
  * a protocol handler. Protocols see it only through the functions below and
  * the struct proto_handler callbacks.
+ *
+ * Memory of a waiting connection: its input buffer holds only the bytes the
+ * protocol left (a read into an empty connection goes to one buffer shared
+ * by the loop) and is freed once they are consumed; its write queue is freed
+ * once handed to the kernel. An idle connection holds no heap memory
+ * besides its struct.
  */
 
 struct net;
@@ -25,7 +32,8 @@ struct proto_handler {
 	void *(*open)(struct conn *c, void *ctx);
 	/* Bytes arrived. Returns how many were consumed; the rest stay in the
 	 * connection's input buffer and are passed again after conn_resume_input()
-	 * or when more bytes arrive. */
+	 * or when more bytes arrive. data is valid during the call only (it may
+	 * be the loop's shared read buffer). */
 	size_t (*input)(void *session, const char *data, size_t len);
 	/* The idle timer fired. */
 	void (*timeout)(void *session);
@@ -44,7 +52,7 @@ struct proto_handler {
 struct net_limits {
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
-	size_t input_max;        /* bytes held for the protocol (default 4096) */
+	size_t input_max;        /* most bytes held for the protocol (default 4096) */
 	size_t output_high;      /* stop reading above this much queued output */
 	size_t output_max;       /* close the connection above this */
 };
@@ -61,6 +69,9 @@ int net_listen(struct net *n, const struct listen_addr *a, const char *listener_
 void net_shutdown(struct net *n, unsigned timeout_ms, void (*done)(void *arg), void *arg);
 /* The number of open connections. */
 unsigned net_connections(const struct net *n);
+/* How many reads brought bytes since net_new(): a cheap sign of activity
+ * (server/main.c trims the heap once it pauses). */
+uint64_t net_reads(const struct net *n);
 
 /* Queues bytes for the client (copied). */
 void conn_write(struct conn *c, const void *data, size_t len);

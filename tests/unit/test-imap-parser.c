@@ -172,9 +172,10 @@ static size_t next_piece(struct splitter *sp, size_t left)
  * Runs one case with one split strategy. log gets the events, offs the
  * input offset after each event (LITERAL_DATA pieces are joined into one
  * DATA line logged with the next other event, as their cut depends on the
- * split).
+ * split). With trim, the driver calls imap_parser_trim() after every event
+ * and between feeds, as a session does when it waits: nothing may change.
  */
-static void run(const struct pcase *c, int mode, struct buf *log, struct buf *offs)
+static void run(const struct pcase *c, int mode, bool trim, struct buf *log, struct buf *offs)
 {
 	struct imap_parser_limits lim;
 	struct imap_parser *p;
@@ -199,6 +200,8 @@ static void run(const struct pcase *c, int mode, struct buf *log, struct buf *of
 		pos += used;
 		if (r == IMAP_PARSE_NEED_MORE) {
 			CHECK(pos == end, "%s: NEED_MORE with bytes left", c->name);
+			if (trim)
+				imap_parser_trim(p);
 			if (pos == len)
 				break;
 			end = pos + next_piece(&sp, len - pos);
@@ -220,6 +223,8 @@ static void run(const struct pcase *c, int mode, struct buf *log, struct buf *of
 				buf_reset(&data);
 				in_data = false;
 			}
+			if (trim)
+				imap_parser_trim(p);
 			continue;
 		}
 		if (used == 0 && ++zero_events > 2) {
@@ -277,6 +282,8 @@ static void run(const struct pcase *c, int mode, struct buf *log, struct buf *of
 			CHECK(0, "%s: unknown result %d", c->name, r);
 			break;
 		}
+		if (trim)
+			imap_parser_trim(p);
 		if (r == IMAP_PARSE_FATAL) {
 			size_t u2;
 
@@ -295,17 +302,21 @@ static void run_case(const struct pcase *c)
 {
 	struct buf log0 = BUF_INIT(0), offs0 = BUF_INIT(0);
 
-	run(c, 0, &log0, &offs0);
+	run(c, 0, false, &log0, &offs0);
 	CHECK(strcmp(log0.data ? log0.data : "", c->expect) == 0,
 	      "%s:\n--- expected\n%s--- got\n%s---", c->name, c->expect, log0.data ? log0.data : "");
-	for (int mode = 1; mode < 12; mode++) {
+	/* modes 12.. are modes 0.. again, trimming the parser at every chance */
+	for (int m = 1; m < 12 + 4; m++) {
 		struct buf log = BUF_INIT(0), offs = BUF_INIT(0);
+		int mode = m < 12 ? m : m - 12;
+		bool trim = m >= 12;
 
-		run(c, mode, &log, &offs);
+		run(c, mode, trim, &log, &offs);
 		CHECK(log.len == log0.len && (log.len == 0 || strcmp(log.data, log0.data) == 0),
-		      "%s: split mode %d gives other events:\n%s", c->name, mode, log.data ? log.data : "");
+		      "%s: split mode %d%s gives other events:\n%s", c->name, mode, trim ? " (trim)" : "",
+		      log.data ? log.data : "");
 		CHECK(offs.len == offs0.len && (offs.len == 0 || strcmp(offs.data, offs0.data) == 0),
-		      "%s: split mode %d gives other offsets: %s vs %s", c->name, mode,
+		      "%s: split mode %d%s gives other offsets: %s vs %s", c->name, mode, trim ? " (trim)" : "",
 		      offs.data ? offs.data : "", offs0.data ? offs0.data : "");
 		buf_release(&log);
 		buf_release(&offs);
@@ -851,6 +862,66 @@ static void test_literal_memory_on_demand(void)
 		imap_parser_deinit(&ps[i]);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/*
+ * A parser trimmed after its command keeps no memory but its struct (an
+ * IDLE session waits for hours), trimming inside a command changes nothing,
+ * and a raw-line request outlives the trim. (The memory part needs glibc's
+ * counters, which do not see AddressSanitizer's allocator.)
+ */
+static void test_trim(void)
+{
+	struct imap_parser *ps[100];
+	const char *cmd = "a1 UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From To)])\r\n";
+	size_t used, n;
+	const char *line;
+	struct imap_parser *p;
+
+	for (int i = 0; i < 100; i++)
+		ps[i] = imap_parser_init(NULL, 0);
+	for (int i = 0; i < 100; i++)
+		CHECK(imap_parser_feed(ps[i], cmd, strlen(cmd), &used) == IMAP_PARSE_COMMAND, "trim: command");
+#ifndef UNDER_ASAN
+	{
+		struct mallinfo2 before = mallinfo2(), after;
+		size_t freed;
+
+		for (int i = 0; i < 100; i++)
+			imap_parser_trim(ps[i]);
+		after = mallinfo2();
+		freed = (before.uordblks + before.hblkhd) - (after.uordblks + after.hblkhd);
+		CHECK(freed >= 100 * 4096, "trim gave back %zu bytes for 100 parsers", freed);
+	}
+#endif
+	for (int i = 0; i < 100; i++)
+		imap_parser_deinit(&ps[i]);
+
+	p = imap_parser_init(NULL, 0);
+	CHECK(imap_parser_feed(p, "b SELECT {5}\r\nIN", 16, &used) == IMAP_PARSE_CONTINUE, "trim: literal");
+	imap_parser_trim(p);
+	CHECK(imap_parser_feed(p, "IN", 2, &used) == IMAP_PARSE_NEED_MORE && used == 2, "trim: literal data");
+	imap_parser_trim(p);
+	CHECK(imap_parser_feed(p, "BOX\r\n", 5, &used) == IMAP_PARSE_COMMAND, "trim: end of literal");
+	CHECK(strcmp(imap_parser_command(p)->tag, "b") == 0 && imap_parser_command(p)->count == 1 &&
+	      strcmp(imap_parser_command(p)->args[0].str, "INBOX") == 0, "trim: command after trims");
+	CHECK(imap_parser_read_line(p) == 0, "trim: read_line");
+	imap_parser_trim(p);
+	CHECK(imap_parser_feed(p, "DONE\r\n", 6, &used) == IMAP_PARSE_LINE, "trim: raw line request kept");
+	line = imap_parser_line(p, &n);
+	CHECK(n == 4 && memcmp(line, "DONE", 4) == 0, "trim: raw line");
+	imap_parser_trim(p);
+	CHECK(imap_parser_feed(p, "c NOOP\r\n", 8, &used) == IMAP_PARSE_COMMAND &&
+	      strcmp(imap_parser_command(p)->name, "NOOP") == 0, "trim: command after the line");
+	imap_parser_deinit(&p);
+}
+
 int main(void)
 {
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -863,6 +934,7 @@ int main(void)
 	test_rfc_append_bytes();
 	test_getters();
 	test_all_two_way_splits();
+	test_trim();
 	if (failures) {
 		printf("%d failure(s)\n", failures);
 		return 1;
