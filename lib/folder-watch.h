@@ -24,7 +24,8 @@ void folder_watch_start(uv_loop_t *loop);
 /* Stops every watch (before the loop is closed); runs the loop until the
  * handles are closed. */
 void folder_watch_stop(void);
-/* The number of folders watched now (for tests and logs). */
+/* The number of folders watched now, lingering ones included (a folder
+ * keeps its watch for a minute after its last subscriber left). */
 unsigned folder_watch_count(void);
 
 #endif
