@@ -116,6 +116,8 @@ struct imap_session {
 	bool readonly;
 	bool changed;               /* a notification came in: refresh at the next chance */
 	char *kw_told;              /* keywords the client was given in FLAGS (NULL: none) */
+	uint64_t lit_held;          /* octets of literals of the command being read or run,
+	                             * counted in the server-wide [imap] max_buffered */
 
 	/* ENABLE (RFC 5161) */
 	bool condstore;             /* CONDSTORE (also turned on by its use) */

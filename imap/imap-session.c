@@ -84,7 +84,7 @@ struct imap_session *imap_session_new(const struct imap_session_params *p, const
 	lim.max_line = s->cfg.max_line;
 	lim.max_literal = s->cfg.max_literal;
 	lim.max_depth = s->cfg.max_depth;
-	s->parser = imap_parser_init(&lim, 0);
+	s->parser = imap_parser_init(&lim, IMAP_PARSER_LITERAL_EVENTS);
 	imap_seqset_init(&s->saved);
 	{
 		struct buf caps = BUF_INIT(0);
@@ -94,6 +94,50 @@ struct imap_session *imap_session_new(const struct imap_session_params *p, const
 	}
 	arm_timeout(s);
 	return s;
+}
+
+/*
+ * Literals of all sessions together, held in memory while their command is
+ * read and run ([imap] max_buffered). Sessions live on the loop thread, and
+ * so does this count. A literal that would go past the budget is refused
+ * before its data is taken (NO [UNAVAILABLE]: try again later).
+ */
+static uint64_t literals_held;
+
+uint64_t imap_literals_held(void)
+{
+	return literals_held;
+}
+
+static void literals_release(struct imap_session *s)
+{
+	if (s->lit_held > literals_held)
+		BUG("imap literal budget below what a session holds");
+	literals_held -= s->lit_held;
+	s->lit_held = 0;
+}
+
+/* A literal was announced: take it into the budget, or refuse it (the
+ * parser then drops the command; a synchronizing literal is never sent). */
+static void literal_announced(struct imap_session *s)
+{
+	struct imap_literal_info info;
+	const char *tag;
+
+	imap_parser_literal_info(s->parser, &info);
+	if (literals_held + info.size <= s->cfg.max_buffered) {
+		literals_held += info.size;
+		s->lit_held += info.size;
+		return;
+	}
+	tag = imap_parser_tag(s->parser);
+	imap_parser_literal_action(s->parser, IMAP_LITERAL_REJECT);
+	literals_release(s);
+	log_warn("imap", s->sid, "literal refused size=%llu held=%llu max_buffered=%llu",
+		 (unsigned long long)info.size, (unsigned long long)literals_held,
+		 (unsigned long long)s->cfg.max_buffered);
+	imap_session_printf(s, "%s NO [UNAVAILABLE] Server busy with other messages, try again later",
+			    tag ? tag : "*");
 }
 
 static void cmd_free(struct imap_cmd **cp)
@@ -120,6 +164,7 @@ void imap_session_free(struct imap_session **sp)
 	if (s->pending)
 		BUG("imap session freed while a command runs");
 	cmd_free(&s->cmd);
+	literals_release(s);
 	mbox_close(&s->mbox);
 	imap_parser_deinit(&s->parser);
 	imap_seqset_release(&s->saved);
@@ -506,6 +551,7 @@ static void write_and_finish(struct imap_session *s)
 		imap_session_printf(s, "%s %s", cmd->tag, cmd->tagged.data);
 	}
 	cmd_free(&s->cmd);
+	literals_release(s);
 	/* The command is over and its arguments with it: a session waiting
 	 * for its client (IDLE above all, thousands of them) keeps no parser
 	 * memory. A pipelined next command allocates it again, a few small
@@ -672,9 +718,16 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 	if (s->closed)
 		return len;
 	s->in_input = true;
-	while (used < len && !s->pending && !s->closed) {
+	/* After IMAP_PARSE_LITERAL the parser must be fed once more, with or
+	 * without bytes, to act on the decision ("+" for a synchronizing
+	 * literal the client waits for). */
+	bool decided = false;
+
+	while ((used < len || decided) && !s->pending && !s->closed) {
 		size_t n = 0;
 		int r = imap_parser_feed(s->parser, data + used, len - used, &n);
+
+		decided = false;
 		const char *msg;
 
 		used += n;
@@ -694,6 +747,10 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 		case IMAP_PARSE_CONTINUE:
 			imap_session_printf(s, "+ OK");
 			break;
+		case IMAP_PARSE_LITERAL:
+			literal_announced(s);
+			decided = true;
+			break;
 		case IMAP_PARSE_LINE: {
 			size_t llen;
 			const char *line = imap_parser_line(s->parser, &llen);
@@ -711,6 +768,7 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 		case IMAP_PARSE_ERROR: {
 			const char *tag = imap_parser_tag(s->parser);
 			enum imap_parser_error e = imap_parser_error(s->parser, &msg);
+			literals_release(s);   /* the parser dropped the command */
 			/* A literal over APPENDLIMIT is a NO, not a client error. */
 			if (e == IMAP_PARSE_ERROR_LITERAL_TOO_BIG)
 				imap_session_printf(s, "%s NO [TOOBIG] %s", tag ? tag : "*", msg);

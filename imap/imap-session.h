@@ -74,4 +74,8 @@ void imap_cmd_run(struct imap_cmd *cmd);
 /* Loop thread: cmd's work is done. */
 void imap_session_cmd_done(struct imap_session *s, struct imap_cmd *cmd);
 
+/* Octets of literals all sessions hold now (their budget is [imap]
+ * max_buffered); 0 once every session is freed. */
+uint64_t imap_literals_held(void);
+
 #endif

@@ -73,6 +73,7 @@ void imap_config_defaults(struct imap_config *c)
 	c->idle_timeout = 1800;
 	c->max_line = 65536;
 	c->max_literal = 50 * 1024 * 1024;
+	c->max_buffered = 256 * 1024 * 1024;
 	c->max_depth = 16;
 	c->max_bad_commands = 20;
 	c->max_auth_failures = 3;
@@ -555,6 +556,10 @@ static int imap_key(struct parse_ctx *c, const char *key, const char *value)
 		if (config_parse_size(value, &p->max_literal) < 0 || p->max_literal < 1024 ||
 		    p->max_literal > (uint64_t)1 << 31)
 			return fail(c, "max_literal '%s' is not a size from 1k to 2G", value);
+	} else if (strcmp(key, "max_buffered") == 0) {
+		if (config_parse_size(value, &p->max_buffered) < 0 || p->max_buffered < 1024 * 1024 ||
+		    p->max_buffered > (uint64_t)1 << 40)
+			return fail(c, "max_buffered '%s' is not a size from 1M to 1T", value);
 	} else if (strcmp(key, "max_depth") == 0) {
 		if (parse_uint(value, 2, 100, &p->max_depth) < 0)
 			return fail(c, "max_depth '%s' is not a number from 2 to 100", value);
@@ -637,6 +642,12 @@ static int finish(struct parse_ctx *c, int r, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: [smtp] max_buffered (%llu) is smaller than max_message_size (%llu): "
 			 "the largest messages could never be taken", c->name,
 			 (unsigned long long)cfg->smtp.max_buffered, (unsigned long long)cfg->smtp.max_message_size);
+		return -1;
+	}
+	if (cfg->imap.max_buffered < cfg->imap.max_literal) {
+		snprintf(err, errlen, "%s: [imap] max_buffered (%llu) is smaller than max_literal (%llu): "
+			 "the largest messages could never be taken", c->name,
+			 (unsigned long long)cfg->imap.max_buffered, (unsigned long long)cfg->imap.max_literal);
 		return -1;
 	}
 	if (cfg->n_listeners == 0) {

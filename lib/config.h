@@ -64,6 +64,7 @@ struct imap_config {
 	unsigned idle_timeout;       /* seconds without a command (RFC 3501: >= 30 min) */
 	unsigned max_line;           /* octets of one command, literals excluded */
 	uint64_t max_literal;        /* largest literal: APPENDLIMIT */
+	uint64_t max_buffered;       /* octets of literals held by all sessions together */
 	unsigned max_depth;          /* nesting of lists */
 	unsigned max_bad_commands;   /* BAD replies before the session is closed */
 	unsigned max_auth_failures;  /* failed logins before the session is closed */

@@ -540,12 +540,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (flags & 4) {
 		cfg.max_line = 1024;
 		cfg.max_literal = 2048;
+		cfg.max_buffered = 3000;   /* two literals of one command can go past it */
 		cfg.max_depth = 4;
 		cfg.max_bad_commands = 5;
 		cfg.max_auth_failures = 2;
 	}
 	run(&a, &cfg, flags, 0, stream, stream_len);
+	if (imap_literals_held() != 0)
+		FAIL("a freed session left literal octets counted");
 	run(&b, &cfg, flags, seed, stream, stream_len);
+	if (imap_literals_held() != 0)
+		FAIL("a freed session left literal octets counted");
 	free(stream);
 	if (getenv("FUZZ_IMAP_SESSION_DUMP"))
 		fprintf(stderr, "%.*s", (int)a.out.len, a.out.data);

@@ -241,6 +241,39 @@ class AppendCase(BuzonTestCase):
         self.assertTrue(c.closed_within(scaled(5)), 'the server closes the connection')
         self.assertEqual(len(self.cur_files(s)), 1)
 
+    def test_literals_share_a_memory_budget(self):
+        # [imap] max_buffered bounds the literals all sessions hold at once: one
+        # that would go past it is refused before its data (NO [UNAVAILABLE],
+        # try again later), and the budget comes back when the command ends.
+        s = self.imap_server(imap={'max_literal': '1M', 'max_buffered': '1M'})
+        a = self.raw(s)
+        b = self.raw(s)
+        big = (b'Subject: big\r\n\r\n' + b'x' * 998 + b'\r\n') * 700   # 700,000 octets
+        # A announces its literal and gets "+", then sends only half of it
+        a.send(b'a1 APPEND INBOX {%d}\r\n' % len(big))
+        self.assertTrue(a.line().startswith(b'+'))
+        a.send(big[:350000])
+        # B's literal does not fit beside it: refused, the session goes on
+        b.send(b'b1 APPEND INBOX {400000}\r\n')
+        self.assertRegex(b.line().decode(), r'^b1 NO \[UNAVAILABLE\] ')
+        _, t = b.cmd('NOOP', tag='b2')
+        self.assertTrue(t.startswith('OK'), t)
+        # a non-synchronizing one too: its data is read and dropped, not stored
+        b.send(b'b3 APPEND INBOX {400000+}\r\n' + b'y' * 400000 + b'\r\n')
+        self.assertRegex(b.line().decode(), r'^b3 NO \[UNAVAILABLE\] ')
+        _, t = b.cmd('NOOP', tag='b4')
+        self.assertTrue(t.startswith('OK'), t)
+        # a small one still fits
+        _, t = b.append_sync('b5', 'INBOX', b'Subject: small\r\n\r\nhi\r\n')
+        self.assertRegex(t, APPENDUID_RE)
+        # A finishes: its APPEND is stored, and the budget is free again
+        a.send(big[350000:] + b'\r\n')
+        _, t = a.until_tagged('a1')
+        self.assertRegex(after_tag(t), APPENDUID_RE)
+        _, t = b.append_sync('b6', 'INBOX', big[:400000 - 2] + b'\r\n')
+        self.assertRegex(t, APPENDUID_RE)
+        self.assertEqual(len(self.cur_files(s)), 3)
+
     def test_literal_plus(self):
         s = self.imap_server()
         c = self.raw(s)

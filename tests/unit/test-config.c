@@ -50,6 +50,11 @@ static const struct bad_case bad[] = {
 	  "t.conf:9: listener \"b\": address 127.0.0.1:25 is already used by listener \"a\"" },
 	{ "this is not ini\n", "t.conf:1:" },
 	{ "[listener mx]\nprotocol = smtp\n", "t.conf:2: section [listener mx]: write listeners as [listener \"name\"]" },
+	{ "[server]\nhostname = a\ndata_dir = /x\n[imap]\nmax_buffered = 10k\n",
+	  "t.conf:5: max_buffered '10k' is not a size from 1M to 1T" },
+	{ "[server]\nhostname = a\ndata_dir = /x\n[imap]\nmax_literal = 60M\nmax_buffered = 50M\n"
+	  "[listener \"mx\"]\nprotocol = imap\naddress = 127.0.0.1:143\n",
+	  "t.conf: [imap] max_buffered (52428800) is smaller than max_literal (62914560)" },
 };
 
 int main(void)
