@@ -989,22 +989,6 @@ static bool sent_day(struct msgctx *c, int64_t *day_r)
 	return c->sent_state == 1;
 }
 
-static bool keyword_set(const char *keywords, const char *kw)
-{
-	size_t len = strlen(kw);
-	const char *p = keywords;
-
-	while (p && *p) {
-		size_t n = strcspn(p, " ");
-		if (n == len && strncasecmp(p, kw, len) == 0)
-			return true;
-		p += n;
-		while (*p == ' ')
-			p++;
-	}
-	return false;
-}
-
 /* ---- matching ---- */
 
 static enum tri eval(struct msgctx *c, const struct skey *k, enum stage st)
@@ -1051,9 +1035,9 @@ static enum tri eval(struct msgctx *c, const struct skey *k, enum stage st)
 	case K_OLD:
 		return mbox_is_recent(c->x->m, c->i) ? T_FALSE : T_TRUE;
 	case K_KEYWORD:
-		return keyword_set(msg->keywords, k->keyword) ? T_TRUE : T_FALSE;
+		return imap_keyword_listed(msg->keywords, k->keyword, strlen(k->keyword)) ? T_TRUE : T_FALSE;
 	case K_UNKEYWORD:
-		return keyword_set(msg->keywords, k->keyword) ? T_FALSE : T_TRUE;
+		return imap_keyword_listed(msg->keywords, k->keyword, strlen(k->keyword)) ? T_FALSE : T_TRUE;
 	case K_LARGER:
 		return msg->vsize > k->num ? T_TRUE : T_FALSE;
 	case K_SMALLER:

@@ -19,21 +19,6 @@
 
 /* ---- keyword lists: space-separated words, compared ignoring case ---- */
 
-static bool kw_has(const char *list, const char *word, size_t len)
-{
-	const char *k = list;
-
-	while (k && *k) {
-		size_t klen = strcspn(k, " ");
-		if (klen == len && strncasecmp(k, word, len) == 0)
-			return true;
-		k += klen;
-		while (*k == ' ')
-			k++;
-	}
-	return false;
-}
-
 /* Appends the words of add that out does not hold yet. */
 static void kw_merge(struct buf *out, const char *add)
 {
@@ -41,7 +26,7 @@ static void kw_merge(struct buf *out, const char *add)
 
 	while (k && *k) {
 		size_t len = strcspn(k, " ");
-		if (len && !kw_has(out->data, k, len)) {
+		if (len && !imap_keyword_listed(out->data, k, len)) {
 			if (out->len)
 				buf_addch(out, ' ');
 			buf_add(out, k, len);
@@ -59,7 +44,7 @@ static void kw_minus(struct buf *out, const char *from, const char *drop)
 
 	while (k && *k) {
 		size_t len = strcspn(k, " ");
-		if (len && !kw_has(drop, k, len) && !kw_has(out->data, k, len)) {
+		if (len && !imap_keyword_listed(drop, k, len) && !imap_keyword_listed(out->data, k, len)) {
 			if (out->len)
 				buf_addch(out, ' ');
 			buf_add(out, k, len);
@@ -77,7 +62,7 @@ static bool kw_subset(const char *a, const char *b)
 
 	while (k && *k) {
 		size_t len = strcspn(k, " ");
-		if (len && !kw_has(b, k, len))
+		if (len && !imap_keyword_listed(b, k, len))
 			return false;
 		k += len;
 		while (*k == ' ')

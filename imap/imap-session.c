@@ -391,8 +391,7 @@ bool imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg, struct im
 
 /* ---- untagged updates ---- */
 
-/* Is the keyword k (len octets) in the space-separated list? */
-static bool kw_listed(const char *list, const char *k, size_t len)
+bool imap_keyword_listed(const char *list, const char *k, size_t len)
 {
 	while (list && *list) {
 		size_t l = strcspn(list, " ");
@@ -417,7 +416,7 @@ void imap_keywords_told(struct imap_session *s, const char *kw, struct buf *out)
 		buf_adds(&all, s->kw_told);
 	for (const char *k = kw; k && *k;) {
 		size_t l = strcspn(k, " ");
-		if (l && !kw_listed(all.data, k, l) && all.len + l < MBOX_KEYWORDS_MAX) {
+		if (l && !imap_keyword_listed(all.data, k, l) && all.len + l < MBOX_KEYWORDS_MAX) {
 			if (all.len)
 				buf_addch(&all, ' ');
 			buf_add(&all, k, l);

@@ -392,6 +392,22 @@ static void view_unlink(struct view *v)
 	views.bytes -= v->bytes;
 }
 
+/* Puts v at the front of the cache (most recently used); the caller holds
+ * views.lock and has given the cache its reference. */
+static void view_push(struct view *v)
+{
+	v->prev = NULL;
+	v->next = views.head;
+	if (views.head)
+		views.head->prev = v;
+	views.head = v;
+	if (!views.tail)
+		views.tail = v;
+	v->cached = true;
+	views.n++;
+	views.bytes += v->bytes;
+}
+
 /* The cached view of key with this stamp, with a reference, or NULL. */
 static struct view *view_lookup(const char *key, uint32_t uidvalidity, uint32_t uidnext, uint64_t modseq,
 				int64_t gen)
@@ -407,15 +423,7 @@ static struct view *view_lookup(const char *key, uint32_t uidvalidity, uint32_t 
 		atomic_fetch_add(&v->refs, 1);
 		if (v != views.head) {   /* to the front */
 			view_unlink(v);
-			v->next = views.head;
-			if (views.head)
-				views.head->prev = v;
-			views.head = v;
-			if (!views.tail)
-				views.tail = v;
-			v->cached = true;
-			views.n++;
-			views.bytes += v->bytes;
+			view_push(v);
 		}
 	} else {
 		if (v) {
@@ -447,15 +455,7 @@ static void view_insert(struct view *v)
 		}
 	}
 	atomic_fetch_add(&v->refs, 1);
-	v->next = views.head;
-	if (views.head)
-		views.head->prev = v;
-	views.head = v;
-	if (!views.tail)
-		views.tail = v;
-	v->cached = true;
-	views.n++;
-	views.bytes += v->bytes;
+	view_push(v);
 	while (views.tail != v && (views.n > VIEW_CACHE_MAX_VIEWS || views.bytes > VIEW_CACHE_MAX_BYTES) &&
 	       n_drop < sizeof(drop) / sizeof(drop[0])) {
 		struct view *o = views.tail;
