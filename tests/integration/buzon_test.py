@@ -108,7 +108,26 @@ class SMTPClosed(Exception):
     pass
 
 
-class RawSMTP:
+class RawSocket:
+    """What the raw clients share: self.sock, closing, sending bytes or str."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode('utf-8'))
+
+
+class RawSMTP(RawSocket):
     """A byte-exact SMTP client: we choose every octet that goes out."""
 
     def __init__(self, addr, timeout=10.0, source=None, read_greeting=True):
@@ -123,25 +142,10 @@ class RawSMTP:
         self.eof = False
         self.greeting = self.reply() if read_greeting else None
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def settimeout(self, seconds):
         self.sock.settimeout(scaled(seconds))
 
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode('utf-8')
-        self.sock.sendall(data)
 
     def _fill(self):
         try:
@@ -251,7 +255,7 @@ def after_tag(line):
     return line.split(b' ' if isinstance(line, bytes) else ' ', 1)[1]
 
 
-class RawIMAP:
+class RawIMAP(RawSocket):
     """A byte-exact IMAP client: we write every octet; every reply line must
     end in CRLF (a bare LF is an AssertionError). Server literals ({n}) are
     read and kept inside the line that announces them.
@@ -271,23 +275,10 @@ class RawIMAP:
         self.n = 0
         self.greeting = self.line()
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def settimeout(self, seconds):
         self.sock.settimeout(seconds)
 
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
 
     def _fill(self):
         try:

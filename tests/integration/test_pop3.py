@@ -19,8 +19,8 @@ import subprocess
 import time
 import unittest
 
-from buzon_test import (POP3_LISTENERS, PASSWORD, BuzonTestCase, make_message, scaled, split_delivered,
-                        stored_form, subprocess_env)
+from buzon_test import (POP3_LISTENERS, PASSWORD, BuzonTestCase, RawSocket, make_message, scaled,
+                        split_delivered, stored_form, subprocess_env)
 
 ALICE = 'alice@example.test'
 BOB = 'bob@example.test'
@@ -45,7 +45,7 @@ def run(argv, **kw):
                           **kw)
 
 
-class RawPOP3:
+class RawPOP3(RawSocket):
     """A byte-exact POP3 client: every reply line must end in CRLF."""
 
     def __init__(self, addr, timeout=20.0, source=None):
@@ -53,21 +53,6 @@ class RawPOP3:
                                              source_address=(source, 0) if source else None)
         self.buf = b''
         self.greeting = self.line()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
 
     def line(self):
         while b'\r\n' not in self.buf:
