@@ -983,6 +983,10 @@ static int dispatch(struct imap_parser *p, unsigned char c)
 			size_t content = p->tok.len - p->name_len - 1;
 			struct imap_arg *a = NULL;
 
+			/* A section is a level of nesting, spaced or not. */
+			if (p->depth >= p->limits.max_depth)
+				return fail(p, IMAP_PARSE_ERROR_TOO_DEEP, "lists nested too deeply", c);
+
 			if (content > 0) {
 				if ((r = begin_arg(p, c)) != 0)
 					return r;
