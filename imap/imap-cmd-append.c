@@ -130,9 +130,7 @@ static char *stored_form(const char *data, size_t len, size_t *len_r)
 	return out;
 }
 
-/* Worker: 1 when adding size octets would take the user over the quota,
- * 0 when not (or no quota), negative when it cannot be told. */
-static int over_quota(struct imap_session *s, uint64_t size)
+int imap_append_over_quota(struct imap_session *s, uint64_t size)
 {
 	struct dir_target *t = xcalloc(DIR_MAX_TARGETS, sizeof(*t));
 	size_t n = 0;
@@ -159,7 +157,7 @@ static int append_run(struct imap_cmd *cmd)
 	char *data = stored_form(x->data, x->len, &len);
 	int r;
 
-	r = over_quota(s, len);
+	r = imap_append_over_quota(s, len);
 	if (r < 0) {
 		log_warn("imap", s->sid, "append cannot check the quota error=%d", r);
 		imap_cmd_tagged(cmd, "NO", "[UNAVAILABLE] Cannot check the quota, try again later");

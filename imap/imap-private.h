@@ -86,6 +86,7 @@ struct imap_cmd {
 	struct buf tagged;        /* "OK [..] text", set once */
 	bool refreshed;
 	bool no_reply;            /* no tagged line (IDLE, AUTHENTICATE waiting for a line) */
+	bool keep_literals;       /* runs while a command is read: its literals stay counted */
 };
 
 struct imap_session {
@@ -118,6 +119,7 @@ struct imap_session {
 	char *kw_told;              /* keywords the client was given in FLAGS (NULL: none) */
 	uint64_t lit_held;          /* octets of literals of the command being read or run,
 	                             * counted in the server-wide [imap] max_buffered */
+	bool lit_kick;              /* a literal was decided off the loop: feed the parser once */
 
 	/* ENABLE (RFC 5161) */
 	bool condstore;             /* CONDSTORE (also turned on by its use) */
@@ -170,6 +172,10 @@ int imap_refresh(struct imap_session *s, struct buf *out);
  * in FLAGS; with out, first writes FLAGS and PERMANENTFLAGS to it when kw
  * holds one the client was not given (RFC 3501 7.2.6). */
 void imap_keywords_told(struct imap_session *s, const char *kw, struct buf *out);
+/* Worker: 1 when adding size octets would take the user over the quota,
+ * 0 when not (or no quota), negative when it cannot be told
+ * (imap/imap-cmd-append.c). */
+int imap_append_over_quota(struct imap_session *s, uint64_t size);
 /* Writes "FLAGS (...)" content for a message: flags and keywords. */
 void imap_write_flags(struct buf *out, uint32_t flags, const char *keywords);
 /* Is the keyword k (len octets) in the space-separated list? Keywords

@@ -117,17 +117,66 @@ static void literals_release(struct imap_session *s)
 	s->lit_held = 0;
 }
 
+/* The literal of an APPEND against the user's quota, before its data:
+ * run on a worker while the parser waits for the decision. */
+struct quota_check {
+	uint64_t size;
+	int verdict;
+};
+
+static int quota_check_run(struct imap_cmd *cmd)
+{
+	struct quota_check *q = cmd->priv;
+
+	q->verdict = imap_append_over_quota(cmd->s, q->size);
+	return IMAP_RUN_DONE;
+}
+
+static void quota_check_finish(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct quota_check *q = cmd->priv;
+	const char *tag = imap_parser_tag(s->parser);
+
+	/* Over: refused now, so that the client does not send it (RFC 9208
+	 * 4.3 shows OVERQUOTA on APPEND). Cannot tell: taken, and APPEND
+	 * checks again once the message is here. */
+	if (q->verdict > 0) {
+		imap_parser_literal_action(s->parser, IMAP_LITERAL_REJECT);
+		literals_release(s);
+		imap_session_printf(s, "%s NO [OVERQUOTA] Quota exceeded", tag ? tag : "*");
+	}
+	s->lit_kick = true;
+}
+
 /* A literal was announced: take it into the budget, or refuse it (the
- * parser then drops the command; a synchronizing literal is never sent). */
+ * parser then drops the command; a synchronizing literal is never sent).
+ * The literal of an APPEND is checked against the quota first. */
 static void literal_announced(struct imap_session *s)
 {
 	struct imap_literal_info info;
+	const struct imap_command *part;
 	const char *tag;
 
 	imap_parser_literal_info(s->parser, &info);
 	if (literals_held + info.size <= s->cfg.max_buffered) {
 		literals_held += info.size;
 		s->lit_held += info.size;
+		part = imap_parser_partial(s->parser);
+		if ((s->state & IMAP_AUTHED) && !s->cmd && info.size > 0 && part &&
+		    strcasecmp(part->name, "APPEND") == 0) {
+			struct imap_cmd *cmd = imap_cmd_new(s, part->tag, "APPEND");
+			struct quota_check *q = xcalloc(1, sizeof(*q));
+			q->size = info.size;
+			cmd->priv = q;
+			cmd->free_priv = free;
+			cmd->run = quota_check_run;
+			cmd->finish = quota_check_finish;
+			cmd->no_reply = true;
+			cmd->keep_literals = true;
+			cmd->refreshed = true;   /* no untagged updates in the middle of a command */
+			imap_cmd_dispatch(s);
+		}
 		return;
 	}
 	tag = imap_parser_tag(s->parser);
@@ -549,8 +598,9 @@ static void write_and_finish(struct imap_session *s)
 			s->bad++;
 		imap_session_printf(s, "%s %s", cmd->tag, cmd->tagged.data);
 	}
+	if (!cmd->keep_literals)
+		literals_release(s);
 	cmd_free(&s->cmd);
-	literals_release(s);
 	/* The command is over and its arguments with it: a session waiting
 	 * for its client (IDLE above all, thousands of them) keeps no parser
 	 * memory. A pipelined next command allocates it again, a few small
@@ -590,6 +640,8 @@ void imap_session_cmd_done(struct imap_session *s, struct imap_cmd *cmd)
 	if (s->pending)
 		return;     /* streaming: waiting for the drain */
 	arm_timeout(s);
+	if (s->lit_kick && !s->in_input && !s->closed)
+		imap_session_input(s, "", 0);  /* the parser acts on the decision ("+") */
 	if (s->idling && s->changed)
 		idle_refresh(s);
 	else if (!s->in_input)
@@ -722,10 +774,15 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 	 * literal the client waits for). */
 	bool decided = false;
 
-	while ((used < len || decided) && !s->pending && !s->closed) {
+	while ((used < len || decided || s->lit_kick) && !s->pending && !s->closed) {
 		size_t n = 0;
-		int r = imap_parser_feed(s->parser, data + used, len - used, &n);
+		int r;
 
+		if (s->lit_kick) {
+			s->lit_kick = false;
+			decided = true;
+		}
+		r = imap_parser_feed(s->parser, data + used, len - used, &n);
 		decided = false;
 		const char *msg;
 

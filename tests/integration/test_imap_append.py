@@ -314,6 +314,26 @@ class AppendCase(BuzonTestCase):
         typ, data = c.append('Sent', None, None, b'Subject: s\r\n\r\nok\r\n')
         self.appenduid(typ, data)
 
+    def test_overquota_before_the_data(self):
+        # The quota is checked when the literal is announced: a message that
+        # cannot fit is refused before the client sends it (synchronizing
+        # literal: no "+"), or read and dropped (LITERAL+); nothing is stored.
+        s = self.imap_server(users=((ALICE, '2k'),))
+        c = self.raw(s)
+        c.send('a1 APPEND INBOX {5000}\r\n')
+        self.assertRegex(c.line().decode(), r'^a1 NO \[OVERQUOTA\] ')
+        _, t = c.cmd('NOOP', tag='a2')
+        self.assertTrue(t.startswith('OK'), 'the session goes on: %r' % t)
+        c.send(b'a3 APPEND INBOX {5000+}\r\n' + b'x' * 5000 + b'\r\n')
+        self.assertRegex(c.line().decode(), r'^a3 NO \[OVERQUOTA\] ')
+        _, t = c.cmd('NOOP', tag='a4')
+        self.assertTrue(t.startswith('OK'), t)
+        self.assertEqual(self.cur_files(s), [])
+        # one that fits gets its "+" and is stored
+        _, t = c.append_sync('a5', 'INBOX', b'Subject: fits\r\n\r\nsmall\r\n')
+        self.assertRegex(t, APPENDUID_RE)
+        self.assertEqual(len(self.cur_files(s)), 1)
+
     def test_exists_in_selected_mailbox(self):
         s = self.imap_server()
         c = self.raw(s)
