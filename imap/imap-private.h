@@ -119,7 +119,7 @@ struct imap_session {
 	char *kw_told;              /* keywords the client was given in FLAGS (NULL: none) */
 	uint64_t lit_held;          /* octets of literals of the command being read or run,
 	                             * counted in the server-wide [imap] max_buffered */
-	bool lit_kick;              /* a literal was decided off the loop: feed the parser once */
+	bool lit_kick;              /* a literal is decided (or will be): feed the parser once more */
 
 	/* ENABLE (RFC 5161) */
 	bool condstore;             /* CONDSTORE (also turned on by its use) */

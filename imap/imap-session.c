@@ -146,7 +146,6 @@ static void quota_check_finish(struct imap_cmd *cmd)
 		literals_release(s);
 		imap_session_printf(s, "%s NO [OVERQUOTA] Quota exceeded", tag ? tag : "*");
 	}
-	s->lit_kick = true;
 }
 
 /* A literal was announced: take it into the budget, or refuse it (the
@@ -769,22 +768,16 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 	if (s->closed)
 		return len;
 	s->in_input = true;
-	/* After IMAP_PARSE_LITERAL the parser must be fed once more, with or
-	 * without bytes, to act on the decision ("+" for a synchronizing
-	 * literal the client waits for). */
-	bool decided = false;
-
-	while ((used < len || decided || s->lit_kick) && !s->pending && !s->closed) {
+	/* lit_kick: after IMAP_PARSE_LITERAL the parser must be fed once more,
+	 * with or without bytes, to act on the decision ("+" for a
+	 * synchronizing literal the client waits for). */
+	while ((used < len || s->lit_kick) && !s->pending && !s->closed) {
 		size_t n = 0;
+		const char *msg;
 		int r;
 
-		if (s->lit_kick) {
-			s->lit_kick = false;
-			decided = true;
-		}
+		s->lit_kick = false;
 		r = imap_parser_feed(s->parser, data + used, len - used, &n);
-		decided = false;
-		const char *msg;
 
 		used += n;
 		switch (r) {
@@ -804,8 +797,9 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 			imap_session_printf(s, "+ OK");
 			break;
 		case IMAP_PARSE_LITERAL:
+			/* decided now, or by a quota check on a worker (pending) */
 			literal_announced(s);
-			decided = true;
+			s->lit_kick = true;
 			break;
 		case IMAP_PARSE_LINE: {
 			size_t llen;
