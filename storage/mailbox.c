@@ -1077,6 +1077,18 @@ static int view_read(struct mbox *m, struct view **v_r)
 	return 0;
 }
 
+/* Makes v (a reference the caller gives) the session's message list. */
+static void adopt_view(struct mbox *m, struct view *v)
+{
+	free_view(m);
+	m->view = v;
+	m->msgs = v->msgs;
+	m->n = v->n;
+	/* What the session reports goes with the list it holds. */
+	m->uidnext = v->uidnext;
+	m->highestmodseq = v->highestmodseq;
+}
+
 /* Sets the session's message list to the current view of the folder. */
 static int load_view(struct mbox *m)
 {
@@ -1085,13 +1097,7 @@ static int load_view(struct mbox *m)
 
 	if (r < 0)
 		return r;
-	free_view(m);
-	m->view = v;
-	m->msgs = v->msgs;
-	m->n = v->n;
-	/* What the session reports goes with the list it holds. */
-	m->uidnext = v->uidnext;
-	m->highestmodseq = v->highestmodseq;
+	adopt_view(m, v);
 	return 0;
 }
 
@@ -1794,12 +1800,7 @@ int mbox_refresh(struct mbox *m, struct mbox_changes *ch)
 		}
 	}
 	m->ch.n_new = n - j;
-	free_view(m);
-	m->view = v;
-	m->msgs = v->msgs;
-	m->n = v->n;
-	m->uidnext = v->uidnext;
-	m->highestmodseq = v->highestmodseq;
+	adopt_view(m, v);
 	if (ch)
 		*ch = m->ch;
 	return 0;

@@ -126,6 +126,21 @@ class RawSocket:
     def send(self, data):
         self.sock.sendall(data if isinstance(data, bytes) else data.encode('utf-8'))
 
+    def wait_closed(self, timeout):
+        """True when the server closes the connection within timeout seconds;
+        what it sends meanwhile goes to self.buf."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
 
 class RawSMTP(RawSocket):
     """A byte-exact SMTP client: we choose every octet that goes out."""
@@ -194,18 +209,8 @@ class RawSMTP(RawSocket):
         return out
 
     def closed_within(self, seconds):
-        """True when the server closes the connection within seconds."""
-        self.sock.settimeout(scaled(seconds))
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
+        """True when the server closes the connection within scaled(seconds)."""
+        return self.wait_closed(scaled(seconds))
 
     def send_message(self, mail_from, rcpts, data, ehlo=True):
         """MAIL/RCPT/DATA with data already dot-stuffed, ending in CRLF; returns the final reply."""
@@ -381,18 +386,8 @@ class RawIMAP(RawSocket):
         return out
 
     def closed_within(self, seconds):
-        """True when the server closes the connection within seconds."""
-        self.sock.settimeout(seconds)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
+        """True when the server closes the connection within seconds (as given)."""
+        return self.wait_closed(seconds)
 
 
 # ----------------------------------------------------------------------------

@@ -84,17 +84,7 @@ class RawPOP3(RawSocket):
         return self.cmd('PASS ' + password)
 
     def closed_within(self, seconds):
-        self.sock.settimeout(scaled(seconds))
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
+        return self.wait_closed(scaled(seconds))
 
 
 class POP3Case(BuzonTestCase):
