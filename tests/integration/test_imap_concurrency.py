@@ -31,16 +31,19 @@ def uid_flags(c):
     """{uid: set of flags (without \\Recent)} of the selected mailbox, after a NOOP."""
     typ, _ = c.noop()
     assert typ == 'OK'
+    # imaplib keeps every unsolicited FETCH response since the last command
+    # that took them (SEARCH, APPEND and NOOP do not), messages expunged
+    # since among them: only what FETCH itself answers counts
+    c.untagged_responses.clear()
     typ, data = c.fetch('1:*', '(UID FLAGS)')
     assert typ == 'OK', data
-    # imaplib hands over the NOOP's unsolicited FETCH responses first: the
-    # later (solicited) response for a UID wins
     out = {}
     for d in data:
         if d is None:
             continue
         u, f = UID_RE.search(d.decode()), FLAGS_RE.search(d.decode())
         assert u and f, d
+        assert int(u.group(1)) not in out, d
         out[int(u.group(1))] = set(x for x in f.group(1).split() if x != '\\Recent')
     return out
 
@@ -125,8 +128,9 @@ class Concurrency(BuzonTestCase):
         fresh.login(ALICE, PASSWORD)
         fresh.select('INBOX')
         views.append(uid_flags(fresh))
-        for v in views[1:]:
-            self.assertEqual(v, views[0])
+        for k, v in enumerate(views[1:], 1):
+            diff = {u: (views[0].get(u), v.get(u)) for u in set(v) | set(views[0]) if views[0].get(u) != v.get(u)}
+            self.assertEqual(diff, {}, 'session %d differs from session 0 (uid: (0, %d))' % (k, k))
         uids = sorted(views[0])
         self.assertEqual(len(uids), len(set(uids)))
 
