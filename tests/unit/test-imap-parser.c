@@ -17,16 +17,7 @@
 #include "imap/imap-parser.h"
 #include "lib/buf.h"
 
-static int failures;
-
-#define CHECK(cond, ...) do { \
-	if (!(cond)) { \
-		failures++; \
-		printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-		printf(__VA_ARGS__); \
-		printf("\n"); \
-	} \
-} while (0)
+#include "tests/common/check.h"
 
 /* ---- dumping a command ---- */
 

@@ -10,16 +10,7 @@
 #include "imap/imap-quote.h"
 #include "lib/buf.h"
 
-static int failures;
-
-#define CHECK(cond, ...) do { \
-	if (!(cond)) { \
-		failures++; \
-		printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-		printf(__VA_ARGS__); \
-		printf("\n"); \
-	} \
-} while (0)
+#include "tests/common/check.h"
 
 enum kind { ASTRING, STRING, NSTRING };
 

@@ -12,16 +12,7 @@
 #include "imap/imap-utf7.h"
 #include "lib/buf.h"
 
-static int failures;
-
-#define CHECK(cond, ...) do { \
-	if (!(cond)) { \
-		failures++; \
-		printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-		printf(__VA_ARGS__); \
-		printf("\n"); \
-	} \
-} while (0)
+#include "tests/common/check.h"
 
 /* both directions */
 static const struct {

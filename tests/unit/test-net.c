@@ -26,16 +26,7 @@
 #include "lib/log.h"
 #include "lib/net.h"
 
-static int failures;
-
-#define CHECK(cond, ...) do { \
-	if (!(cond)) { \
-		failures++; \
-		printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-		printf(__VA_ARGS__); \
-		printf("\n"); \
-	} \
-} while (0)
+#include "tests/common/check.h"
 
 #define INPUT_MAX 64
 #define OUTPUT_HIGH 4096

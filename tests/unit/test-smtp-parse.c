@@ -6,16 +6,7 @@
 
 #include "server/smtp-parse.h"
 
-static int failures;
-
-#define CHECK(cond, ...) do { \
-	if (!(cond)) { \
-		failures++; \
-		printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-		printf(__VA_ARGS__); \
-		printf("\n"); \
-	} \
-} while (0)
+#include "tests/common/check.h"
 
 /* ---- command line splitting ---- */
 
