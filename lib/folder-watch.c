@@ -34,6 +34,7 @@ struct watch {
 	bool polling;           /* the kernel refused a watch */
 	bool unused;            /* no subscriber: lingers until idle_since + LINGER_MS */
 	uint64_t idle_since;
+	bool gone;              /* new/ or cur/ itself was deleted or moved */
 	char key[];
 };
 
@@ -73,9 +74,11 @@ static void on_event(uv_fs_event_t *e, const char *filename, int events, int sta
 {
 	struct watch *w = e->data;
 
-	(void)filename;
-	(void)events;
 	(void)status;
+	/* libuv names the watched directory itself (IN_DELETE_SELF,
+	 * IN_MOVE_SELF) by its base name; no Maildir file is called so. */
+	if ((events & UV_RENAME) && filename && (strcmp(filename, "new") == 0 || strcmp(filename, "cur") == 0))
+		w->gone = true;
 	if (!w->polling && !uv_is_active((uv_handle_t *)&w->timer))
 		uv_timer_start(&w->timer, on_timer, FOLDER_WATCH_DELAY_MS, 0);
 }
@@ -88,6 +91,20 @@ static struct watch *watch_find(const char *key)
 	return NULL;
 }
 
+static void watch_close(struct watch *w);
+
+/* Takes w out of the table and closes it. */
+static void watch_drop(struct watch *w)
+{
+	for (struct watch **pp = &buckets[key_hash(w->key) % BUCKETS]; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			watch_close(w);
+			return;
+		}
+	}
+}
+
 static void watch_first(const char *key)
 {
 	size_t len = strlen(key);
@@ -96,11 +113,16 @@ static void watch_first(const char *key)
 	static bool warned;
 	unsigned b = key_hash(key) % BUCKETS;
 
-	if (w) {   /* a lingering watch serves again */
-		if (w->unused)
-			n_unused--;
-		w->unused = false;
-		return;
+	if (w) {
+		/* A lingering watch serves again, unless the folder was deleted
+		 * (or renamed) since: its watch is on the old directory. */
+		if (!w->gone) {
+			if (w->unused)
+				n_unused--;
+			w->unused = false;
+			return;
+		}
+		watch_drop(w);
 	}
 	w = xcalloc(1, sizeof(*w) + len + 1);
 

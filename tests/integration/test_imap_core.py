@@ -452,6 +452,35 @@ class Changes(IMAPTestCase):
         _, tagged = c.until_tagged('i1')
         self.assertRegex(tagged, r'^i1 OK\b')
 
+    def test_idle_hears_other_programs_in_a_folder_made_anew(self):
+        # The folder's watch outlives its last watcher for a while; a folder
+        # deleted and created again must get a watch on the new directory.
+        s = self.imap_server()
+        a = self.session(s)
+        b = self.session(s)
+        a.ok('CREATE Work')
+        a.ok('SELECT Work')
+        a.ok('SELECT INBOX')          # Work's watch now lingers
+        b.ok('DELETE Work')
+        b.ok('CREATE Work')
+        a.ok('SELECT Work')
+        a.send('i1 IDLE\r\n')
+        self.assertTrue(a.line().startswith(b'+'))
+        a.settimeout(scaled(10))
+        time.sleep(0.5)   # what DELETE and CREATE stirred up has been published
+        md = s.maildir(ALICE, 'Work')
+        name = '%d.M1P%d.otherprogram' % (time.time(), os.getpid())
+        with open(os.path.join(md, 'tmp', name), 'wb') as f:
+            f.write(b'Subject: into Work\n\nby another program\n')
+        os.rename(os.path.join(md, 'tmp', name), os.path.join(md, 'new', name))
+        l = a.line().decode()
+        while l != '* 1 EXISTS':
+            self.assertRegex(l, r'^\* (\d+ (RECENT|FETCH .*)|OK .*)$')
+            l = a.line().decode()
+        a.send('DONE\r\n')
+        _, tagged = a.until_tagged('i1')
+        self.assertRegex(tagged, r'^i1 OK\b')
+
     def test_idle_hears_other_sessions(self):
         s = self.imap_server()
         self.deliver(s, 3)
