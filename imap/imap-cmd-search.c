@@ -1035,9 +1035,9 @@ static enum tri eval(struct msgctx *c, const struct skey *k, enum stage st)
 	case K_OLD:
 		return mbox_is_recent(c->x->m, c->i) ? T_FALSE : T_TRUE;
 	case K_KEYWORD:
-		return imap_keyword_listed(msg->keywords, k->keyword, strlen(k->keyword)) ? T_TRUE : T_FALSE;
+		return mbox_keyword_listed(msg->keywords, k->keyword, strlen(k->keyword)) ? T_TRUE : T_FALSE;
 	case K_UNKEYWORD:
-		return imap_keyword_listed(msg->keywords, k->keyword, strlen(k->keyword)) ? T_FALSE : T_TRUE;
+		return mbox_keyword_listed(msg->keywords, k->keyword, strlen(k->keyword)) ? T_FALSE : T_TRUE;
 	case K_LARGER:
 		return msg->vsize > k->num ? T_TRUE : T_FALSE;
 	case K_SMALLER:

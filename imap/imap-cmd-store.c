@@ -26,7 +26,7 @@ static void kw_merge(struct buf *out, const char *add)
 
 	while (k && *k) {
 		size_t len = strcspn(k, " ");
-		if (len && !imap_keyword_listed(out->data, k, len)) {
+		if (len && !mbox_keyword_listed(out->data, k, len)) {
 			if (out->len)
 				buf_addch(out, ' ');
 			buf_add(out, k, len);
@@ -44,7 +44,7 @@ static void kw_minus(struct buf *out, const char *from, const char *drop)
 
 	while (k && *k) {
 		size_t len = strcspn(k, " ");
-		if (len && !imap_keyword_listed(drop, k, len) && !imap_keyword_listed(out->data, k, len)) {
+		if (len && !mbox_keyword_listed(drop, k, len) && !mbox_keyword_listed(out->data, k, len)) {
 			if (out->len)
 				buf_addch(out, ' ');
 			buf_add(out, k, len);
@@ -62,7 +62,7 @@ static bool kw_subset(const char *a, const char *b)
 
 	while (k && *k) {
 		size_t len = strcspn(k, " ");
-		if (len && !imap_keyword_listed(b, k, len))
+		if (len && !mbox_keyword_listed(b, k, len))
 			return false;
 		k += len;
 		while (*k == ' ')
@@ -142,13 +142,6 @@ static void store_free(void *p)
 	free(x);
 }
 
-/* The keywords in use in the view, each once, in order of first use: what
- * SELECT announced in FLAGS, give or take other sessions' changes. */
-static void mailbox_keywords(struct mbox *m, struct buf *out)
-{
-	buf_adds(out, mbox_keywords(m));
-}
-
 /* "* n FETCH (FLAGS (...) MODSEQ (m) UID u)": FLAGS unless .SILENT; with
  * CONDSTORE every FETCH carries MODSEQ and UID (RFC 7162 3.1), UID STORE
  * always gives the UID. */
@@ -214,7 +207,7 @@ static int store_run(struct imap_cmd *cmd)
 		cur = NULL;
 	}
 	if (x->op != STORE_REMOVE && x->kw.len) {
-		mailbox_keywords(m, &known);
+		buf_adds(&known, mbox_keywords(m));   /* what SELECT announced, give or take */
 		kw_respell(&x->kw, known.data);
 	}
 

@@ -178,9 +178,6 @@ void imap_keywords_told(struct imap_session *s, const char *kw, struct buf *out)
 int imap_append_over_quota(struct imap_session *s, uint64_t size);
 /* Writes "FLAGS (...)" content for a message: flags and keywords. */
 void imap_write_flags(struct buf *out, uint32_t flags, const char *keywords);
-/* Is the keyword k (len octets) in the space-separated list? Keywords
- * compare without regard to ASCII case (RFC 3501 2.3.2). */
-bool imap_keyword_listed(const char *list, const char *k, size_t len);
 /* The flags of message i as this session reports them (with \Recent). */
 static inline uint32_t imap_msg_flags(const struct mbox *m, size_t i)
 {

@@ -439,19 +439,6 @@ bool imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg, struct im
 
 /* ---- untagged updates ---- */
 
-bool imap_keyword_listed(const char *list, const char *k, size_t len)
-{
-	while (list && *list) {
-		size_t l = strcspn(list, " ");
-		if (l == len && strncasecmp(list, k, len) == 0)
-			return true;
-		list += l;
-		while (*list == ' ')
-			list++;
-	}
-	return false;
-}
-
 void imap_keywords_told(struct imap_session *s, const char *kw, struct buf *out)
 {
 	static const char *const system_flags = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
@@ -464,7 +451,7 @@ void imap_keywords_told(struct imap_session *s, const char *kw, struct buf *out)
 		buf_adds(&all, s->kw_told);
 	for (const char *k = kw; k && *k;) {
 		size_t l = strcspn(k, " ");
-		if (l && !imap_keyword_listed(all.data, k, l) && all.len + l < MBOX_KEYWORDS_MAX) {
+		if (l && !mbox_keyword_listed(all.data, k, l) && all.len + l < MBOX_KEYWORDS_MAX) {
 			if (all.len)
 				buf_addch(&all, ' ');
 			buf_add(&all, k, l);

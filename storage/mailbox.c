@@ -347,11 +347,11 @@ struct view {
 	struct mbox_msg *msgs;     /* keywords and file point into pool */
 	char *pool;
 	size_t pool_len;
+	size_t cap, pool_cap;      /* room while the view is built */
 	size_t bytes;
 	char *keywords;            /* the keywords in use, each once ("" when none) */
 	size_t first_unseen;       /* 1 + index of the first message without \Seen; 0: none */
 	struct view *prev, *next;  /* the cache's LRU list, most recent first */
-	bool cached;
 };
 
 #define VIEW_CACHE_MAX_VIEWS 64
@@ -387,7 +387,6 @@ static void view_unlink(struct view *v)
 	else
 		views.tail = v->prev;
 	v->prev = v->next = NULL;
-	v->cached = false;
 	views.n--;
 	views.bytes -= v->bytes;
 }
@@ -403,7 +402,6 @@ static void view_push(struct view *v)
 	views.head = v;
 	if (!views.tail)
 		views.tail = v;
-	v->cached = true;
 	views.n++;
 	views.bytes += v->bytes;
 }
@@ -880,18 +878,15 @@ out:
 	return r;
 }
 
-/* Is the keyword k (len octets) in the space-separated list? (Keywords
- * compare without regard to case, RFC 3501 2.3.2.) */
-static bool keyword_in(const char *list, size_t list_len, const char *k, size_t len)
+bool mbox_keyword_listed(const char *list, const char *k, size_t len)
 {
-	const char *p = list, *end = list + list_len;
-
-	while (p < end) {
-		const char *sp = memchr(p, ' ', (size_t)(end - p));
-		size_t l = sp ? (size_t)(sp - p) : (size_t)(end - p);
-		if (l == len && strncasecmp(p, k, len) == 0)
+	while (list && *list) {
+		size_t l = strcspn(list, " ");
+		if (l == len && strncasecmp(list, k, len) == 0)
 			return true;
-		p += l + 1;
+		list += l;
+		while (*list == ' ')
+			list++;
 	}
 	return false;
 }
@@ -900,9 +895,10 @@ static bool keyword_in(const char *list, size_t list_len, const char *k, size_t 
  * MBOX_KEYWORDS_MAX octets: more are left out), and the first unseen. */
 static char *summarize(const struct mbox_msg *msgs, size_t n, size_t *first_unseen_r)
 {
-	char *out = xmalloc(MBOX_KEYWORDS_MAX + 1);
+	char out[MBOX_KEYWORDS_MAX + 1];
 	size_t len = 0;
 
+	out[0] = '\0';
 	*first_unseen_r = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *k = msgs[i].keywords;
@@ -910,19 +906,19 @@ static char *summarize(const struct mbox_msg *msgs, size_t n, size_t *first_unse
 			*first_unseen_r = i + 1;
 		while (k && *k) {
 			size_t l = strcspn(k, " ");
-			if (l && !keyword_in(out, len, k, l) && len + l + 1 <= MBOX_KEYWORDS_MAX) {
+			if (l && !mbox_keyword_listed(out, k, l) && len + l + 1 <= MBOX_KEYWORDS_MAX) {
 				if (len)
 					out[len++] = ' ';
 				memcpy(out + len, k, l);
 				len += l;
+				out[len] = '\0';
 			}
 			k += l;
 			while (*k == ' ')
 				k++;
 		}
 	}
-	out[len] = '\0';
-	return out;
+	return xstrdup(out);   /* as long as it is: thousands of views may be held */
 }
 
 const char *mbox_keywords(struct mbox *m)
@@ -970,13 +966,91 @@ size_t mbox_recent_count(const struct mbox *m)
 	return n;
 }
 
+/* A new view of the folder at path key under this stamp, with one
+ * reference and an empty pool whose first octet is the "" that every
+ * message without keywords shares. Messages are added with view_add(),
+ * then view_seal() makes it usable. */
+static struct view *view_new(const char *key, uint32_t uidvalidity, uint32_t uidnext, uint64_t modseq, int64_t gen,
+			     size_t n_hint)
+{
+	struct view *v = xcalloc(1, sizeof(*v));
+
+	atomic_init(&v->refs, 1);
+	v->key = xstrdup(key);
+	v->uidvalidity = uidvalidity;
+	v->uidnext = uidnext;
+	v->highestmodseq = modseq;
+	v->gen = gen;
+	v->cap = n_hint ? n_hint : 16;
+	v->msgs = xmalloc(v->cap * sizeof(*v->msgs));
+	v->pool_cap = 64 * v->cap;
+	v->pool = xmalloc(v->pool_cap);
+	v->pool[0] = '\0';
+	v->pool_len = 1;
+	return v;
+}
+
+/* Copies s (len octets) and its NUL into the pool; returns its offset. */
+static size_t pool_add(struct view *v, const char *s, size_t len)
+{
+	size_t off = v->pool_len;
+
+	if (len == 0)
+		return 0;
+	if (v->pool_len + len + 1 > v->pool_cap) {
+		while (v->pool_len + len + 1 > v->pool_cap)
+			v->pool_cap *= 2;
+		v->pool = xrealloc(v->pool, v->pool_cap);
+	}
+	memcpy(v->pool + off, s, len);
+	v->pool[off + len] = '\0';
+	v->pool_len += len + 1;
+	return off;
+}
+
+/* Adds x, whose strings are copied into the pool (kept as offsets until
+ * view_seal(): the pool may still move). */
+static void view_add(struct view *v, const struct mbox_msg *x, const char *keywords, const char *file)
+{
+	struct mbox_msg *y;
+
+	if (v->n == v->cap) {
+		v->cap *= 2;
+		v->msgs = xrealloc(v->msgs, v->cap * sizeof(*v->msgs));
+	}
+	y = &v->msgs[v->n++];
+	*y = *x;
+	y->flags &= ~(uint32_t)MBOX_RECENT;
+	y->keywords = (char *)(uintptr_t)pool_add(v, keywords ? keywords : "", keywords ? strlen(keywords) : 0);
+	y->file = (char *)(uintptr_t)pool_add(v, file ? file : "", file ? strlen(file) : 0);
+}
+
+/* Turns offsets into pointers, gives back the unused room (thousands of
+ * small views may be held at once) and takes the keyword list and first
+ * unseen message. */
+static void view_seal(struct view *v)
+{
+	v->msgs = xrealloc(v->msgs, (v->n ? v->n : 1) * sizeof(*v->msgs));
+	v->cap = v->n ? v->n : 1;
+	v->pool = xrealloc(v->pool, v->pool_len);
+	v->pool_cap = v->pool_len;
+	for (size_t i = 0; i < v->n; i++) {
+		v->msgs[i].keywords = v->pool + (uintptr_t)v->msgs[i].keywords;
+		v->msgs[i].file = v->pool + (uintptr_t)v->msgs[i].file;
+	}
+	v->keywords = summarize(v->msgs, v->n, &v->first_unseen);
+	v->bytes = sizeof(*v) + v->n * sizeof(*v->msgs) + v->pool_len + strlen(v->keywords) + 1;
+}
+
 /* Reads the stamp of the folder and its rows from the index (one read
- * transaction) into a new view. */
+ * transaction) into a view: the cached one when the stamp matches. */
 static int view_read(struct mbox *m, struct view **v_r)
 {
 	sqlite3_stmt *st;
 	struct view *v;
-	size_t cap = 0, pool_cap = 0;
+	uint32_t uidvalidity, uidnext;
+	uint64_t modseq;
+	int64_t gen;
 	int r;
 
 	if (exec(m, "BEGIN") < 0)
@@ -993,72 +1067,38 @@ static int view_read(struct mbox *m, struct view **v_r)
 		exec(m, "ROLLBACK");
 		return -ENOENT; /* the folder left the index meanwhile */
 	}
-	v = xcalloc(1, sizeof(*v));
-	atomic_init(&v->refs, 1);
-	v->uidvalidity = (uint32_t)sqlite3_column_int64(st, 0);
-	v->uidnext = (uint32_t)sqlite3_column_int64(st, 1);
-	v->highestmodseq = (uint64_t)sqlite3_column_int64(st, 2);
-	v->gen = sqlite3_column_int64(st, 3);
+	uidvalidity = (uint32_t)sqlite3_column_int64(st, 0);
+	uidnext = (uint32_t)sqlite3_column_int64(st, 1);
+	modseq = (uint64_t)sqlite3_column_int64(st, 2);
+	gen = sqlite3_column_int64(st, 3);
 	sqlite3_finalize(st);
 
 	/* Another session may have written since our sync: a view already
 	 * loaded under the same stamp serves (no rows read at all). */
-	{
-		struct view *hit = view_lookup(m->dir, v->uidvalidity, v->uidnext, v->highestmodseq, v->gen);
-		if (hit) {
-			exec(m, "COMMIT");
-			free(v);
-			*v_r = hit;
-			return 0;
-		}
+	v = view_lookup(m->dir, uidvalidity, uidnext, modseq, gen);
+	if (v) {
+		exec(m, "COMMIT");
+		*v_r = v;
+		return 0;
 	}
-	v->key = xstrdup(m->dir);
 	if (sqlite3_prepare_v2(m->db, "SELECT uid, flags, size, vsize, internaldate, modseq, keywords, file "
 			       "FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK) {
 		r = db_err(m, "prepare");
 		exec(m, "ROLLBACK");
-		view_unref(v);
 		return r;
 	}
 	sqlite3_bind_int64(st, 1, m->id);
-	/* pool[0] is the "" every message without keywords shares. */
-	pool_cap = 4096;
-	v->pool = xmalloc(pool_cap);
-	v->pool[0] = '\0';
-	v->pool_len = 1;
+	v = view_new(m->dir, uidvalidity, uidnext, modseq, gen, 0);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		struct mbox_msg *x;
-		const char *kw = (const char *)sqlite3_column_text(st, 6);
-		const char *file = (const char *)sqlite3_column_text(st, 7);
-		size_t kl = kw ? strlen(kw) : 0, fl = file ? strlen(file) : 0;
-
-		if (v->n == cap) {
-			cap = cap ? cap * 2 : 256;
-			v->msgs = xrealloc(v->msgs, cap * sizeof(*v->msgs));
-		}
-		if (v->pool_len + kl + fl + 2 > pool_cap) {
-			while (v->pool_len + kl + fl + 2 > pool_cap)
-				pool_cap *= 2;
-			v->pool = xrealloc(v->pool, pool_cap);
-		}
-		x = &v->msgs[v->n++];
-		x->uid = (uint32_t)sqlite3_column_int64(st, 0);
-		x->flags = (uint32_t)sqlite3_column_int64(st, 1) & ~(uint32_t)MBOX_RECENT;
-		x->size = (uint64_t)sqlite3_column_int64(st, 2);
-		x->vsize = (uint64_t)sqlite3_column_int64(st, 3);
-		x->internaldate = sqlite3_column_int64(st, 4);
-		x->modseq = (uint64_t)sqlite3_column_int64(st, 5);
-		/* Offsets into the pool for now: it may still move. */
-		if (kl) {
-			x->keywords = (char *)(uintptr_t)v->pool_len;
-			memcpy(v->pool + v->pool_len, kw, kl + 1);
-			v->pool_len += kl + 1;
-		} else {
-			x->keywords = (char *)(uintptr_t)0;
-		}
-		x->file = (char *)(uintptr_t)v->pool_len;
-		memcpy(v->pool + v->pool_len, file ? file : "", fl + 1);
-		v->pool_len += fl + 1;
+		struct mbox_msg x = {
+			.uid = (uint32_t)sqlite3_column_int64(st, 0),
+			.flags = (uint32_t)sqlite3_column_int64(st, 1),
+			.size = (uint64_t)sqlite3_column_int64(st, 2),
+			.vsize = (uint64_t)sqlite3_column_int64(st, 3),
+			.internaldate = sqlite3_column_int64(st, 4),
+			.modseq = (uint64_t)sqlite3_column_int64(st, 5),
+		};
+		view_add(v, &x, (const char *)sqlite3_column_text(st, 6), (const char *)sqlite3_column_text(st, 7));
 	}
 	sqlite3_finalize(st);
 	exec(m, "COMMIT");
@@ -1066,12 +1106,7 @@ static int view_read(struct mbox *m, struct view **v_r)
 		view_unref(v);
 		return db_err(m, "select view");
 	}
-	for (size_t i = 0; i < v->n; i++) {
-		v->msgs[i].keywords = v->pool + (uintptr_t)v->msgs[i].keywords;
-		v->msgs[i].file = v->pool + (uintptr_t)v->msgs[i].file;
-	}
-	v->keywords = summarize(v->msgs, v->n, &v->first_unseen);
-	v->bytes = sizeof(*v) + v->n * sizeof(*v->msgs) + v->pool_len;
+	view_seal(v);
 	view_insert(v);
 	*v_r = v;
 	return 0;
@@ -1493,46 +1528,15 @@ static int reload_modseq(struct mbox *m)
 static void publish_own(struct mbox *m, uint32_t uidvalidity, uint32_t uidnext, uint64_t modseq, int64_t gen)
 {
 	struct view *v;
-	size_t len = 1;
 
 	if (!m->own)
 		return;
+	v = view_new(m->dir, uidvalidity, uidnext, modseq, gen, m->n);
 	for (size_t i = 0; i < m->n; i++)
-		len += (*m->msgs[i].keywords ? strlen(m->msgs[i].keywords) + 1 : 0) + strlen(m->msgs[i].file) + 1;
-	v = xcalloc(1, sizeof(*v));
-	atomic_init(&v->refs, 1);
-	v->key = xstrdup(m->dir);
-	v->uidvalidity = uidvalidity;
-	v->uidnext = uidnext;
-	v->highestmodseq = modseq;
-	v->gen = gen;
-	v->n = m->n;
-	v->msgs = xmalloc((m->n ? m->n : 1) * sizeof(*v->msgs));
-	v->pool = xmalloc(len);
-	v->pool[0] = '\0';
-	v->pool_len = 1;
-	for (size_t i = 0; i < m->n; i++) {
-		struct mbox_msg *x = &v->msgs[i];
-		size_t l;
-		*x = m->msgs[i];
-		if (*m->msgs[i].keywords) {
-			l = strlen(m->msgs[i].keywords) + 1;
-			x->keywords = memcpy(v->pool + v->pool_len, m->msgs[i].keywords, l);
-			v->pool_len += l;
-		} else {
-			x->keywords = v->pool;
-		}
-		l = strlen(m->msgs[i].file) + 1;
-		x->file = memcpy(v->pool + v->pool_len, m->msgs[i].file, l);
-		v->pool_len += l;
-	}
-	v->bytes = sizeof(*v) + v->n * sizeof(*v->msgs) + v->pool_len;
-	v->keywords = summarize(v->msgs, v->n, &v->first_unseen);
+		view_add(v, &m->msgs[i], m->msgs[i].keywords, m->msgs[i].file);
+	view_seal(v);
 	view_insert(v);
-	free_view(m);
-	m->view = v;
-	m->msgs = v->msgs;
-	m->n = v->n;
+	adopt_view(m, v);
 }
 
 int mbox_expunge(struct mbox *m, const uint32_t *uids, size_t n, size_t *done_r)

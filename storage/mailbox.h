@@ -83,6 +83,9 @@ size_t mbox_first_unseen(const struct mbox *m);
  * change to it. At most MBOX_KEYWORDS_MAX octets (more are left out). */
 #define MBOX_KEYWORDS_MAX 8192
 const char *mbox_keywords(struct mbox *m);
+/* Is the keyword k (len octets) in the space-separated list (NULL: none)?
+ * Keywords compare without regard to ASCII case (RFC 3501 2.3.2). */
+bool mbox_keyword_listed(const char *list, const char *k, size_t len);
 /* Index of the message with uid, or -1. */
 ssize_t mbox_find(const struct mbox *m, uint32_t uid);
 /* Full path of message i into out; 0 or -ENAMETOOLONG. */
