@@ -44,15 +44,6 @@ static unsigned n_watches, n_unused;
 static uv_timer_t sweep_timer;
 static bool sweep_timer_open;
 
-static unsigned key_hash(const char *key)
-{
-	unsigned h = 2166136261u;
-
-	for (; *key; key++)
-		h = (h ^ (unsigned char)*key) * 16777619u;
-	return h;
-}
-
 static void on_closed(uv_handle_t *h)
 {
 	struct watch *w = h->data;
@@ -85,7 +76,7 @@ static void on_event(uv_fs_event_t *e, const char *filename, int events, int sta
 
 static struct watch *watch_find(const char *key)
 {
-	for (struct watch *w = buckets[key_hash(key) % BUCKETS]; w; w = w->next)
+	for (struct watch *w = buckets[notify_key_hash(key) % BUCKETS]; w; w = w->next)
 		if (strcmp(w->key, key) == 0)
 			return w;
 	return NULL;
@@ -96,7 +87,7 @@ static void watch_close(struct watch *w);
 /* Takes w out of the table and closes it. */
 static void watch_drop(struct watch *w)
 {
-	for (struct watch **pp = &buckets[key_hash(w->key) % BUCKETS]; *pp; pp = &(*pp)->next) {
+	for (struct watch **pp = &buckets[notify_key_hash(w->key) % BUCKETS]; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
 			*pp = w->next;
 			watch_close(w);
@@ -111,7 +102,7 @@ static void watch_first(const char *key)
 	struct watch *w = watch_find(key);
 	static const char *const subs[2] = { "new", "cur" };
 	static bool warned;
-	unsigned b = key_hash(key) % BUCKETS;
+	unsigned b = notify_key_hash(key) % BUCKETS;
 
 	if (w) {
 		/* A lingering watch serves again, unless the folder was deleted

@@ -38,7 +38,7 @@ static int key_live(const char *key, unsigned h, const struct notify_sub *except
 	return 0;
 }
 
-static unsigned key_hash(const char *key)
+unsigned notify_key_hash(const char *key)
 {
 	unsigned h = 2166136261u;
 
@@ -55,7 +55,7 @@ struct notify_sub *notify_subscribe(const char *key, void (*cb)(void *ctx), void
 	memcpy(s->key, key, len + 1);
 	s->cb = cb;
 	s->ctx = ctx;
-	s->hash = key_hash(key);
+	s->hash = notify_key_hash(key);
 	if (hook_first && !key_live(key, s->hash, NULL))
 		hook_first(key);
 	/* Appended, so that callbacks run in subscription order. */
@@ -101,7 +101,7 @@ void notify_unsubscribe(struct notify_sub **sp)
 
 void notify_publish(const char *key)
 {
-	unsigned h = key_hash(key);
+	unsigned h = notify_key_hash(key);
 
 	publishing++;
 	/* Subscriptions added by a callback are appended and may run too: each

@@ -21,6 +21,8 @@ void notify_publish(const char *key);
  * last one goes (lib/folder-watch.c watches the folder's directories in
  * between). Either may be NULL. */
 void notify_set_hooks(void (*first)(const char *key), void (*last)(const char *key));
+/* The hash of a key (FNV-1a), for tables of keys (lib/folder-watch.c). */
+unsigned notify_key_hash(const char *key);
 /* The number of live subscriptions (for tests). */
 unsigned notify_count(void);
 
