@@ -677,18 +677,28 @@ def bench_idle(args):
         conns = len(os.listdir('/proc/%d/fd' % pid))
         log('imap-bench: %d idling after %.1fs, RSS %s' % (ready, t_ready, rss))
 
-        # one delivery to every user: every idler must hear "* 2 EXISTS"
+        # one delivery to every user: every idler must hear "* 2 EXISTS". At
+        # most 100 recipients a transaction (buzon's default max_recipients);
+        # each idler's delay counts from the 250 of its own transaction.
         t0 = time.monotonic()
+        refused = {}
+        t_250_of = {}
         with smtplib.SMTP('127.0.0.1', b.smtp_port, timeout=60) as smtp:
-            refused = smtp.sendmail('bench@client.example.org', ['%s@%s' % (u, DOMAIN) for u in users],
-                                    b'From: bench@client.example.org\r\nSubject: wake up\r\n\r\nhello\r\n')
+            for k in range(0, nusers, 100):
+                batch = users[k:k + 100]
+                refused.update(smtp.sendmail('bench@client.example.org', ['%s@%s' % (u, DOMAIN) for u in batch],
+                                             b'From: bench@client.example.org\r\nSubject: wake up\r\n\r\n'
+                                             b'hello\r\n'))
+                t = time.monotonic()
+                for u in batch:
+                    t_250_of[u] = t
         t_250 = time.monotonic()
         wait_until = t_250 + args.notify_timeout
         idling = [it for it in idlers if it.state == 'idling']
         while time.monotonic() < wait_until and any(it.t_exists is None for it in idling):
             pump(0.2)
         got = [it for it in idling if it.t_exists is not None]
-        lat = sorted(it.t_exists - t_250 for it in got)
+        lat = sorted(it.t_exists - t_250_of[it.user] for it in got)
         rss_after = rss_kib(pid)
         for it in idlers:
             try:
@@ -707,7 +717,8 @@ def bench_idle(args):
     print('%-42s %.1f MiB (VmHWM %.1f MiB)' % ('buzon VmRSS with all idling', mib, rss['VmHWM'] / 1024))
     print('%-42s %.1f KiB' % ('per session', (rss['VmRSS'] - rss0['VmRSS']) / max(ready, 1)))
     print('%-42s %d' % ('buzon open fds', conns))
-    print('%-42s %s' % ('SMTP sendmail to %d users' % nusers, 'refused %r, %.1f ms' % (refused, (t_250 - t0) * 1000)))
+    print('%-42s %s' % ('SMTP delivery to %d users' % nusers, '%d transaction(s), refused %r, last 250 after %.1f ms'
+                                                          % ((nusers + 99) // 100, refused, (t_250 - t0) * 1000)))
     if lat:
         print('%-42s %d of %d; after the 250: median %.1f ms, p99 %.1f ms, max %.1f ms' % (
             'idlers that heard "* 2 EXISTS"', len(got), len(idling), statistics.median(lat) * 1000,
