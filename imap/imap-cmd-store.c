@@ -508,7 +508,7 @@ static int copy_run(struct imap_cmd *cmd)
 	struct imap_session *s = cmd->s;
 	struct copy *x = cmd->priv;
 	struct mbox *m = imap_mbox(s);
-	size_t n, k = 0, done = 0;
+	size_t n, k = 0;
 	uint64_t count = imap_seqset_count(&x->set), size = 0;
 	uint32_t *uids, *dst, uidvalidity = 0, seq;
 	struct imap_seqset_iter it;
@@ -552,7 +552,9 @@ static int copy_run(struct imap_cmd *cmd)
 			goto out;
 		}
 	}
-	r = mbox_copy(m, uids, k, x->name, s->backend ? s->backend->hostname : NULL, &uidvalidity, dst);
+	/* MOVE renames (storage/mailbox-save.c): never in both folders. */
+	r = (x->move ? mbox_move : mbox_copy)(m, uids, k, x->name, s->backend ? s->backend->hostname : NULL,
+					     &uidvalidity, dst);
 	if (r == -ENOENT && folder_exists(s->maildir, x->name) != 1) {
 		imap_cmd_tagged(cmd, "NO", "[TRYCREATE] Mailbox doesn't exist: %s", x->name);
 		goto out;
@@ -582,14 +584,8 @@ static int copy_run(struct imap_cmd *cmd)
 	/* RFC 6851 3.3: COPYUID goes untagged, before the EXPUNGE (or
 	 * VANISHED) responses that the refresh after this run writes. */
 	imap_cmd_untagged(cmd, "OK [%s] Moved UIDs", code.data);
-	r = mbox_expunge(m, uids, k, &done);
-	x->expunged = done > 0;
-	if (r < 0) {
-		log_error("imap", s->sid, "move: expunge failed after copy to=%s error=%s", x->name, strerror(-r));
-		imap_cmd_tagged(cmd, "NO", "[SERVERBUG] Messages copied but not all removed");
-	} else {
-		imap_cmd_tagged(cmd, "OK", "Move completed");
-	}
+	x->expunged = true;
+	imap_cmd_tagged(cmd, "OK", "Move completed");
 out:
 	buf_release(&code);
 	free(uids);

@@ -31,6 +31,13 @@ struct listener_config {
 	int have_protocol;
 	struct listen_addr *addrs;
 	size_t n_addrs;
+	/* Connection caps of this listener alone (0 in the file: [server]'s
+	 * value); a flood on one listener never takes another's slots. */
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	/* Of max_connections, how many may be not yet logged in (POP3, IMAP):
+	 * the rest is kept for sessions that have authenticated. */
+	unsigned max_unauthenticated;
 };
 
 struct smtp_config {
@@ -43,6 +50,7 @@ struct smtp_config {
 	unsigned data_timeout;       /* seconds waiting for the next data block */
 	unsigned max_bad_commands;
 	unsigned max_pipeline;       /* commands buffered ahead of their replies */
+	unsigned min_data_rate;      /* octets/s that extend data_timeout during DATA/BDAT */
 };
 
 /* [pop3]: see docs/configuration.md. */
@@ -65,6 +73,9 @@ struct imap_config {
 	unsigned max_line;           /* octets of one command, literals excluded */
 	uint64_t max_literal;        /* largest literal: APPENDLIMIT */
 	uint64_t max_buffered;       /* octets of literals held by all sessions together */
+	unsigned login_timeout;      /* seconds from connect to a completed login */
+	uint64_t login_max_literal;  /* largest literal (and sum of one command's) before login */
+	uint64_t login_max_buffered; /* octets of literals held by sessions not logged in */
 	unsigned max_depth;          /* nesting of lists */
 	unsigned max_bad_commands;   /* BAD replies before the session is closed */
 	unsigned max_auth_failures;  /* failed logins before the session is closed */
@@ -77,10 +88,14 @@ struct imap_config {
 struct config {
 	char *path;
 	char *hostname;
-	char *data_dir;
+	char *data_dir;              /* absolute: a relative one is resolved at load */
+	char *log_file;              /* [server] log_file (absolute); NULL: standard error */
+	char *postmaster;            /* [server] postmaster address; NULL: the oldest user */
 	enum log_level log_level;
-	unsigned max_connections;
-	unsigned max_connections_per_ip;
+	unsigned max_connections;        /* default of each listener's cap */
+	unsigned max_connections_per_ip; /* default of each listener's cap */
+	char *user;                  /* service user when started as root */
+	char *group;                 /* its group; NULL: the user's primary group */
 	unsigned shutdown_timeout;   /* seconds to finish sessions on SIGTERM */
 	unsigned delivery_threads;   /* libuv threadpool size */
 	struct smtp_config smtp;
@@ -98,8 +113,12 @@ void pop3_config_defaults(struct pop3_config *c);
 void config_defaults(struct config *cfg);
 /* Reads and checks path; 0 or -1 with "FILE:LINE: reason" in err. */
 int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
-/* Same for text held in memory; name stands for the file in messages. */
+/* Same for text held in memory; name stands for the file in messages.
+ * Relative paths are taken from the current directory. */
 int config_load_string(const char *text, const char *name, struct config *cfg,
+		       char *err, size_t errlen);
+/* Same for len octets at data, which may hold NUL bytes (an error). */
+int config_load_buffer(const char *data, size_t len, const char *name, struct config *cfg,
 		       char *err, size_t errlen);
 /* Frees everything config_load() allocated. */
 void config_free(struct config *cfg);
@@ -110,6 +129,10 @@ int config_parse_address(const char *text, struct listen_addr *a, char *err, siz
 int config_parse_size(const char *s, uint64_t *r);
 /* Parses a duration like "300", "300s", "5m", "1h"; 0 or -EINVAL. */
 int config_parse_duration(const char *s, unsigned *r);
+/* Copies s into out (size outlen) for an error line: printable ASCII as
+ * is, a backslash doubled, any other octet as \xNN, cut after 64 characters
+ * with "...". Returns out. */
+const char *config_quote(const char *s, char *out, size_t outlen);
 /* Returns "smtp", "pop3" or "imap". */
 const char *proto_name(enum proto p);
 

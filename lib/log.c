@@ -1,30 +1,106 @@
 #include "lib/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level min_level = LOG_INFO;
-static int log_fd = 2;
+/* Read by every thread on every line, written by the loop thread (or a
+ * test): atomics, so that a change is never a data race. */
+static _Atomic int min_level = LOG_INFO;
+static atomic_int log_fd = 2;
+
+/*
+ * The log file of [server] log_file, or NULL for standard error. Set once at
+ * start (log_open_file) and read by log_reopen on the loop thread only.
+ * While a file is open, log_fd is a descriptor of our own that keeps its
+ * number for the life of the process: log_reopen() puts the new file behind
+ * that same number with dup2(), which the kernel does atomically, so a worker
+ * thread's write() goes wholly to the old file or wholly to the new one, and
+ * never to a closed (or reused) descriptor. No lock is needed.
+ */
+static char *log_path;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 void log_set_level(enum log_level level)
 {
-	min_level = level;
+	atomic_store_explicit(&min_level, (int)level, memory_order_relaxed);
 }
 
 enum log_level log_get_level(void)
 {
-	return min_level;
+	return (enum log_level)atomic_load_explicit(&min_level, memory_order_relaxed);
 }
 
 void log_set_fd(int fd)
 {
-	log_fd = fd;
+	atomic_store(&log_fd, fd);
+}
+
+static int open_log(const char *path)
+{
+	/* O_NOFOLLOW: the file is opened as root at start; a symlink planted in
+	 * a log directory must not make us append to another file. */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int log_open_file(const char *path, char *err, size_t errlen)
+{
+	int fd = open_log(path);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open the log file %s: %s", path, strerror(-fd));
+		return fd;
+	}
+	if (log_path) {
+		/* Already open (a second call): keep the descriptor number. */
+		if (dup2(fd, atomic_load(&log_fd)) < 0) {
+			int e = errno;
+			close(fd);
+			snprintf(err, errlen, "cannot open the log file %s: %s", path, strerror(e));
+			return -e;
+		}
+		close(fd);
+		free(log_path);
+	} else {
+		atomic_store(&log_fd, fd);
+	}
+	log_path = strdup(path);
+	if (!log_path)
+		abort();
+	return 0;
+}
+
+int log_reopen(void)
+{
+	char safe[256];
+	int fd, r;
+
+	if (!log_path)
+		return 0;
+	log_safe(log_path, safe, sizeof(safe));
+	fd = open_log(log_path);
+	if (fd < 0) {
+		/* Keep writing to the file we have: a line in the old file says why. */
+		log_error("log", NULL, "cannot reopen the log file path=%s error=%s", safe, strerror(-fd));
+		return fd;
+	}
+	r = dup2(fd, atomic_load(&log_fd)) < 0 ? -errno : 0;
+	close(fd);
+	if (r < 0) {
+		log_error("log", NULL, "cannot reopen the log file path=%s error=%s", safe, strerror(-r));
+		return r;
+	}
+	log_info("log", NULL, "log file reopened path=%s", safe);
+	return 1;
 }
 
 int log_parse_level(const char *s, enum log_level *level_r)
@@ -47,7 +123,7 @@ void log_msg(enum log_level level, const char *comp, const char *sid, const char
 	int r;
 	va_list ap;
 
-	if (level < min_level)
+	if (level < log_get_level())
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
@@ -68,7 +144,7 @@ void log_msg(enum log_level level, const char *comp, const char *sid, const char
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
-	while (write(log_fd, line, n) < 0 && errno == EINTR)
+	while (write(atomic_load_explicit(&log_fd, memory_order_relaxed), line, n) < 0 && errno == EINTR)
 		;
 }
 

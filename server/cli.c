@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -22,8 +23,8 @@
 static const char usage_text[] =
 	"usage: buzon --config FILE domain add|del DOMAIN\n"
 	"       buzon --config FILE domain list\n"
-	"       buzon --config FILE user add ADDRESS [--password-stdin] [--quota SIZE]\n"
-	"       buzon --config FILE user del ADDRESS\n"
+	"       buzon --config FILE user add ADDRESS [--password-stdin] [--quota SIZE] [--reuse-mail]\n"
+	"       buzon --config FILE user del ADDRESS   (the Maildir moves to DATA_DIR/deleted/)\n"
 	"       buzon --config FILE user list [DOMAIN]\n"
 	"       buzon --config FILE user passwd ADDRESS [--password-stdin]\n"
 	"       buzon --config FILE user quota ADDRESS SIZE\n"
@@ -33,6 +34,8 @@ static const char usage_text[] =
 	"       buzon --config FILE alias del ALIAS [TARGET...]\n"
 	"       buzon --config FILE alias list\n"
 	"ALIAS is an address or @DOMAIN (catch-all); SIZE is bytes or 512k, 100M, 2G; 0 or none is no quota.\n"
+	"user add refuses while a Maildir exists at the user's path; --reuse-mail gives it to the\n"
+	"new user (a Maildir restored from a backup).\n"
 	"Passwords are read from the terminal (twice, without echo) or, with --password-stdin,\n"
 	"as one line of standard input; never from the command line.\n";
 
@@ -204,6 +207,7 @@ char *cli_read_password(int from_stdin, int confirm)
 enum opt_flags {
 	OPT_PASSWORD_STDIN = 1 << 0,
 	OPT_QUOTA = 1 << 1,
+	OPT_REUSE_MAIL = 1 << 2,
 };
 
 #define MAX_POS 64
@@ -227,6 +231,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 			only_pos = 1;
 		} else if (!only_pos && strcmp(s, "--password-stdin") == 0) {
 			a->opts |= OPT_PASSWORD_STDIN;
+		} else if (!only_pos && strcmp(s, "--reuse-mail") == 0) {
+			a->opts |= OPT_REUSE_MAIL;
 		} else if (!only_pos && strcmp(s, "--quota") == 0) {
 			if (i + 1 >= argc)
 				return fail(EXIT_USAGE, "--quota needs a SIZE");
@@ -254,6 +260,8 @@ static int check_args(const struct args *a, const char *cmd, unsigned allowed, i
 		return fail(EXIT_USAGE, "%s %s does not take --password-stdin", cmd, a->verb);
 	if (a->opts & ~allowed & OPT_QUOTA)
 		return fail(EXIT_USAGE, "%s %s does not take --quota", cmd, a->verb);
+	if (a->opts & ~allowed & OPT_REUSE_MAIL)
+		return fail(EXIT_USAGE, "%s %s does not take --reuse-mail", cmd, a->verb);
 	if (a->n_pos < min || (max >= 0 && a->n_pos > max))
 		return fail(EXIT_USAGE, "usage: buzon --config FILE %s %s%s%s", cmd, a->verb,
 			    *synopsis ? " " : "", synopsis);
@@ -373,28 +381,37 @@ static void print_user(void *ctx, const struct dir_user *u)
 
 static int user_add(struct dir *d, struct args *a)
 {
-	char err[512], canon[320], q[32];
+	char err[512], canon[320], q[32], path[4096];
 	uint64_t quota = 0;
+	struct stat st;
 	char *pw;
-	int r;
+	int r, reused;
 
-	if ((r = check_args(a, "user", OPT_PASSWORD_STDIN | OPT_QUOTA, 1, 1,
-			    "ADDRESS [--password-stdin] [--quota SIZE]")))
+	if ((r = check_args(a, "user", OPT_PASSWORD_STDIN | OPT_QUOTA | OPT_REUSE_MAIL, 1, 1,
+			    "ADDRESS [--password-stdin] [--quota SIZE] [--reuse-mail]")))
 		return r;
 	if (a->quota && (r = parse_quota(a->quota, &quota)))
 		return r;
 	/* Everything that can be refused is refused before the prompt. */
 	if ((r = check_user(d, a->pos[0], 0, canon, sizeof(canon))))
 		return r;
+	if (dir_user_maildir(d, canon, path, sizeof(path)) < 0)
+		return fail(EXIT_REFUSED, "the maildir path of %s is too long", canon);
+	reused = lstat(path, &st) == 0;
+	if (reused && !(a->opts & OPT_REUSE_MAIL))
+		return fail(EXIT_REFUSED, "a maildir already exists at %s (mail of an earlier user?): move it away, "
+			    "or give --reuse-mail to hand it to %s", path, canon);
 	pw = cli_read_password(a->opts & OPT_PASSWORD_STDIN, 1);
 	if (!pw)
 		return EXIT_REFUSED;
-	r = dir_user_add(d, canon, pw, quota, err, sizeof(err));
+	r = dir_user_add_flags(d, canon, pw, quota, a->opts & OPT_REUSE_MAIL ? DIR_USER_REUSE_MAIL : 0, err,
+			       sizeof(err));
 	free_password(&pw);
 	if (r < 0)
 		return fail(EXIT_REFUSED, "%s", err);
 	format_size(quota, q, sizeof(q));
-	printf("added user %s (quota %s)\n", canon, q);
+	printf("added user %s (quota %s)%s%s\n", canon, q, reused ? "; it keeps the mail in " : "",
+	       reused ? path : "");
 	return 0;
 }
 
@@ -449,7 +466,7 @@ static int user_import_hash(struct dir *d, struct args *a)
 
 static int cmd_user(struct dir *d, struct args *a)
 {
-	char err[512], canon[320], q[32];
+	char err[512], canon[320], q[32], moved[4096];
 	uint64_t quota;
 	int r;
 
@@ -464,14 +481,16 @@ static int cmd_user(struct dir *d, struct args *a)
 			return r;
 		if ((r = check_user(d, a->pos[0], 1, canon, sizeof(canon))))
 			return r;
-		r = dir_user_del(d, canon, err, sizeof(err));
+		r = dir_user_del(d, canon, moved, sizeof(moved), err, sizeof(err));
 		if (r < 0)
 			return fail(EXIT_REFUSED, "%s", err);
 		printf("deleted user %s", canon);
 		if (r > 0)
 			printf(" and %d alias %s to it", r, r == 1 ? "entry pointing" : "entries pointing");
-		printf("; the mail stays in %s/mail/%s/%.*s\n", dir_data_dir(d), strchr(canon, '@') + 1,
-		       (int)(strchr(canon, '@') - canon), canon);
+		if (moved[0])
+			printf("; its mail was moved to %s\n", moved);
+		else
+			printf("; it had no maildir\n");
 		return 0;
 	}
 	if (strcmp(a->verb, "list") == 0) {

@@ -7,8 +7,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -35,6 +37,9 @@ struct dir {
 	sqlite3 *db;
 	char *data_dir;
 	pthread_mutex_t lock;
+	/* the file db was opened on, for dir_reopen() */
+	dev_t db_dev;
+	ino_t db_ino;
 };
 
 /* The Maildir++ folders every new user gets, also written to the
@@ -511,43 +516,14 @@ static int migrate(struct dir *d, char *err, size_t errlen)
 	return 0;
 }
 
-int dir_open(const char *data_dir, struct dir **dir_r, char *err, size_t errlen)
+/* Opens d->db on path, sets it up and migrates the schema; on failure
+ * d->db is closed again and err says why. */
+static int db_connect(struct dir *d, const char *path, char *err, size_t errlen)
 {
-	pthread_mutexattr_t attr;
-	struct dir *d;
-	char *path;
+	struct stat st;
 	char mode[16];
 	int64_t fk = 0;
-	int fd, rc, r;
-
-	*dir_r = NULL;
-	if (!data_dir || !*data_dir) {
-		seterr(err, errlen, "data_dir is not set");
-		return -EINVAL;
-	}
-	r = storage_mkdir_p(data_dir);
-	if (r < 0) {
-		seterr(err, errlen, "cannot create %s: %s", data_dir, strerror(-r));
-		return r;
-	}
-	path = xasprintf("%s/buzon.db", data_dir);
-	/* Create the file ourselves so that it (and the -wal and -shm files
-	 * SQLite derives from it) is not readable by others: it holds hashes. */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		r = -errno;
-		seterr(err, errlen, "cannot open %s: %s", path, strerror(errno));
-		free(path);
-		return r;
-	}
-	close(fd);
-
-	d = xcalloc(1, sizeof(*d));
-	d->data_dir = xstrdup(data_dir);
-	pthread_mutexattr_init(&attr);
-	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-	pthread_mutex_init(&d->lock, &attr);
-	pthread_mutexattr_destroy(&attr);
+	int rc, r;
 
 	rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -577,13 +553,116 @@ int dir_open(const char *data_dir, struct dir **dir_r, char *err, size_t errlen)
 	r = migrate(d, err, errlen);
 	if (r < 0)
 		goto fail;
-	free(path);
-	*dir_r = d;
+	if (stat(path, &st) == 0) {
+		d->db_dev = st.st_dev;
+		d->db_ino = st.st_ino;
+	}
 	return 0;
 
 fail:
+	if (d->db && sqlite3_close(d->db) != SQLITE_OK)
+		BUG("directory closed with statements still open");
+	d->db = NULL;
+	return r;
+}
+
+int dir_open(const char *data_dir, struct dir **dir_r, char *err, size_t errlen)
+{
+	pthread_mutexattr_t attr;
+	struct dir *d;
+	char *path;
+	int fd, r;
+
+	*dir_r = NULL;
+	if (!data_dir || !*data_dir) {
+		seterr(err, errlen, "data_dir is not set");
+		return -EINVAL;
+	}
+	r = storage_mkdir_p(data_dir);
+	if (r == 0)
+		r = storage_set_root(data_dir);   /* no symbolic link is followed below it */
+	if (r < 0) {
+		seterr(err, errlen, "cannot create %s: %s", data_dir, strerror(-r));
+		return r;
+	}
+	path = xasprintf("%s/buzon.db", data_dir);
+	/* Create the file ourselves so that it (and the -wal and -shm files
+	 * SQLite derives from it) is not readable by others: it holds hashes. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = -errno;
+		seterr(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		free(path);
+		return r;
+	}
+	close(fd);
+
+	d = xcalloc(1, sizeof(*d));
+	d->data_dir = xstrdup(data_dir);
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&d->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+
+	r = db_connect(d, path, err, errlen);
 	free(path);
-	dir_close(&d);
+	if (r < 0) {
+		dir_close(&d);
+		return r;
+	}
+	*dir_r = d;
+	return 0;
+}
+
+/*
+ * Why a reopen is all the directory needs: it caches nothing. Every call
+ * prepares its statements afresh and reads the database live, so a change
+ * made by the CLI (another process) is seen at the next call. What a
+ * connection does hold on to is its file: a buzon.db replaced by rename (a
+ * restore from a copy) would go on being read through the old, unlinked
+ * file. dir_reopen() checks for that and only then opens the new file.
+ */
+int dir_reopen(struct dir *d, char *err, size_t errlen)
+{
+	struct dir fresh;
+	struct stat st;
+	sqlite3 *old;
+	char *path = xasprintf("%s/buzon.db", d->data_dir);
+	int r;
+
+	lock(d);
+	if (stat(path, &st) < 0) {
+		r = -errno;
+		seterr(err, errlen, "cannot reopen %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (st.st_dev == d->db_dev && st.st_ino == d->db_ino) {
+		r = 0;
+		goto out;
+	}
+	/* The -wal and -shm files go by name, so the new file shares them with
+	 * the old one: fold the old file's WAL into it and empty the WAL first,
+	 * so that the new connection never reads the old file's pages there.
+	 * The lock keeps every other call of this process out meanwhile. */
+	sqlite3_wal_checkpoint_v2(d->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	memset(&fresh, 0, sizeof(fresh));
+	fresh.data_dir = d->data_dir;
+	r = db_connect(&fresh, path, err, errlen);
+	if (r < 0) {
+		log_error("dir", NULL, "cannot reopen the directory; the old file stays in use");
+		goto out;
+	}
+	old = d->db;
+	d->db = fresh.db;
+	d->db_dev = fresh.db_dev;
+	d->db_ino = fresh.db_ino;
+	if (sqlite3_close(old) != SQLITE_OK)
+		BUG("directory closed with statements still open");
+	log_info("dir", NULL, "directory reopened: buzon.db was replaced");
+	r = 1;
+out:
+	unlock(d);
+	free(path);
 	return r;
 }
 
@@ -604,6 +683,89 @@ void dir_close(struct dir **dp)
 const char *dir_data_dir(const struct dir *d)
 {
 	return d->data_dir;
+}
+
+/* 1 when path is dir or inside it. */
+static int path_under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+int data_dir_check(const char *data_dir, char *err, size_t errlen)
+{
+	static const char *const kernel_dirs[] = { "/proc", "/sys", "/dev" };
+	char *p = NULL, real[PATH_MAX];
+	struct stat st;
+	int exists, r = 0;
+
+	if (!data_dir || data_dir[0] != '/') {
+		seterr(err, errlen, "data_dir '%s' is not an absolute path", data_dir ? data_dir : "");
+		return -EINVAL;
+	}
+	if (lstat(data_dir, &st) == 0) {
+		if (S_ISLNK(st.st_mode)) {
+			seterr(err, errlen, "data_dir %s is a symbolic link; give the directory itself", data_dir);
+			return -ELOOP;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			seterr(err, errlen, "data_dir %s is not a directory", data_dir);
+			return -ENOTDIR;
+		}
+	}
+	/* The nearest part of the path that exists: data_dir itself, or the
+	 * directory in which it would be created. */
+	p = xstrdup(data_dir);
+	for (;;) {
+		char *slash;
+
+		if (stat(p, &st) == 0)
+			break;
+		if (errno != ENOENT && errno != ENOTDIR) {
+			r = -errno;
+			seterr(err, errlen, "data_dir %s: cannot look at %s: %s", data_dir, p, strerror(errno));
+			goto out;
+		}
+		slash = strrchr(p, '/');
+		if (slash == p) {
+			p[1] = '\0';
+			continue;
+		}
+		*slash = '\0';
+	}
+	exists = strcmp(p, data_dir) == 0;
+	if (!S_ISDIR(st.st_mode)) {
+		seterr(err, errlen, "data_dir %s cannot be created: %s is not a directory", data_dir, p);
+		r = -ENOTDIR;
+		goto out;
+	}
+	/* Where it really is, symbolic links followed: /var/run/x -> /run/x. */
+	if (!realpath(p, real)) {
+		r = -errno;
+		seterr(err, errlen, "data_dir %s: cannot resolve %s: %s", data_dir, p, strerror(errno));
+		goto out;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(kernel_dirs); i++) {
+		if (path_under(real, kernel_dirs[i]) || path_under(data_dir, kernel_dirs[i])) {
+			seterr(err, errlen, "data_dir %s is inside %s, which the kernel owns", data_dir, kernel_dirs[i]);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	/* As the user running this (before a privilege drop, root: then only
+	 * a read-only file system fails here). */
+	if (access(p, exists ? (R_OK | W_OK | X_OK) : (W_OK | X_OK)) < 0) {
+		r = -errno;
+		if (exists)
+			seterr(err, errlen, "data_dir %s is not writable: %s", data_dir, strerror(errno));
+		else
+			seterr(err, errlen, "data_dir %s cannot be created in %s: %s", data_dir, p, strerror(errno));
+		goto out;
+	}
+out:
+	free(p);
+	return r;
 }
 
 /* ---- domains ------------------------------------------------------------ */
@@ -785,8 +947,47 @@ out:
 	return r;
 }
 
+int dir_user_maildir(const struct dir *d, const char *address, char *out, size_t outlen)
+{
+	struct addr a;
+
+	if (check_address(address, &a, NULL, 0) < 0)
+		return -EINVAL;
+	return maildir_path(d, a.local, a.domain, out, outlen);
+}
+
+/* What is at a new user's Maildir path: nothing (0), or the Maildir of an
+ * earlier user that flags allow to take over (0), or an error. Mail found
+ * there is never handed to a new account by accident. */
+static int check_old_maildir(const char *path, unsigned flags, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		seterr(err, errlen, "cannot look at %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!(flags & DIR_USER_REUSE_MAIL)) {
+		seterr(err, errlen, "a maildir already exists at %s (mail of an earlier user?)", path);
+		return -EEXIST;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		seterr(err, errlen, "%s is not a directory", path);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
 int dir_user_add(struct dir *d, const char *address, const char *password, uint64_t quota,
 		 char *err, size_t errlen)
+{
+	return dir_user_add_flags(d, address, password, quota, 0, err, errlen);
+}
+
+int dir_user_add_flags(struct dir *d, const char *address, const char *password, uint64_t quota,
+		       unsigned flags, char *err, size_t errlen)
 {
 	char hash[PASSWORD_HASH_MAX], canon[ADDRESS_MAX + 1], path[4096];
 	struct addr a;
@@ -839,9 +1040,15 @@ int dir_user_add(struct dir *d, const char *address, const char *password, uint6
 		r = -EEXIST;
 		goto out;
 	}
-	if (rc == SQLITE_DONE)
+	if (rc == SQLITE_DONE) {
+		/* Checked under the write lock: a concurrent "user del" of the
+		 * same name has moved its Maildir aside before or not at all. */
+		r = check_old_maildir(path, flags, err, errlen);
+		if (r < 0)
+			goto out;
 		rc = sql_exec(d, "INSERT INTO users (domain_id, localpart, password, quota) VALUES (?1, ?2, ?3, ?4)",
 			      "itti", domain_id, a.local, hash, (int64_t)quota);
+	}
 	if (rc != SQLITE_OK) {
 		r = sql_fail(d, rc, "user add", err, errlen);
 		goto out;
@@ -881,16 +1088,90 @@ int dir_user_exists(struct dir *d, const char *address)
 	return r;
 }
 
-int dir_user_del(struct dir *d, const char *address, char *err, size_t errlen)
+/* Moves the Maildir at from to data_dir/deleted/<domain>/<localpart>.<unix
+ * time> (".2", ".3", ... added when taken) and puts that path in to;
+ * to is "" when there was nothing at from. */
+static int move_aside(const struct dir *d, const struct addr *a, const char *from, char *to, size_t tolen,
+		      char *err, size_t errlen)
 {
-	char canon[ADDRESS_MAX + 1];
+	char parent[4096], from_parent[4096];
+	long long now = (long long)time(NULL);
+	struct stat st;
+	int r;
+
+	to[0] = '\0';
+	if (lstat(from, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		r = -errno;
+		seterr(err, errlen, "cannot look at %s: %s", from, strerror(errno));
+		return r;
+	}
+	if ((size_t)snprintf(parent, sizeof(parent), "%s/deleted/%s", d->data_dir, a->domain) >= sizeof(parent))
+		return -ENAMETOOLONG;
+	r = storage_mkdir_p(parent);
+	if (r < 0) {
+		seterr(err, errlen, "cannot create %s: %s", parent, strerror(-r));
+		return r;
+	}
+	for (unsigned n = 1;; n++) {
+		int len = n == 1 ? snprintf(to, tolen, "%s/%s.%lld", parent, a->local, now)
+				 : snprintf(to, tolen, "%s/%s.%lld.%u", parent, a->local, now, n);
+		if (len < 0 || (size_t)len >= tolen) {
+			to[0] = '\0';
+			return -ENAMETOOLONG;
+		}
+		if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+			break;
+		if ((errno == EINVAL || errno == ENOSYS) && lstat(to, &st) < 0 && errno == ENOENT &&
+		    rename(from, to) == 0)
+			break;
+		if (errno != EEXIST || n == 1000) {
+			r = -errno;
+			seterr(err, errlen, "cannot move %s to %s: %s", from, to, strerror(errno));
+			to[0] = '\0';
+			return r;
+		}
+	}
+	/* Both directory entries on disk: after a crash the Maildir is in one
+	 * place or the other, never in both, and never back in mail/. */
+	snprintf(from_parent, sizeof(from_parent), "%s/mail/%s", d->data_dir, a->domain);
+	storage_fsync_dir(parent);
+	storage_fsync_dir(from_parent);
+	return 0;
+}
+
+int dir_user_del(struct dir *d, const char *address, char *moved_r, size_t movedlen, char *err, size_t errlen)
+{
+	char canon[ADDRESS_MAX + 1], path[4096], moved[4096];
 	struct addr a;
 	int64_t id, aliases = 0;
 	int rc, r = 0;
 
+	if (moved_r && movedlen)
+		moved_r[0] = '\0';
 	if (check_address(address, &a, err, errlen) < 0)
 		return -EINVAL;
 	addr_format(&a, canon, sizeof(canon));
+	if (maildir_path(d, a.local, a.domain, path, sizeof(path)) < 0) {
+		seterr(err, errlen, "maildir path for %s is too long", canon);
+		return -ENAMETOOLONG;
+	}
+	/*
+	 * The order matters while a server runs. First the row goes, committed:
+	 * from then on no RCPT resolves to the user and no login succeeds, and
+	 * whatever recreates a missing Maildir (delivery, login) asks for the
+	 * row first (dir_user_ensure_maildir() does it under the write lock
+	 * this transaction holds) and finds none. Only then does the Maildir
+	 * move aside, in one rename. A delivery that resolved the user before
+	 * the commit either wrote its file before the rename (the file moves
+	 * with the Maildir) or finds its path gone at the rename into new/ or
+	 * at the fsync of new/, and answers 451: the sender tries again and
+	 * gets 550. The other order (move, then delete the row) would leave a
+	 * moment in which the user exists without a Maildir: the state in which
+	 * storage makes a new, empty one, which the next "user add" of the name
+	 * would get.
+	 */
 	lock(d);
 	rc = begin(d);
 	if (rc == SQLITE_OK)
@@ -906,11 +1187,66 @@ int dir_user_del(struct dir *d, const char *address, char *err, size_t errlen)
 		rc = sql_exec(d, "DELETE FROM users WHERE id = ?1", "i", id);
 	if (rc == SQLITE_OK)
 		rc = commit(d);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK) {
 		r = sql_fail(d, rc, "user del", err, errlen);
-	else
-		r = (int)aliases;
+		goto out;
+	}
+	r = move_aside(d, &a, path, moved, sizeof(moved), err, errlen);
+	if (r < 0) {
+		/* The user is gone; its mail stays where it was, and "user add"
+		 * of the name refuses while it is there. */
+		char why[512];
+		snprintf(why, sizeof(why), "%s", err ? err : "");
+		seterr(err, errlen, "deleted user %s, but its maildir stays at %s: %s", canon, path, why);
+		log_error("dir", NULL, "maildir of a deleted user not moved aside error=%s", strerror(-r));
+		goto out;
+	}
+	if (moved_r && movedlen)
+		snprintf(moved_r, movedlen, "%s", moved);
+	r = (int)aliases;
 out:
+	rollback(d);
+	unlock(d);
+	return r;
+}
+
+int dir_user_ensure_maildir(struct dir *d, const char *address, char *err, size_t errlen)
+{
+	char canon[ADDRESS_MAX + 1], path[4096];
+	struct addr a;
+	struct stat st;
+	int64_t id;
+	int rc, r;
+
+	if (check_address(address, &a, err, errlen) < 0)
+		return -EINVAL;
+	addr_format(&a, canon, sizeof(canon));
+	if (maildir_path(d, a.local, a.domain, path, sizeof(path)) < 0) {
+		seterr(err, errlen, "maildir path for %s is too long", canon);
+		return -ENAMETOOLONG;
+	}
+	if (lstat(path, &st) == 0)
+		return 0;
+	/* Missing: look at the row and create under the write lock, which
+	 * dir_user_del() holds while the row goes (see there). */
+	lock(d);
+	rc = begin(d);
+	if (rc == SQLITE_OK)
+		rc = sql_int(d, &id, sql_user_id, "tt", a.domain, a.local);
+	if (rc == SQLITE_DONE) {
+		seterr(err, errlen, "unknown user %s", canon);
+		r = -ENOENT;
+	} else if (rc != SQLITE_ROW) {
+		r = sql_fail(d, rc, "user maildir", err, errlen);
+	} else if (lstat(path, &st) == 0) {
+		r = 0;
+	} else {
+		r = create_mailbox(path, err, errlen);
+		if (r == 0) {
+			log_warn("dir", NULL, "maildir was missing and is made again domain=%s", a.domain);
+			r = 1;
+		}
+	}
 	rollback(d);
 	unlock(d);
 	return r;
@@ -1336,9 +1672,115 @@ enum dir_status dir_resolve(struct dir *d, const char *address, const char *deli
 	}
 out:
 	unlock(d);
+	/* A Maildir deleted by hand is made again (logged), for delivery and
+	 * login alike, by dir_user_ensure_maildir() (which asks for the row
+	 * under the write lock); one behind a symbolic link is a temporary
+	 * failure (maildir_check() logs it). */
+	for (size_t i = 0; status == DIR_OK && i < *n_r; i++) {
+		int r = maildir_check(targets[i].maildir);
+		if (r == -ENOENT && dir_user_ensure_maildir(d, targets[i].address, NULL, 0) >= 0)
+			r = maildir_check(targets[i].maildir);
+		if (r < 0)
+			status = DIR_TEMPFAIL;
+	}
 	if (status != DIR_OK)
 		*n_r = 0;
 	return status;
+}
+
+/* The oldest enabled user: where the postmaster's mail goes when nobody
+ * else was named for it. */
+static enum lookup lookup_oldest_user(struct dir *d, struct dir_target *targets, size_t *n_r)
+{
+	sqlite3_stmt *st;
+	enum lookup res = LOOKUP_NONE;
+	char local[LOCAL_MAX + 1], domain[DOMAIN_MAX + 1];
+	int rc;
+
+	rc = prep(d, &st, "SELECT u.localpart, d.name FROM users u JOIN domains d ON d.id = u.domain_id"
+		  " WHERE u.enabled = 1 ORDER BY u.id LIMIT 1", "");
+	if (rc != SQLITE_OK) {
+		sql_fail(d, rc, "resolve postmaster", NULL, 0);
+		return LOOKUP_ERROR;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		snprintf(local, sizeof(local), "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(domain, sizeof(domain), "%s", (const char *)sqlite3_column_text(st, 1));
+		res = LOOKUP_OK;
+	} else if (rc != SQLITE_DONE) {
+		sql_fail(d, rc, "resolve postmaster", NULL, 0);
+		res = LOOKUP_ERROR;
+	}
+	sqlite3_finalize(st);
+	/* the same lookup as any user's, from its name */
+	return res == LOOKUP_OK ? lookup_user(d, local, domain, targets, n_r) : res;
+}
+
+enum dir_status dir_resolve_postmaster(struct dir *d, const char *domain, const char *configured,
+				       struct dir_target *targets, size_t *n_r,
+				       enum dir_postmaster_source *source_r)
+{
+	char dom[DOMAIN_MAX + 1], source[ADDRESS_MAX + 1];
+	enum lookup res = LOOKUP_NONE;
+	enum dir_status st;
+	int64_t id;
+	int rc;
+
+	*n_r = 0;
+	if (domain) {
+		if (parse_domain(domain, dom, NULL, 0) != ADDR_OK)
+			return DIR_NOT_LOCAL;
+		lock(d);
+		rc = sql_int(d, &id, sql_domain_id, "t", dom);
+		if (rc == SQLITE_ROW) {
+			/* explicit entries first; a catch-all is not one */
+			res = lookup_user(d, "postmaster", dom, targets, n_r);
+			if (res == LOOKUP_NONE || res == LOOKUP_DISABLED) {
+				snprintf(source, sizeof(source), "postmaster@%s", dom);
+				res = lookup_alias(d, source, targets, n_r);
+			}
+		} else if (rc != SQLITE_DONE) {
+			sql_fail(d, rc, "resolve postmaster", NULL, 0);
+			res = LOOKUP_ERROR;
+		}
+		unlock(d);
+		if (rc == SQLITE_DONE)
+			return DIR_NOT_LOCAL;
+		if (res == LOOKUP_ERROR)
+			return DIR_TEMPFAIL;
+		if (res == LOOKUP_OK) {
+			*source_r = DIR_PM_DIRECTORY;
+			return DIR_OK;
+		}
+		*n_r = 0;
+	}
+	if (configured && *configured) {
+		st = dir_resolve(d, configured, "", targets, n_r);
+		if (st == DIR_OK) {
+			*source_r = DIR_PM_CONFIGURED;
+			return DIR_OK;
+		}
+		if (st == DIR_TEMPFAIL)
+			return DIR_TEMPFAIL;
+		/* Deleted or disabled since the start: the mail still goes to a
+		 * person (the caller logs it). */
+		*n_r = 0;
+	}
+	lock(d);
+	res = lookup_oldest_user(d, targets, n_r);
+	unlock(d);
+	*source_r = DIR_PM_OLDEST;
+	switch (res) {
+	case LOOKUP_OK:
+		return DIR_OK;
+	case LOOKUP_ERROR:
+		*n_r = 0;
+		return DIR_TEMPFAIL;
+	default:
+		*n_r = 0;
+		return DIR_NO_USER;
+	}
 }
 
 int dir_authenticate(struct dir *d, const char *address, const char *password, char *canonical_r)

@@ -31,6 +31,21 @@ int dir_open(const char *data_dir, struct dir **dir_r, char *err, size_t errlen)
 void dir_close(struct dir **d);
 /* Returns the data_dir given to dir_open(). */
 const char *dir_data_dir(const struct dir *d);
+/* Opens buzon.db again when the file at its path is no longer the one the
+ * connection reads (replaced by a restore): 1 when reopened, 0 when it is
+ * the same file (nothing is cached otherwise, so nothing else to do), or a
+ * negative code with the reason in err, the old connection kept. Blocks on
+ * disk like every call here: not for the event loop thread. */
+int dir_reopen(struct dir *d, char *err, size_t errlen);
+
+/*
+ * Says, creating nothing, whether data_dir can serve: an absolute path that
+ * is a directory (not a symbolic link) the caller can read and write, or
+ * that does not exist yet and whose nearest existing parent is a directory
+ * the caller can write in; never inside /proc, /sys or /dev. 0, or a
+ * negative errno with a one-line reason in err.
+ */
+int data_dir_check(const char *data_dir, char *err, size_t errlen);
 
 /* Checks and lower-cases an address into out (size outlen); 0 or -EINVAL with reason. */
 int dir_normalize_address(const char *address, char *out, size_t outlen, char *err, size_t errlen);
@@ -44,15 +59,41 @@ int dir_domain_list(struct dir *d, void (*cb)(void *ctx, const char *domain), vo
 int dir_domain_exists(struct dir *d, const char *domain);
 
 /* Adds a user with the password (hashed here, yescrypt) and quota in bytes
- * (0 = none) and creates the user's Maildir (with its default folders). */
+ * (0 = none) and creates the user's Maildir (with its default folders).
+ * Refuses (-EEXIST) while anything exists at the user's Maildir path: the
+ * mail of an earlier user of the name is never handed over by accident. */
 int dir_user_add(struct dir *d, const char *address, const char *password, uint64_t quota,
 		 char *err, size_t errlen);
+
+enum dir_user_add_flags {
+	/* Take over a Maildir found at the user's path (a restore from backup,
+	 * or the mail of a deleted user moved back on purpose). */
+	DIR_USER_REUSE_MAIL = 1 << 0,
+};
+/* dir_user_add() with enum dir_user_add_flags. */
+int dir_user_add_flags(struct dir *d, const char *address, const char *password, uint64_t quota,
+		       unsigned flags, char *err, size_t errlen);
+/* Puts the Maildir path of address (data_dir/mail/<domain>/<localpart>) in
+ * out, whether or not the user or the directory exists; 0 or negative. */
+int dir_user_maildir(const struct dir *d, const char *address, char *out, size_t outlen);
+/* Makes the Maildir of an existing user again when it is missing (deleted by
+ * hand): 1 when made, 0 when it was there, -ENOENT when address is not a
+ * user (nothing is made), another negative code on error. The row is read
+ * under the directory's write lock, so a user being deleted never gets a new
+ * empty Maildir (see dir_user_del()). */
+int dir_user_ensure_maildir(struct dir *d, const char *address, char *err, size_t errlen);
 /* 1 when address is a user (enabled or not), 0 when not (or not an address),
  * negative on error. */
 int dir_user_exists(struct dir *d, const char *address);
-/* Deletes the user from the directory; the Maildir is left on disk. The alias
- * entries that point to the user go too; returns how many did (>= 0). */
-int dir_user_del(struct dir *d, const char *address, char *err, size_t errlen);
+/* Deletes the user from the directory, with the alias entries that point to
+ * the user; returns how many of those went (>= 0). Then moves the Maildir
+ * to data_dir/deleted/<domain>/<localpart>.<unix time>, out of reach of
+ * delivery, POP3 and IMAP, and puts that path in moved_r (size movedlen;
+ * "" when there was no Maildir; moved_r may be NULL). When the move fails
+ * the user is deleted all the same and the error says where the Maildir
+ * stays (and dir_user_add() refuses the name while it is there). */
+int dir_user_del(struct dir *d, const char *address, char *moved_r, size_t movedlen, char *err,
+		 size_t errlen);
 int dir_user_passwd(struct dir *d, const char *address, const char *password, char *err, size_t errlen);
 /* Sets a stored hash as is (import of $2b$, $6$, $y$ hashes). */
 int dir_user_set_hash(struct dir *d, const char *address, const char *hash, char *err, size_t errlen);
@@ -101,6 +142,26 @@ struct dir_target {
  */
 enum dir_status dir_resolve(struct dir *d, const char *address, const char *delimiter,
 			    struct dir_target *targets, size_t *n_r);
+
+/* Which rule gave the postmaster's mailbox (dir_resolve_postmaster()). */
+enum dir_postmaster_source {
+	DIR_PM_DIRECTORY,   /* a user or alias postmaster@domain of the directory */
+	DIR_PM_CONFIGURED,  /* the configured address ([server] postmaster) */
+	DIR_PM_OLDEST,      /* the oldest enabled user (lowest id) */
+};
+
+/*
+ * Resolves the postmaster (RFC 5321 4.5.1: "Postmaster" and postmaster@ every
+ * local domain must be accepted). With a domain: a user or alias
+ * postmaster@domain of the directory wins (DIR_NOT_LOCAL when the domain is
+ * not local); without one (domain NULL), or when the domain has neither,
+ * the configured address (resolved as dir_resolve() does, without tags) when
+ * it is set and deliverable, else the oldest enabled user. DIR_NO_USER when
+ * there is no enabled user at all. *source_r says which rule answered.
+ */
+enum dir_status dir_resolve_postmaster(struct dir *d, const char *domain, const char *configured,
+				       struct dir_target *targets, size_t *n_r,
+				       enum dir_postmaster_source *source_r);
 
 /*
  * Checks a login. Returns 0 when the address is an enabled user whose hash

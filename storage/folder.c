@@ -13,9 +13,12 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
 #include "lib/xalloc.h"
 #include "storage/mailbox.h"
 #include "storage/maildir.h"
+#include "storage/storage-private.h"
 
 #define NAME_MAX_LEN 200
 
@@ -31,19 +34,6 @@ int folder_name_valid(const char *name)
 		if (*p < 0x20 || *p == 0x7f || *p == '/')
 			return 0;
 	return 1;
-}
-
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -69,24 +59,31 @@ void folder_list_free(char **names)
 
 int folder_list(const char *maildir, char ***names_r)
 {
-	DIR *d = opendir(maildir);
+	int fd = storage_open_dir(maildir);
+	DIR *d;
 	struct dirent *e;
 	char **names;
 	size_t n = 1, cap = 16;
 
-	if (!d)
+	if (fd < 0)
+		return fd;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
 		return -errno;
+	}
 	names = xcalloc(cap, sizeof(char *));
 	names[0] = xstrdup("INBOX");
 	while ((e = readdir(d))) {
-		char path[PATH_MAX];
+		char path[NAME_MAX + 8];
 		struct stat st;
 
 		if (e->d_name[0] != '.' || !folder_name_valid(e->d_name + 1))
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s/cur", maildir, e->d_name) >= sizeof(path))
-			continue;
-		if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		/* A symbolic link is no folder of ours (lstat of each level). */
+		snprintf(path, sizeof(path), "%s/cur", e->d_name);
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
+		    fstatat(dirfd(d), path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
 			continue;
 		if (n + 2 > cap) {
 			cap *= 2;
@@ -112,15 +109,19 @@ static int folder_dir(const char *maildir, const char *name, char *out, size_t o
 int folder_exists(const char *maildir, const char *name)
 {
 	char path[PATH_MAX];
-	struct stat st;
+	int fd;
 
 	if (strcmp(name, "INBOX") != 0 && !folder_name_valid(name))
 		return 0;
-	if (folder_dir(maildir, name, path, sizeof(path)) < 0 ||
-	    strlen(path) + 5 >= sizeof(path))
+	if (folder_dir(maildir, name, path, sizeof(path)) < 0 || strlen(path) + 5 >= sizeof(path))
 		return 0;
 	strcat(path, "/cur");
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	/* Through no symbolic link: a linked folder does not exist for us. */
+	fd = storage_open_dir(path);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
 }
 
 int folder_create(const char *maildir, const char *name)
@@ -173,12 +174,12 @@ int folder_delete(const char *maildir, const char *name)
 	if (!folder_exists(maildir, name))
 		return -ENOENT;
 	snprintf(dotname, sizeof(dotname), ".%s", name);
-	fd = open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = storage_open_dir(maildir);
 	if (fd < 0)
-		return -errno;
-	r = remove_tree(fd, dotname);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
+		return fd;
+	r = FAILPOINT_ERRNO("storage/folder/unlink") ? -errno : remove_tree(fd, dotname);
+	if (r == 0)
+		r = storage_fsync_fd(fd);
 	close(fd);
 	if (r == 0)
 		mbox_index_forget(maildir, name);
@@ -186,52 +187,66 @@ int folder_delete(const char *maildir, const char *name)
 }
 
 /* Moves every message of INBOX into the new folder to. */
+/* Moves every message of INBOX into the new folder to. */
 static int rename_inbox(const char *maildir, const char *to)
 {
 	static const char *const subs[] = { "new", "cur" };
-	char dst[PATH_MAX];
-	int r;
+	char dot[NAME_MAX_LEN + 2];
+	int mfd, tfd, r;
 
 	r = folder_create(maildir, to);
 	if (r < 0)
 		return r;
-	for (size_t s = 0; s < 2; s++) {
-		char from_dir[PATH_MAX], to_dir[PATH_MAX];
-		DIR *d;
+	snprintf(dot, sizeof(dot), ".%s", to);
+	mfd = storage_open_dir(maildir);
+	if (mfd < 0)
+		return mfd;
+	tfd = storage_open_subdir(mfd, dot, maildir);
+	if (tfd < 0) {
+		close(mfd);
+		return tfd;
+	}
+	for (size_t s = 0; s < 2 && r == 0; s++) {
+		int from = storage_open_subdir(mfd, subs[s], maildir);
+		int into = storage_open_subdir(tfd, subs[s], maildir);
+		int fd;
+		DIR *d = NULL;
 		struct dirent *e;
 
-		snprintf(from_dir, sizeof(from_dir), "%s/%s", maildir, subs[s]);
-		if (folder_dir(maildir, to, dst, sizeof(dst)) < 0 ||
-		    (size_t)snprintf(to_dir, sizeof(to_dir), "%s/%s", dst, subs[s]) >= sizeof(to_dir))
-			return -ENAMETOOLONG;
-		d = opendir(from_dir);
-		if (!d)
-			return -errno;
-		while ((e = readdir(d))) {
-			char a[PATH_MAX + 256], b[PATH_MAX + 256];
-			if (e->d_name[0] == '.')
-				continue;
-			snprintf(a, sizeof(a), "%s/%s", from_dir, e->d_name);
-			snprintf(b, sizeof(b), "%s/%s", to_dir, e->d_name);
-			if (rename(a, b) < 0 && errno != ENOENT) {
-				r = -errno;
-				break;
+		if (from < 0 || into < 0 || (fd = openat(from, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+		    !(d = fdopendir(fd))) {
+			r = from < 0 ? from : into < 0 ? into : -errno;
+		} else {
+			while ((e = readdir(d))) {
+				if (e->d_name[0] == '.')
+					continue;
+				if ((FAILPOINT_ERRNO("storage/folder/rename") ||
+				     renameat(from, e->d_name, into, e->d_name) < 0) && errno != ENOENT) {
+					r = -errno;
+					break;
+				}
 			}
+			closedir(d);
 		}
-		closedir(d);
-		if (r < 0)
-			return r;
-		fsync_dir(to_dir);
-		fsync_dir(from_dir);
+		if (r == 0)
+			r = storage_fsync_fd(into);
+		if (r == 0)
+			r = storage_fsync_fd(from);
+		if (from >= 0)
+			close(from);
+		if (into >= 0)
+			close(into);
 	}
-	return 0;
+	close(tfd);
+	close(mfd);
+	return r;
 }
 
 int folder_rename(const char *maildir, const char *from, const char *to)
 {
 	char **names = NULL;
 	size_t flen = strlen(from);
-	int n, r = 0;
+	int n, mfd, r = 0;
 
 	if (!folder_name_valid(to))
 		return -EINVAL;
@@ -249,39 +264,57 @@ int folder_rename(const char *maildir, const char *from, const char *to)
 	n = folder_list(maildir, &names);
 	if (n < 0)
 		return n;
-	/* The folder first, then its children: none of the new names exists. */
+	mfd = storage_open_dir(maildir);
+	if (mfd < 0) {
+		folder_list_free(names);
+		return mfd;
+	}
+	/* The folder first, then its children: none of the new names exists.
+	 * folder_list() left out symbolic links, and renameat() in the
+	 * Maildir's own descriptor moves names, never what a link points at. */
 	for (int i = 0; i < n && r == 0; i++) {
 		const char *x = names[i];
-		char a[PATH_MAX], b[PATH_MAX];
+		char a[NAME_MAX_LEN + 2], b[2 * NAME_MAX_LEN + 2];
+		struct stat st;
 		if (strcmp(x, from) != 0 && !(strncmp(x, from, flen) == 0 && x[flen] == '.'))
 			continue;
-		if ((size_t)snprintf(a, sizeof(a), "%s/.%s", maildir, x) >= sizeof(a) ||
-		    (size_t)snprintf(b, sizeof(b), "%s/.%s%s", maildir, to, x + flen) >= sizeof(b) ||
-		    strlen(to) + strlen(x + flen) > NAME_MAX_LEN) {
+		if (strlen(to) + strlen(x + flen) > NAME_MAX_LEN) {
 			r = -ENAMETOOLONG;
 			break;
 		}
-		if (access(b, F_OK) == 0) {
+		snprintf(a, sizeof(a), ".%s", x);
+		snprintf(b, sizeof(b), ".%s%s", to, x + flen);
+		if (fstatat(mfd, b, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			r = -EEXIST;
 			break;
 		}
-		if (rename(a, b) < 0)
+		if (errno != ENOENT) {
+			r = -errno;
+			break;
+		}
+		if (FAILPOINT_ERRNO("storage/folder/rename") || renameat(mfd, a, mfd, b) < 0)
 			r = -errno;
 	}
 	folder_list_free(names);
-	fsync_dir(maildir);
+	if (storage_fsync_fd(mfd) < 0 && r == 0)
+		r = -EIO;
+	close(mfd);
 	if (r == 0)
 		mbox_index_rename(maildir, from, to);
 	return r;
 }
 
-static int read_lines(const char *path, char ***names_r)
+/* The lines of dirfd/name (absent: none), no symbolic link followed. */
+static int read_lines(int dirfd, const char *name, char ***names_r)
 {
-	FILE *fp = fopen(path, "r");
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *fp = fd >= 0 ? fdopen(fd, "r") : NULL;
 	char line[NAME_MAX_LEN + 8];
 	char **names;
 	size_t n = 0, cap = 16;
 
+	if (fd >= 0 && !fp)
+		close(fd);
 	names = xcalloc(cap, sizeof(char *));
 	if (fp) {
 		while (fgets(line, sizeof(line), fp)) {
@@ -307,33 +340,32 @@ static int read_lines(const char *path, char ***names_r)
 
 int folder_subscriptions(const char *maildir, char ***names_r)
 {
-	char path[PATH_MAX];
+	int dfd = storage_open_dir(maildir), r;
 
-	if ((size_t)snprintf(path, sizeof(path), "%s/subscriptions", maildir) >= sizeof(path))
-		return -ENAMETOOLONG;
-	return read_lines(path, names_r);
+	if (dfd < 0)
+		return dfd;
+	r = read_lines(dfd, "subscriptions", names_r);
+	close(dfd);
+	return r;
 }
 
 int folder_subscribe(const char *maildir, const char *name, int subscribe)
 {
-	char path[PATH_MAX], tmp[PATH_MAX];
 	struct buf out = BUF_INIT(0);
 	char **names = NULL;
 	int n, found = 0, fd, lock, r = 0;
 
 	if (strcmp(name, "INBOX") != 0 && !folder_name_valid(name))
 		return -EINVAL;
-	if ((size_t)snprintf(path, sizeof(path), "%s/subscriptions", maildir) >= sizeof(path) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/subscriptions.tmp", maildir) >= sizeof(tmp))
-		return -ENAMETOOLONG;
 	/* One writer at a time: two sessions subscribing at once both count. */
-	lock = open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (lock < 0 || flock(lock, LOCK_EX) < 0) {
-		if (lock >= 0)
-			close(lock);
+	lock = storage_open_dir(maildir);
+	if (lock < 0)
+		return lock;
+	if (flock(lock, LOCK_EX) < 0) {
+		close(lock);
 		return -EIO;
 	}
-	n = read_lines(path, &names);
+	n = read_lines(lock, "subscriptions", &names);
 	if (n < 0) {
 		close(lock);
 		return n;
@@ -354,7 +386,7 @@ int folder_subscribe(const char *maildir, const char *name, int subscribe)
 	}
 	if (subscribe)
 		buf_printf(&out, "%s\n", name);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = openat(lock, "subscriptions.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		r = -errno;
 		buf_release(&out);
@@ -365,10 +397,10 @@ int folder_subscribe(const char *maildir, const char *name, int subscribe)
 		r = -EIO;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
+	if (r == 0 && renameat(lock, "subscriptions.tmp", lock, "subscriptions") < 0)
 		r = -errno;
 	if (r < 0)
-		unlink(tmp);
+		unlinkat(lock, "subscriptions.tmp", 0);
 	buf_release(&out);
 	close(lock);
 	return r;

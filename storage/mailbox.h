@@ -155,6 +155,19 @@ int mbox_append(const char *maildir, const char *name, const char *data, size_t 
 int mbox_copy(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_name, const char *host,
 	      uint32_t *uidvalidity_r, uint32_t *dst_uids_r);
 
+/*
+ * Moves the messages with the given UIDs (all present in src's view) into
+ * folder dst_name of the same Maildir (RFC 6851 MOVE): each file is
+ * renamed, so a message is in one folder or the other at every moment,
+ * even across a crash, never in both. Their rows go into the target's
+ * index (new UIDs, flags and keywords kept) in the same transaction as the
+ * renames; the source's rows are dropped after. All or nothing: 0 with
+ * dst_uids_r[k] the new UID of uids[k] (COPYUID), -ENOENT when a message or
+ * the folder is gone, or another negative code with nothing moved.
+ */
+int mbox_move(struct mbox *src, const uint32_t *uids, size_t n, const char *dst_name, const char *host,
+	      uint32_t *uidvalidity_r, uint32_t *dst_uids_r);
+
 /* UIDs expunged with a modseq above modseq (QRESYNC VANISHED (EARLIER)),
  * ascending; *uids_r is malloc'd. */
 int mbox_vanished_since(struct mbox *m, uint64_t modseq, uint32_t **uids_r, size_t *n_r);

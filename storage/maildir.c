@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "storage/storage-private.h"
@@ -36,6 +37,20 @@ static int io_error(int e)
 	return e ? -e : -EIO;
 }
 
+/* mkdir of name in dirfd (0700: every directory buzon makes is the
+ * owner's alone, whatever the umask), then an open of it that refuses a
+ * symbolic link. fd or a negative errno. */
+static int mkdir_open_at(int dirfd, const char *name, const char *what)
+{
+	int e = failpoint("storage/maildir/mkdir");
+
+	if (e)
+		return -e;
+	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return storage_open_subdir(dirfd, name, what);
+}
+
 static int mkdir_one(const char *path)
 {
 	struct stat st;
@@ -52,64 +67,149 @@ static int mkdir_one(const char *path)
 int storage_mkdir_p(const char *path)
 {
 	char *p = xstrdup(path);
-	int r = 0;
+	size_t len = strlen(p);
+	int fd, r = 0;
 
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		r = mkdir_one(p);
-		*s = '/';
-		if (r < 0)
+	while (len > 1 && p[len - 1] == '/')
+		p[--len] = '\0';
+	/* The longest existing prefix is opened safely (no symbolic link below
+	 * data_dir); what is missing below it is made one level at a time. */
+	for (;;) {
+		fd = storage_open_dir(p);
+		if (fd >= 0 || fd != -ENOENT)
 			break;
+		char *slash = strrchr(p, '/');
+		if (!slash || slash == p) {
+			/* Nothing of it exists: the plain way from "/". */
+			free(p);
+			p = xstrdup(path);
+			for (char *s = p + 1; *s; s++) {
+				if (*s != '/')
+					continue;
+				*s = '\0';
+				r = mkdir_one(p);
+				*s = '/';
+				if (r < 0)
+					break;
+			}
+			if (r == 0)
+				r = mkdir_one(p);
+			free(p);
+			return r;
+		}
+		*slash = '\0';
 	}
-	if (r == 0)
-		r = mkdir_one(p);
+	if (fd < 0) {
+		free(p);
+		return fd;
+	}
+	/* p exists; create the rest of path below it. */
+	for (const char *rest = path + strlen(p); *rest;) {
+		char comp[NAME_MAX + 1];
+		size_t n;
+		int sub;
+
+		while (*rest == '/')
+			rest++;
+		n = strcspn(rest, "/");
+		if (n == 0)
+			break;
+		if (n > NAME_MAX) {
+			r = -ENAMETOOLONG;
+			break;
+		}
+		memcpy(comp, rest, n);
+		comp[n] = '\0';
+		rest += n;
+		sub = mkdir_open_at(fd, comp, p);
+		if (sub < 0) {
+			r = sub;
+			break;
+		}
+		close(fd);
+		fd = sub;
+	}
+	close(fd);
 	free(p);
 	return r;
 }
 
-static int fsync_path(const char *path)
+int storage_fsync_dir(const char *path)
 {
-	int fd, r = 0;
+	int fd, r;
 
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = storage_open_dir(path);
 	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
+		return fd;
+	r = storage_fsync_fd(fd);
 	close(fd);
 	return r;
 }
 
-static int make_subdirs(const char *path)
+static int make_subdirs(int dirfd, const char *what)
 {
 	static const char *const sub[] = { "tmp", "new", "cur" };
-	char p[PATH_MAX];
 
 	for (size_t i = 0; i < ARRAY_SIZE(sub); i++) {
-		if ((size_t)snprintf(p, sizeof(p), "%s/%s", path, sub[i]) >= sizeof(p))
-			return -ENAMETOOLONG;
-		int r = mkdir_one(p);
-		if (r < 0)
-			return r;
+		int fd = mkdir_open_at(dirfd, sub[i], what);
+		if (fd < 0)
+			return fd;
+		close(fd);
 	}
 	return 0;
 }
 
 int maildir_create(const char *path)
 {
-	int r;
+	int fd, r;
 
 	if (!path || !*path)
 		return -EINVAL;
 	r = storage_mkdir_p(path);
 	if (r < 0)
 		return r;
-	r = make_subdirs(path);
-	if (r < 0)
-		return r;
-	return fsync_path(path);
+	fd = storage_open_dir(path);
+	if (fd < 0)
+		return fd;
+	r = make_subdirs(fd, path);
+	if (r == 0)
+		r = storage_fsync_fd(fd);
+	close(fd);
+	return r;
+}
+
+int maildir_check(const char *path)
+{
+	static const char *const sub[] = { "tmp", "new", "cur" };
+	struct stat st;
+	int fd, r = 0, made = 0;
+
+	fd = storage_open_dir(path);
+	if (fd < 0)
+		return fd;
+	for (size_t i = 0; i < ARRAY_SIZE(sub) && r == 0; i++) {
+		if (fstatat(fd, sub[i], &st, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		if (errno != ENOENT) {
+			r = -errno;
+			break;
+		}
+		/* Deleted by hand: made again inside a Maildir that exists (the
+		 * Maildir itself is the directory's to make, which knows whether
+		 * its user still exists). */
+		int sfd = mkdir_open_at(fd, sub[i], path);
+		if (sfd < 0)
+			r = sfd;
+		else
+			close(sfd);
+		made = 1;
+	}
+	if (r == 0 && made) {
+		r = storage_fsync_fd(fd);
+		log_warn("maildir", NULL, "missing tmp/, new/ or cur/ made again path=%s", path);
+	}
+	close(fd);
+	return r;
 }
 
 /* A Maildir++ folder name as it appears on disk after the leading dot:
@@ -128,27 +228,35 @@ static int folder_name_ok(const char *name)
 
 int maildir_create_folder(const char *path, const char *name)
 {
-	char p[PATH_MAX], f[PATH_MAX];
-	int fd, r;
+	char dot[256];
+	int dfd, fd = -1, ffd, r;
 
 	if (!path || !name || !folder_name_ok(name))
 		return -EINVAL;
-	if ((size_t)snprintf(p, sizeof(p), "%s/.%s", path, name) >= sizeof(p) ||
-	    (size_t)snprintf(f, sizeof(f), "%s/maildirfolder", p) >= sizeof(f))
-		return -ENAMETOOLONG;
-	r = mkdir_one(p);
-	if (r < 0)
-		return r;
-	r = make_subdirs(p);
-	if (r < 0)
-		return r;
-	fd = open(f, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	close(fd);
-	r = fsync_path(p);
+	snprintf(dot, sizeof(dot), ".%s", name);
+	dfd = storage_open_dir(path);
+	if (dfd < 0)
+		return dfd;
+	fd = mkdir_open_at(dfd, dot, path);
+	if (fd < 0) {
+		close(dfd);
+		return fd;
+	}
+	r = make_subdirs(fd, path);
+	if (r == 0) {
+		ffd = FAILPOINT_ERRNO("storage/maildir/open") ? -1 :
+			openat(fd, "maildirfolder", O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (ffd < 0)
+			r = -errno;
+		else
+			close(ffd);
+	}
 	if (r == 0)
-		r = fsync_path(path);
+		r = storage_fsync_fd(fd);
+	if (r == 0)
+		r = storage_fsync_fd(dfd);
+	close(fd);
+	close(dfd);
 	return r;
 }
 
@@ -159,9 +267,9 @@ static int sweep_one_tmp(int dirfd)
 	struct dirent *de;
 	int fd, n = 0;
 
-	fd = openat(dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = storage_open_subdir(dirfd, "tmp", "(start-up sweep)");
 	if (fd < 0)
-		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+		return fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP ? 0 : fd;
 	dir = fdopendir(fd);
 	if (!dir) {
 		close(fd);
@@ -171,7 +279,7 @@ static int sweep_one_tmp(int dirfd)
 		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
 					     (de->d_name[1] == '.' && de->d_name[2] == '\0')))
 			continue;
-		if (unlinkat(fd, de->d_name, 0) == 0)
+		if (!FAILPOINT_ERRNO("storage/maildir/unlink") && unlinkat(fd, de->d_name, 0) == 0)
 			n++;
 		else if (errno != ENOENT && errno != EISDIR)
 			log_warn("maildir", NULL, "sweep cannot remove tmp file error=\"%s\"", strerror(errno));
@@ -205,11 +313,20 @@ static int for_each_subdir(int dirfd, int dots, int (*fn)(void *ctx, int fd), vo
 			continue;
 		if (dots != (n[0] == '.'))
 			continue;
+		if (de->d_type == DT_LNK) {
+			/* Never walked into: a write (the sweep's unlinks) would go
+			 * through it, a quota sum would count what is not ours. */
+			log_warn("maildir", NULL, "symbolic link below data_dir skipped name=%s", n);
+			continue;
+		}
 		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
 			continue;
 		int sub = openat(dirfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sub < 0)
+		if (sub < 0) {
+			if (errno == ELOOP)
+				log_warn("maildir", NULL, "symbolic link below data_dir skipped name=%s", n);
 			continue;
+		}
 		r = fn(ctx, sub);
 		close(sub);
 		if (r < 0) {
@@ -253,9 +370,9 @@ int maildir_sweep_tmp(const char *data_dir)
 
 	if ((size_t)snprintf(p, sizeof(p), "%s/mail", data_dir) >= sizeof(p))
 		return -ENAMETOOLONG;
-	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = storage_open_dir(p);
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+		return fd == -ENOENT ? 0 : fd;
 	r = for_each_subdir(fd, 0, sweep_domain, NULL);
 	close(fd);
 	return r;
@@ -294,9 +411,9 @@ static int usage_subdir(int dirfd, const char *sub, uint64_t *bytes)
 	uint64_t size;
 	int fd;
 
-	fd = openat(dirfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = storage_open_subdir(dirfd, sub, "(quota walk)");
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+		return fd == -ENOENT ? 0 : fd;
 	dir = fdopendir(fd);
 	if (!dir) {
 		close(fd);
@@ -334,9 +451,9 @@ int maildir_usage(const char *path, uint64_t *bytes_r)
 	uint64_t bytes = 0;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = storage_open_dir(path);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	r = usage_maildir(&bytes, fd);
 	if (r == 0)
 		r = for_each_subdir(fd, 1, usage_maildir, &bytes);
@@ -364,6 +481,18 @@ static void host_part(const char *host, char *out, size_t outlen)
 		}
 	}
 	out[o] = '\0';
+}
+
+void storage_unique_name(const char *host, uint64_t size, uint64_t vsize, char *out, size_t outlen)
+{
+	char h[256];
+	struct timeval tv;
+	unsigned long q = atomic_fetch_add(&delivery_counter, 1) + 1;
+
+	host_part(host, h, sizeof(h));
+	gettimeofday(&tv, NULL);
+	snprintf(out, outlen, "%lld.M%06ldP%ldQ%lu.%s,S=%llu,W=%llu", (long long)tv.tv_sec, (long)tv.tv_usec,
+		 (long)getpid(), q, h, (unsigned long long)size, (unsigned long long)vsize);
 }
 
 struct msg_size {
@@ -415,13 +544,32 @@ static int write_all(int fd, struct iovec *iov, size_t n)
 	return 0;
 }
 
+/* Opens the copy's Maildir and its tmp/ and new/ (no symbolic link below
+ * data_dir); a Maildir deleted by hand is made again first. */
+static int open_dirs(struct maildir_copy *c)
+{
+	int dfd, r = maildir_check(c->maildir);
+
+	if (r < 0)
+		return r;
+	dfd = storage_open_dir(c->maildir);
+	if (dfd < 0)
+		return dfd;
+	c->fd_tmp = storage_open_subdir(dfd, "tmp", c->maildir);
+	c->fd_new = c->fd_tmp < 0 ? -1 : storage_open_subdir(dfd, "new", c->maildir);
+	close(dfd);
+	if (c->fd_tmp < 0)
+		return c->fd_tmp;
+	if (c->fd_new < 0)
+		return c->fd_new;
+	return 0;
+}
+
 /* Writes one copy to tmp/ and fsyncs it; on failure nothing is left. */
 static int write_copy(struct maildir_copy *c, const struct iovec *body, size_t n_body,
 		      const char *host, struct iovec *scratch)
 {
 	struct msg_size m = { 0, 0, 0 };
-	struct timeval tv;
-	char name[512];
 	size_t plen = c->prefix ? strlen(c->prefix) : 0;
 	int fd = -1, r;
 
@@ -429,18 +577,18 @@ static int write_copy(struct maildir_copy *c, const struct iovec *body, size_t n
 	for (size_t i = 0; i < n_body; i++)
 		msg_size_add(&m, body[i].iov_base, body[i].iov_len);
 
+	r = open_dirs(c);
+	if (r < 0)
+		return io_error(-r);
 	for (int attempt = 0; ; attempt++) {
-		unsigned long q = atomic_fetch_add(&delivery_counter, 1) + 1;
-		gettimeofday(&tv, NULL);
-		snprintf(name, sizeof(name), "%lld.M%ldP%ldQ%lu.%s,S=%llu,W=%llu",
-			 (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), q, host,
-			 (unsigned long long)m.size, (unsigned long long)m.vsize);
-		if ((size_t)snprintf(c->tmp_path, sizeof(c->tmp_path), "%s/tmp/%s", c->maildir, name) >=
+		storage_unique_name(host, m.size, m.vsize, c->name, sizeof(c->name));
+		if ((size_t)snprintf(c->tmp_path, sizeof(c->tmp_path), "%s/tmp/%s", c->maildir, c->name) >=
 			    sizeof(c->tmp_path) ||
-		    (size_t)snprintf(c->new_path, sizeof(c->new_path), "%s/new/%s", c->maildir, name) >=
+		    (size_t)snprintf(c->new_path, sizeof(c->new_path), "%s/new/%s", c->maildir, c->name) >=
 			    sizeof(c->new_path))
 			return -ENAMETOOLONG;
-		fd = open(c->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		fd = FAILPOINT_ERRNO("storage/maildir/open") ? -1 :
+			openat(c->fd_tmp, c->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd >= 0)
 			break;
 		if (errno != EEXIST || attempt >= 10)
@@ -451,13 +599,16 @@ static int write_copy(struct maildir_copy *c, const struct iovec *body, size_t n
 	scratch[0].iov_base = (void *)(c->prefix ? c->prefix : "");
 	scratch[0].iov_len = plen;
 	memcpy(scratch + 1, body, n_body * sizeof(*body));
-	r = write_all(fd, scratch, n_body + 1);
-	if (r == 0 && fsync(fd) < 0)
+	r = FAILPOINT_ERRNO("storage/maildir/write") ? io_error(errno) : write_all(fd, scratch, n_body + 1);
+	/* A failed fsync is final: the kernel may have dropped the dirty pages
+	 * and a second fsync would report success for data that is not there
+	 * (the "fsyncgate" lesson), so the copy is given up, never retried. */
+	if (r == 0 && (FAILPOINT_ERRNO("storage/maildir/fsync") || fsync(fd) < 0))
 		r = io_error(errno);
 	if (close(fd) < 0 && r == 0)
 		r = io_error(errno);
 	if (r < 0) {
-		unlink(c->tmp_path);
+		unlinkat(c->fd_tmp, c->name, 0);
 		c->state = COPY_NONE;
 	}
 	return r;
@@ -466,31 +617,43 @@ static int write_copy(struct maildir_copy *c, const struct iovec *body, size_t n
 /* Moves tmp/ -> new/ without replacing a file of the same name. */
 static int publish(struct maildir_copy *c)
 {
-	if (renameat2(AT_FDCWD, c->tmp_path, AT_FDCWD, c->new_path, RENAME_NOREPLACE) == 0)
+	if (FAILPOINT_ERRNO("storage/maildir/rename"))
+		return io_error(errno);
+	if (renameat2(c->fd_tmp, c->name, c->fd_new, c->name, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return io_error(errno);
 	/* A file system without RENAME_NOREPLACE: the name is unique anyway. */
-	if (rename(c->tmp_path, c->new_path) < 0)
+	if (renameat(c->fd_tmp, c->name, c->fd_new, c->name) < 0)
 		return io_error(errno);
 	return 0;
 }
 
 static void undo(struct maildir_copy *copies, size_t n)
 {
-	char dir[4200];
-
 	for (size_t i = 0; i < n; i++) {
 		struct maildir_copy *c = &copies[i];
 		if (c->state == COPY_IN_TMP) {
-			unlink(c->tmp_path);
+			unlinkat(c->fd_tmp, c->name, 0);
 		} else if (c->state == COPY_IN_NEW) {
-			unlink(c->new_path);
+			if (unlinkat(c->fd_new, c->name, 0) < 0 && errno != ENOENT)
+				log_error("maildir", NULL, "cannot take back a copy path=%s error=\"%s\"", c->new_path,
+					  strerror(errno));
 			/* Make the removal as durable as the rename may have been. */
-			if ((size_t)snprintf(dir, sizeof(dir), "%s/new", c->maildir) < sizeof(dir))
-				fsync_path(dir);
+			fsync(c->fd_new);
 		}
 		c->state = COPY_NONE;
+	}
+}
+
+static void close_dirs(struct maildir_copy *copies, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (copies[i].fd_tmp >= 0)
+			close(copies[i].fd_tmp);
+		if (copies[i].fd_new >= 0)
+			close(copies[i].fd_new);
+		copies[i].fd_tmp = copies[i].fd_new = -1;
 	}
 }
 
@@ -502,7 +665,6 @@ static uint64_t copy_size(const struct maildir_copy *c, uint64_t body_size)
 int maildir_deliver(struct maildir_copy *copies, size_t n, const struct iovec *body, size_t n_body,
 		    const char *host)
 {
-	char hostbuf[256], dir[4200];
 	struct iovec *scratch;
 	uint64_t body_size = 0, used;
 	int r = 0;
@@ -514,7 +676,8 @@ int maildir_deliver(struct maildir_copy *copies, size_t n, const struct iovec *b
 	for (size_t i = 0; i < n; i++) {
 		copies[i].state = COPY_NONE;
 		copies[i].error = 0;
-		copies[i].tmp_path[0] = copies[i].new_path[0] = '\0';
+		copies[i].fd_tmp = copies[i].fd_new = -1;
+		copies[i].name[0] = copies[i].tmp_path[0] = copies[i].new_path[0] = '\0';
 		if (!copies[i].maildir || !*copies[i].maildir)
 			return -EINVAL;
 	}
@@ -537,10 +700,9 @@ int maildir_deliver(struct maildir_copy *copies, size_t n, const struct iovec *b
 	if (r < 0)
 		return r;
 
-	host_part(host, hostbuf, sizeof(hostbuf));
 	scratch = xmalloc((n_body + 1) * sizeof(*scratch));
 	for (size_t i = 0; i < n && r == 0; i++) {
-		r = write_copy(&copies[i], body, n_body, hostbuf, scratch);
+		r = write_copy(&copies[i], body, n_body, host, scratch);
 		if (r < 0)
 			copies[i].error = r;
 	}
@@ -553,19 +715,16 @@ int maildir_deliver(struct maildir_copy *copies, size_t n, const struct iovec *b
 		else
 			copies[i].error = r;
 	}
+	/* As with the file's fsync, a failed directory fsync is not retried:
+	 * the copies are taken back and the client tries again later. */
 	for (size_t i = 0; i < n && r == 0; i++) {
-		if ((size_t)snprintf(dir, sizeof(dir), "%s/new", copies[i].maildir) >= sizeof(dir))
-			r = -ENAMETOOLONG;
-		else
-			r = fsync_path(dir);
-		if (r < 0) {
-			r = io_error(-r);
+		if (FAILPOINT_ERRNO("storage/maildir/fsync-dir") || fsync(copies[i].fd_new) < 0) {
+			r = io_error(errno);
 			copies[i].error = r;
 		}
 	}
-	if (r < 0) {
+	if (r < 0)
 		undo(copies, n);
-		return r;
-	}
-	return 0;
+	close_dirs(copies, n);
+	return r;
 }

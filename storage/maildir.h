@@ -14,8 +14,15 @@
  * (what POP3 and IMAP count), as Dovecot writes them.
  */
 
-/* Creates path/{tmp,new,cur} (mode 0700, parents as needed); 0 or negative errno. */
+/* Creates path/{tmp,new,cur} (mode 0700, parents as needed); 0 or negative errno.
+ * No symbolic link below data_dir is followed (-ELOOP, logged). */
 int maildir_create(const char *path);
+/* Checks the Maildir at path: opened with no symbolic link followed below
+ * data_dir (-ELOOP, logged), its tmp/, new/ and cur/ made again if they
+ * were deleted (logged). -ENOENT when the Maildir itself is missing: only
+ * the directory, which knows whether the user exists, makes that again
+ * (dir_user_ensure_maildir()). 0 or a negative code. */
+int maildir_check(const char *path);
 /* Creates the Maildir++ folder path/.<name> with its tmp/new/cur and maildirfolder file. */
 int maildir_create_folder(const char *path, const char *name);
 /* Removes every file in tmp/ of every Maildir (and folder) under data_dir/mail;
@@ -33,7 +40,10 @@ struct maildir_copy {
 	/* results */
 	char tmp_path[4200];
 	char new_path[4200];
-	int state;               /* private */
+	/* private */
+	char name[512];          /* the file name in tmp/ and new/ */
+	int fd_tmp, fd_new;      /* the Maildir's tmp/ and new/, opened safely */
+	int state;
 	int error;               /* the code that concerns this copy (-EDQUOT: this
 				  * one is over quota), 0 otherwise */
 };

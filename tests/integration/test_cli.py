@@ -2,11 +2,14 @@
 
 import glob
 import os
+import poplib
 import re
+import smtplib
 import sqlite3
 import unittest
 
-from buzon_test import BuzonTestCase, Server, PASSWORD
+from buzon_test import (BuzonTestCase, Server, PASSWORD, POP3_LISTENERS, make_message, body_of, stored_form,
+                        scaled)
 
 FOLDERS = ('Drafts', 'Sent', 'Trash', 'Junk', 'Archive')
 
@@ -194,8 +197,79 @@ class CLI(BuzonTestCase):
         self.assertNotIn('alice@example.test', self.listed('user', 'list'))
         self.refused('user', 'del', 'alice@example.test')
         self.refused('user', 'del', 'not an address')
-        # The Maildir stays on disk (mail is never deleted by accident).
-        self.assertTrue(os.path.isdir(os.path.join(self.s.data_dir, 'mail', 'example.test', 'alice', 'new')))
+        # The Maildir is kept (mail is never deleted by accident), out of mail/.
+        self.assertFalse(os.path.exists(os.path.join(self.s.data_dir, 'mail', 'example.test', 'alice')))
+        kept = glob.glob(os.path.join(self.s.data_dir, 'deleted', 'example.test', 'alice.*', 'new'))
+        self.assertEqual(len(kept), 1, kept)
+
+    def pop3_count(self, s, address, password=PASSWORD):
+        host, port = s.addr('pop')
+        p = poplib.POP3(host, port, timeout=scaled(20))
+        try:
+            p.user(address)
+            p.pass_(password)
+            return p.stat()[0]
+        finally:
+            p.quit()
+
+    def test_user_del_then_add_never_hands_over_mail(self):
+        """Issue 8, item 12: add, deliver, del, add again: the new account
+        starts empty, the old mail waits in data_dir/deleted/, and
+        --reuse-mail gives it back when put in place (a restore)."""
+        s = self.new_server(users=('alice',), listeners=POP3_LISTENERS)
+        md = s.maildir('alice@example.test')
+        msg = make_message('for the first alice')
+        with smtplib.SMTP(*s.addr('mx'), timeout=scaled(10)) as c:
+            self.assertEqual(c.sendmail('a@client.example.org', ['alice@example.test'], msg), {})
+        self.assertEqual(self.pop3_count(s, 'alice@example.test'), 1)
+
+        p = s.cli_ok('user', 'del', 'alice@example.test')
+        m = re.search(r'moved to (\S+)', p.stdout)
+        self.assertIsNotNone(m, p.stdout)
+        moved = m.group(1)
+        self.assertEqual(os.path.dirname(moved), os.path.join(s.data_dir, 'deleted', 'example.test'))
+        self.assertRegex(os.path.basename(moved), r'^alice\.\d+$')
+        self.assertFalse(os.path.exists(md), 'the Maildir is still in mail/')
+        self.assertEqual(os.stat(os.path.join(s.data_dir, 'deleted')).st_mode & 0o777, 0o700)
+        kept = os.listdir(os.path.join(moved, 'new')) + os.listdir(os.path.join(moved, 'cur'))
+        self.assertEqual(len(kept), 1, 'the old mail is not in %s' % moved)
+
+        # A delivery to the deleted user is refused and makes no Maildir.
+        with smtplib.SMTP(*s.addr('mx'), timeout=scaled(10)) as c:
+            c.ehlo()
+            c.mail('a@client.example.org')
+            code, _ = c.rcpt('alice@example.test')
+            self.assertEqual(code, 550)
+        self.assertFalse(os.path.exists(md), 'a delivery made the deleted user a Maildir')
+
+        # The new alice starts empty.
+        s.add_user('alice@example.test', password='new alice')
+        self.assertEqual(s.messages('alice@example.test'), [])
+        self.assertEqual(self.pop3_count(s, 'alice@example.test', 'new alice'), 0)
+
+        # A restore: the old Maildir put back while no user has it.
+        s.cli_ok('user', 'del', 'alice@example.test')
+        os.rename(moved, md)
+        p = s.cli('user', 'add', 'alice@example.test', '--password-stdin', input='x\n')
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn('--reuse-mail', p.stderr)
+        self.assertNotIn('alice@example.test', s.cli_ok('user', 'list').stdout)
+        p = s.cli_ok('user', 'add', 'alice@example.test', '--password-stdin', '--reuse-mail', input='restored\n')
+        self.assertIn(md, p.stdout)
+        self.assertEqual(self.pop3_count(s, 'alice@example.test', 'restored'), 1)
+        got = s.messages('alice@example.test') + s.messages('alice@example.test', 'cur')
+        self.assertEqual([body_of(m) for m in got], [stored_form(msg)])
+
+    def test_reuse_mail_only_for_user_add(self):
+        self.ok('domain', 'add', 'example.test')
+        self.ok('user', 'add', 'alice@example.test', '--password-stdin', input='pw\n')
+        self.refused('user', 'passwd', 'alice@example.test', '--password-stdin', '--reuse-mail', input='pw\n',
+                     usage=True)
+        self.refused('user', 'del', 'alice@example.test', '--reuse-mail', usage=True)
+        # Without a Maildir at the path, --reuse-mail is a plain add.
+        self.ok('user', 'add', 'bob@example.test', '--password-stdin', '--reuse-mail', input='pw\n')
+        self.assertTrue(os.path.isdir(os.path.join(self.s.data_dir, 'mail', 'example.test', 'bob', 'new')))
 
     def test_user_list(self):
         self.ok('domain', 'add', 'example.test')

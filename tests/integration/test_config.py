@@ -33,8 +33,6 @@ BAD = [
     ('bad shutdown_timeout', ['shutdown_timeout = forever'] + LISTENER, 0),
     ('bad bare_newline', ['', '[smtp]', 'bare_newline = maybe'] + LISTENER, 2),
     ('bad log_level', ['log_level = loud'] + LISTENER, 0),
-    ('bad hostname', ['', '[listener "mx"]', 'protocol = smtp', 'address = 127.0.0.1:0', '',
-                      '[server]', 'hostname = bad host!'], 6),
     ('bad protocol', ['', '[listener "mx"]', 'protocol = gopher', 'address = 127.0.0.1:0'], 2),
     ('address without port', ['', '[listener "mx"]', 'protocol = smtp', 'address = 127.0.0.1'], 3),
     ('port out of range', ['', '[listener "mx"]', 'protocol = smtp', 'address = 127.0.0.1:99999'], 3),
@@ -49,6 +47,19 @@ BAD = [
     ('duplicate key', ['', '[smtp]', 'max_recipients = 10', 'max_recipients = 20'] + LISTENER, 3),
     ('not key = value', ['', '[smtp]', 'this is not ini'] + LISTENER, 2),
     ('bad listener header', ['', '[listener mx]', 'protocol = smtp', 'address = 127.0.0.1:0'], (1, 2)),
+    # Issue 8: what the documentation calls an error is one.
+    ('second [server] section', LISTENER + ['', '[server]', 'hostname = evil.test'], 5),
+    ('[smtp] twice', ['', '[smtp]', 'max_recipients = 10', '', '[smtp]', 'max_recipients = 20'] + LISTENER, 4),
+    ('empty unknown section', LISTENER + ['[bogus]'], 4),
+    ('NUL byte in a value', ['max_connections = 10\x00junk'] + LISTENER, 0),
+    ('NUL byte in a comment', ['# a \x00 b'] + LISTENER, 0),
+    ('control character', ['log_level = info\x1b[2J'] + LISTENER, 0),
+    ('junk after a section header', ['', '[smtp] junk', 'max_recipients = 10'] + LISTENER, 1),
+    ('unterminated section header', ['', '[smtp', 'max_recipients = 10'] + LISTENER, 1),
+    ('key with odd characters', ['max:connections = 10'] + LISTENER, 0),
+    ('value with trailing garbage', ['max_connections = 10 connections'] + LISTENER, 0),
+    ('quoted value', ['log_level = "info"'] + LISTENER, 0),
+    ('over-long line', ['# ' + 'x' * 300] + LISTENER, 0),
 ]
 
 
@@ -116,6 +127,130 @@ class Config(BuzonTestCase):
                 p = self.run_buzon(s, 'check')
                 self.assertFileLineError(p, s.config_path, want, 'check: ' + name)
 
+    def run_raw(self, s, data, *args):
+        """Writes data (bytes) as the config file and runs buzon ARGS; stderr as bytes."""
+        with open(s.config_path, 'wb') as f:
+            f.write(data)
+        return subprocess.run([s.bin, '--config', s.config_path] + list(args), capture_output=True,
+                              env=subprocess_env(), timeout=scaled(15), stdin=subprocess.DEVNULL,
+                              start_new_session=True)
+
+    def test_second_server_section_cannot_change_the_greeting(self):
+        """A second [server] used to override the first: hostname = evil.test
+        changed the greeting. Now check and serve refuse the file, naming
+        both lines."""
+        s = Server()
+        self.servers.append(s)
+        s.write_config(raw='\n'.join(server_lines(s.data_dir) + LISTENER +
+                                     ['', '[server]', 'hostname = evil.test']) + '\n')
+        for cmd in ('check', 'serve'):
+            p = self.run_buzon(s, cmd)
+            self.assertFileLineError(p, s.config_path, (9,), cmd)
+            self.assertIn('section [server] is given twice (first on line 1)', p.stderr)
+            self.assertNotIn('ready', p.stderr)
+
+    def test_error_lines_never_echo_raw_bytes(self):
+        """Terminal escapes, invalid UTF-8 and long junk in a value come back
+        escaped as \\xNN and cut, on one line of printable ASCII."""
+        s = Server()
+        self.servers.append(s)
+        head = ('\n'.join(server_lines(s.data_dir)) + '\n').encode()
+        for name, line, want in [
+                ('escape sequence', b'hostname = a\x1b]0;pwned\x07\x1b[2J', rb'line contains the control character \x1b'),
+                ('invalid UTF-8', b'hostname = \xff\xfe\xfd', rb'line is not valid UTF-8'),
+                ('UTF-8 in a bad value', b'log_level = caf\xc3\xa9', rb"log_level 'caf\xc3\xa9' is not"),
+                ('long junk', b'log_level = ' + b'\xc3\xa9' * 80, rb"log_level '" + rb'\xc3\xa9' * 32 + b"...'"),
+                ('carriage return inside', b'log_level = info\rdebug', rb'control character \x0d'),
+                ('a second line end style', b'log_level = info\r\r', rb'control character \x0d'),
+        ]:
+            with self.subTest(name):
+                p = self.run_raw(s, head.replace(b'hostname = mx.example.test\n', b'') + line + b'\n' +
+                                 '\n'.join(LISTENER).encode() + b'\n', 'check')
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertEqual(p.stderr.count(b'\n'), 1, p.stderr)
+                self.assertTrue(all(0x20 <= b < 0x7f for b in p.stderr.rstrip(b'\n')), p.stderr)
+                self.assertIn(b'%s:3: ' % s.config_path.encode(), p.stderr)
+                self.assertIn(want, p.stderr)
+
+    def test_nul_byte_is_an_error(self):
+        """A NUL byte used to cut its line short in silence: data_dir =
+        /safe<NUL>/etc became /safe."""
+        s = Server()
+        self.servers.append(s)
+        text = '\n'.join(server_lines(s.data_dir + '\x00/etc') + LISTENER) + '\n'
+        p = self.run_raw(s, text.encode(), 'check')
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b'%s:3: line contains a NUL byte' % s.config_path.encode(), p.stderr)
+
+    def test_windows_editor_file_is_accepted(self):
+        """A UTF-8 byte order mark and CR LF line ends: accepted on purpose,
+        and nothing of them ends up in a value."""
+        s = Server()
+        self.servers.append(s)
+        text = '\r\n'.join(server_lines(s.data_dir) + LISTENER) + '\r\n'
+        p = self.run_raw(s, b'\xef\xbb\xbf' + text.encode(), 'check')
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s.setup_users(('alice',))
+        s.start()
+        with s.connect() as c:
+            self.assertEqual(c.greeting.code, 220)
+            self.assertTrue(c.greeting.lines[0].startswith('mx.example.test '), c.greeting)
+            self.assertEqual(c.ehlo().lines[0].split()[0], 'mx.example.test')
+
+    def test_relative_data_dir_is_the_config_files(self):
+        """A relative data_dir is taken from the config file's directory, once:
+        the CLI run from anywhere and the server agree on it."""
+        s = Server()
+        self.servers.append(s)
+        s.write_config(raw='\n'.join(['[server]', 'hostname = mx.example.test', 'data_dir = ./data/../data']
+                                     + LISTENER) + '\n')
+        elsewhere = os.path.join(s.tmp, 'elsewhere')
+        os.makedirs(elsewhere)
+        for cwd in ('/', elsewhere):
+            p = subprocess.run([s.bin, '--config', s.config_path, 'domain', 'add', 'd%d.example' % len(cwd)],
+                               capture_output=True, text=True, env=subprocess_env(), timeout=scaled(30),
+                               cwd=cwd, stdin=subprocess.DEVNULL)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(os.path.isfile(os.path.join(s.data_dir, 'buzon.db')))
+        self.assertFalse(os.path.exists(os.path.join(elsewhere, 'data')))
+        p = subprocess.run([s.bin, '--config', s.config_path, 'domain', 'list'], capture_output=True, text=True,
+                           env=subprocess_env(), timeout=scaled(30), cwd=elsewhere, stdin=subprocess.DEVNULL)
+        self.assertEqual(sorted(p.stdout.split()), ['d1.example', 'd%d.example' % len(elsewhere)])
+        p = self.run_buzon(s, 'check')
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(s.data_dir, p.stdout)
+
+    def test_data_dir_that_cannot_be_one(self):
+        s = Server()
+        self.servers.append(s)
+        afile = os.path.join(s.tmp, 'a-file')
+        with open(afile, 'w') as f:
+            f.write('x')
+        for name, data_dir in [('a regular file', '/etc/passwd'), ('under a regular file', afile + '/data')]:
+            with self.subTest(name):
+                s.write_config(raw='\n'.join(server_lines(data_dir) + LISTENER) + '\n')
+                p = self.run_buzon(s, 'check')
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn('not a directory', p.stderr)
+                self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+
+    def test_bad_hostname(self):
+        s = Server()
+        self.servers.append(s)
+        s.write_config(raw='\n'.join(['[server]', 'data_dir = ' + s.data_dir, 'hostname = bad host!'] + LISTENER)
+                       + '\n')
+        p = self.run_buzon(s, 'check')
+        self.assertFileLineError(p, s.config_path, (3,), 'bad hostname')
+        self.assertIn("hostname 'bad host!' is not a domain name", p.stderr)
+
+    def test_check_takes_no_arguments(self):
+        s = Server()
+        self.servers.append(s)
+        s.write_config()
+        p = self.run_buzon(s, 'check', 'extra')
+        self.assertNotEqual(p.returncode, 0, 'check ignored its extra argument')
+        self.assertIn('extra', p.stderr)
+
     def test_serve_refuses_bad_config(self):
         s = Server()
         self.servers.append(s)
@@ -168,8 +303,10 @@ class Config(BuzonTestCase):
             s.write_config(raw='\n'.join(server_lines(s.data_dir) + [
                 '', '[listener "ok"]', 'protocol = smtp', 'address = 127.0.0.1:0',
                 '', '[listener "mx"]', 'protocol = smtp', 'address = 127.0.0.1:%d' % port]) + '\n')
+            # check tries what serve needs, binding included (issue 8).
             p = self.run_buzon(s, 'check')
-            self.assertEqual(p.returncode, 0, 'check validates; it does not bind: %r' % p.stderr)
+            self.assertFileLineError(p, s.config_path, (11,), 'check of a busy port')
+            self.assertRegex(p.stderr, r'(?i)in use', p.stderr)
             p = self.run_buzon(s, 'serve', timeout=20)
             self.assertNotEqual(p.returncode, 0)
             self.assertIn('%s:11' % s.config_path, p.stderr, 'the error names the address line')

@@ -308,13 +308,18 @@ static void test_delete(void)
 	CHECK(dir_domain_exists(d, "empty.test") == 0, "empty.test still exists");
 	CHECK(dir_domain_exists(d, "EXAMPLE.test") == 1, "example.test does not exist");
 
-	/* Deleting a user takes its alias entries along (and says how many). */
-	OP(1, NULL, dir_user_del(d, "first-last@example.test", err, errlen));
+	/* Deleting a user takes its alias entries along (and says how many)
+	 * and moves the Maildir aside, out of mail/ (test-user-admin.c has the
+	 * details). */
+	char p[1100], moved[1024];
+	OP(1, NULL, dir_user_del(d, "first-last@example.test", moved, sizeof(moved), err, errlen));
 	CHECK(dir_resolve(d, "gone@example.test", "+", t, &n) == DIR_NO_USER, "alias to a deleted user resolves");
-	OP(-ENOENT, "unknown user first-last@example.test", dir_user_del(d, "first-last@example.test", err, errlen));
-	char p[1024];
-	snprintf(p, sizeof(p), "%s/mail/example.test/first-last/new", root);
-	CHECK(is_dir(p), "the maildir of a deleted user was removed");
+	OP(-ENOENT, "unknown user first-last@example.test",
+	   dir_user_del(d, "first-last@example.test", NULL, 0, err, errlen));
+	snprintf(p, sizeof(p), "%s/mail/example.test/first-last", root);
+	CHECK(!is_dir(p), "the maildir of a deleted user is still in mail/");
+	snprintf(p, sizeof(p), "%s/new", moved);
+	CHECK(is_dir(p), "the maildir of a deleted user is not at %s", moved);
 
 	OP(-ENOENT, "no alias info@example.test -> alice@example.test",
 	   dir_alias_del(d, "info@example.test", "alice@example.test", err, errlen));
@@ -325,7 +330,7 @@ static void test_delete(void)
 	OP(2, NULL, dir_alias_del(d, "team@example.test", NULL, err, errlen));
 	CHECK(dir_resolve(d, "team@example.test", "+", t, &n) == DIR_NO_USER, "team after deletion");
 
-	/* A re-added user finds its old Maildir and keeps it. */
+	/* A re-added user gets a new Maildir, not the old one. */
 	OP(0, NULL, dir_user_add(d, "first-last@example.test", "again", 0, err, errlen));
 
 	/* A domain with only a catch-all goes once the alias goes. */

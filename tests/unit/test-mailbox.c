@@ -1,13 +1,26 @@
-/* Unit tests of the mailbox index: UIDs, flags in file names, expunge, refresh. */
+/* Unit tests of the mailbox index: UIDs, flags in file names, expunge, refresh;
+ * file modes, a corrupt, deleted or replaced index, symbolic links, and the
+ * in-memory stand-in when the index cannot be written. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "storage/folder.h"
 #include "storage/mailbox.h"
+#include "storage/maildir.h"
+#include "storage/storage-private.h"
+
+#ifdef FIU_ENABLE
+#include <fiu.h>
+#include <fiu-control.h>
+#endif
 
 static int failures;
 
@@ -15,19 +28,11 @@ static int failures;
 
 static char root[256];
 
+static void put_in(const char *dir, const char *sub, const char *name, const char *text);
+
 static void put(const char *sub, const char *name, const char *text)
 {
-	char path[1024];
-	FILE *fp;
-
-	snprintf(path, sizeof(path), "%s/%s/%s", root, sub, name);
-	fp = fopen(path, "w");
-	if (!fp) {
-		perror(path);
-		exit(2);
-	}
-	fputs(text, fp);
-	fclose(fp);
+	put_in(root, sub, name, text);
 }
 
 static int exists(const char *sub, const char *name)
@@ -37,6 +42,368 @@ static int exists(const char *sub, const char *name)
 	snprintf(path, sizeof(path), "%s/%s/%s", root, sub, name);
 	return access(path, F_OK) == 0;
 }
+
+/* ---- helpers for the tests below: each in its own Maildir under root ---- */
+
+static char *mk(const char *name)
+{
+	char *p = malloc(1024);
+
+	snprintf(p, 1024, "%s/%s", root, name);
+	if (maildir_create(p) < 0) {
+		perror(p);
+		exit(2);
+	}
+	return p;
+}
+
+static void put_in(const char *dir, const char *sub, const char *name, const char *text)
+{
+	char path[1024];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name);
+	fp = fopen(path, "w");
+	if (!fp) {
+		perror(path);
+		exit(2);
+	}
+	fputs(text, fp);
+	fclose(fp);
+}
+
+/* dir/name in a static buffer (one of four, for use in one expression). */
+static char *xpath(const char *dir, const char *name)
+{
+	static char bufs[4][1024];
+	static int k;
+	char *p = bufs[k++ % 4];
+
+	snprintf(p, 1024, "%s/%s", dir, name);
+	return p;
+}
+
+static mode_t mode_of(const char *dir, const char *name)
+{
+	char path[1024];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return lstat(path, &st) == 0 ? st.st_mode & 07777 : (mode_t)-1;
+}
+
+/* How many entries of dir start with prefix. */
+static int count_prefix(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+/* Folds the WAL into the database file (as SQLite's automatic checkpoint
+ * does), so that the file holds every page: garbage written to it is then
+ * read. */
+static void checkpoint(const char *dir)
+{
+	char path[1024];
+	sqlite3 *db = NULL;
+
+	snprintf(path, sizeof(path), "%s/buzon-index.db", dir);
+	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void garble(const char *dir, const char *name)
+{
+	char path[1024], junk[8192];
+	FILE *fp;
+
+	checkpoint(dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	/* In place (same inode), as a disk fault or a stray write would. */
+	fp = fopen(path, "r+");
+	if (!fp) {
+		perror(path);
+		exit(2);
+	}
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 7 + 3);
+	fwrite(junk, 1, sizeof(junk), fp);
+	fclose(fp);
+}
+
+/* Index files are 0600 whatever the umask (SQLite would make them 0644),
+ * and an index left 0644 by an older version is made 0600. */
+static void test_index_modes(void)
+{
+	char *a = mk("modes-a"), *b = mk("modes-b"), err[256], path[1024];
+	struct mbox *m = NULL;
+	mode_t old = umask(0);
+
+	put_in(a, "new", "1.M1P1Q1.h", "a: b\n\nc\n");
+	CHECK(mbox_open(a, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	CHECK(m && mbox_set_flags(m, 0, MBOX_SEEN, "Key") == 0);
+	CHECK(mode_of(a, "buzon-index.db") == 0600);
+	CHECK(mode_of(a, "buzon-index.db-wal") == 0600);
+	CHECK(mode_of(a, "buzon-index.db-shm") == 0600);
+	mbox_close(&m);
+
+	snprintf(path, sizeof(path), "%s/buzon-index.db", b);
+	close(open(path, O_WRONLY | O_CREAT, 0644));
+	chmod(path, 0644);
+	CHECK(mbox_open(b, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	CHECK(mode_of(b, "buzon-index.db") == 0600);
+	CHECK(mode_of(b, "buzon-index.db-wal") == 0600);
+	mbox_close(&m);
+	umask(old);
+	free(a);
+	free(b);
+}
+
+/* An index overwritten with garbage, at open and under an open session;
+ * an index deleted while in use. No message is lost, the next open tells
+ * a new UIDVALIDITY (even in the same second), the broken file is kept
+ * aside, and a session that had the old file keeps its UIDs. */
+static void test_index_damage(void)
+{
+	char *d = mk("damage"), err[256];
+	struct mbox *m = NULL, *s = NULL;
+	struct mbox_changes ch;
+	uint32_t v0, v1, v2, uids[1];
+	size_t done;
+
+	put_in(d, "new", "1.M1P1Q1.h", "a: 1\n\nx\n");
+	put_in(d, "new", "2.M1P1Q2.h", "a: 2\n\nx\n");
+	put_in(d, "cur", "3.M1P1Q3.h:2,S", "a: 3\n\nx\n");
+	CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	v0 = m ? mbox_uidvalidity(m) : 0;
+	mbox_close(&m);   /* its connection goes to the pool */
+
+	/* Garbage at open: the pooled connection must not serve it. */
+	garble(d, "buzon-index.db");
+	CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	CHECK(m && mbox_count(m) == 3);
+	v1 = m ? mbox_uidvalidity(m) : 0;
+	CHECK(v1 != v0 && v1 > v0);
+	CHECK(count_prefix(d, "buzon-index.db.corrupt-") >= 1);
+	CHECK(m && mbox_get(m, 2)->flags == MBOX_SEEN);   /* flags from the names */
+	mbox_close(&m);
+
+	/* Garbage under an open session: it keeps its list and UIDs, and can
+	 * still expunge; the next open rebuilds under a new UIDVALIDITY. */
+	CHECK(mbox_open(d, "INBOX", 0, &s, err, sizeof(err)) == 0);
+	garble(d, "buzon-index.db");
+	CHECK(s && mbox_refresh(s, &ch) == 0);
+	CHECK(s && mbox_count(s) == 3 && mbox_uidvalidity(s) == v1);
+	uids[0] = s ? mbox_get(s, 0)->uid : 0;
+	CHECK(s && mbox_expunge(s, uids, 1, &done) == 0 && done == 1);
+	CHECK(s && mbox_refresh(s, &ch) == 0 && ch.n_expunged == 1 && mbox_count(s) == 2);
+	CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	v2 = m ? mbox_uidvalidity(m) : 0;
+	CHECK(m && mbox_count(m) == 2 && v2 != v1 && v2 > v1);
+	CHECK(count_prefix(d, "buzon-index.db.corrupt-") == 2 * 3);   /* both kept, with -wal and -shm */
+	mbox_close(&m);
+	mbox_close(&s);
+
+	/* Deleted (the database alone, its -wal and -shm left behind) while a
+	 * session has it: a new index, the old WAL not replayed into it. */
+	CHECK(mbox_open(d, "INBOX", 0, &s, err, sizeof(err)) == 0);
+	CHECK(s && mbox_set_flags(s, 0, MBOX_FLAGGED, NULL) == 0);
+	{
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/buzon-index.db", d);
+		CHECK(unlink(path) == 0);
+	}
+	CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	CHECK(m && mbox_count(m) == 2 && mbox_uidvalidity(m) > v2);
+	CHECK(m && mbox_get(m, 0)->flags == MBOX_FLAGGED);
+	CHECK(count_prefix(d, "buzon-index.db.orphan-") >= 1);
+	mbox_close(&m);
+	CHECK(s && mbox_refresh(s, &ch) == 0 && mbox_count(s) == 2 && mbox_uidvalidity(s) == v2);
+	mbox_close(&s);
+	free(d);
+}
+
+/* Symbolic links in a folder's path: refused (-ELOOP), nothing written or
+ * read through them. */
+static void test_mailbox_symlinks(void)
+{
+	char *d = mk("links"), *out = mk("links-out"), err[256], path[1024], target[1024];
+	struct mbox *m = NULL;
+	uint32_t uv, uid, uids[1], dst[1];
+	size_t done;
+
+	CHECK(maildir_create_folder(d, "Sent") == 0 && maildir_create_folder(d, "Box") == 0);
+	put_in(out, "cur", "9.M9P9Q9.h:2,S", "secret: 1\n\nx\n");
+	put_in(d, "new", "1.M1P1Q1.h", "a: 1\n\nx\n");
+
+	/* cur/ of a folder is a link to another Maildir's cur/. */
+	snprintf(path, sizeof(path), "%s/.Sent/cur", d);
+	snprintf(target, sizeof(target), "%s/cur", out);
+	CHECK(rmdir(path) == 0 && symlink(target, path) == 0);
+	CHECK(mbox_open(d, "Sent", 0, &m, err, sizeof(err)) == -ELOOP);
+	CHECK(mbox_append(d, "Sent", "a: b\n\nc\n", 8, 0, "", 0, "h", &uv, &uid) == -ELOOP);
+	CHECK(count_prefix(target, "") == 3);   /* ".", ".." and the one message */
+
+	/* tmp/ of a folder: APPEND refused, nothing written there. */
+	snprintf(path, sizeof(path), "%s/.Box/tmp", d);
+	snprintf(target, sizeof(target), "%s/tmp", out);
+	CHECK(rmdir(path) == 0 && symlink(target, path) == 0);
+	CHECK(mbox_append(d, "Box", "a: b\n\nc\n", 8, 0, "", 0, "h", &uv, &uid) == -ELOOP);
+	CHECK(count_prefix(target, "") == 2);
+
+	/* COPY into it, STORE and EXPUNGE after cur/ became a link under an
+	 * open session: refused, the target untouched. */
+	CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	if (m) {
+		uids[0] = mbox_get(m, 0)->uid;
+		CHECK(mbox_copy(m, uids, 1, "Box", "h", &uv, dst) == -ELOOP);
+		CHECK(mbox_copy(m, uids, 1, "Sent", "h", &uv, dst) == -ELOOP);
+		snprintf(path, sizeof(path), "%s/cur", d);
+		snprintf(target, sizeof(target), "%s/cur", out);
+		CHECK(rename(path, xpath(d, "cur.real")) == 0 && symlink(target, path) == 0);
+		CHECK(mbox_set_flags(m, 0, MBOX_SEEN, NULL) < 0);
+		CHECK(mbox_expunge(m, uids, 1, &done) < 0);
+		CHECK(count_prefix(target, "") == 3);
+		CHECK(unlink(path) == 0 && rename(xpath(d, "cur.real"), path) == 0);
+		mbox_close(&m);
+	}
+
+	/* The index file itself is a link: refused, the target not written. */
+	{
+		char *e = mk("links-index");
+		snprintf(path, sizeof(path), "%s/buzon-index.db", e);
+		snprintf(target, sizeof(target), "%s/not-an-index", out);
+		put_in(out, "", "not-an-index", "keep");
+		CHECK(symlink(target, path) == 0);
+		CHECK(mbox_open(e, "INBOX", 0, &m, err, sizeof(err)) == -ELOOP);
+		mbox_close(&m);
+		CHECK(mode_of(out, "not-an-index") != (mode_t)-1);
+		{
+			FILE *fp = fopen(target, "r");
+			char buf[16] = "";
+			CHECK(fp && fgets(buf, sizeof(buf), fp) && strcmp(buf, "keep") == 0);
+			if (fp)
+				fclose(fp);
+		}
+		free(e);
+	}
+
+	/* A folder that is a link is no folder: not listed, not made through. */
+	{
+		char **names = NULL;
+		snprintf(path, sizeof(path), "%s/.Linked", d);
+		CHECK(symlink(out, path) == 0);
+		CHECK(folder_list(d, &names) > 0 && names);
+		for (size_t i = 0; names && names[i]; i++)
+			CHECK(strcmp(names[i], "Linked") != 0);
+		folder_list_free(names);
+		CHECK(!folder_exists(d, "Linked"));
+		CHECK(folder_create(d, "Linked") == -ELOOP);
+		CHECK(folder_delete(d, "Linked") == -ENOENT);
+		CHECK(folder_rename(d, "Linked", "Other") == -ENOENT);
+		CHECK(mode_of(out, "maildirfolder") == (mode_t)-1);
+		CHECK(count_prefix(out, "") == 5 + 1);   /* . .. tmp new cur not-an-index */
+	}
+	free(d);
+	free(out);
+}
+
+/* MOVE renames: the files leave the source, arrive in the target with
+ * their flags and keywords under the UIDs reported, and the index of the
+ * target agrees after a new open. */
+static void test_move(void)
+{
+	char *d = mk("move"), err[256];
+	struct mbox *m = NULL, *t = NULL;
+	uint32_t uids[2], dst[2], uv = 0;
+
+	CHECK(maildir_create_folder(d, "Sent") == 0);
+	put_in(d, "new", "1.M1P1Q1.h", "a: 1\n\nx\n");
+	put_in(d, "new", "2.M1P1Q2.h", "a: 2\n\nx\n");
+	put_in(d, "new", "3.M1P1Q3.h", "a: 3\n\nx\n");
+	CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	if (!m)
+		return;
+	CHECK(mbox_set_flags(m, 0, MBOX_SEEN, "Work") == 0);
+	uids[0] = mbox_get(m, 0)->uid;
+	uids[1] = mbox_get(m, 2)->uid;
+	CHECK(mbox_move(m, uids, 2, "Sent", "h", &uv, dst) == 0);
+	CHECK(count_prefix(xpath(d, "cur"), "1.M1P1Q1.h") == 0 && count_prefix(xpath(d, "new"), "3.") == 0);
+	CHECK(count_prefix(xpath(d, ".Sent/cur"), "") == 4);
+	CHECK(mbox_refresh(m, NULL) == 0 && mbox_count(m) == 1);
+	CHECK(mbox_open(d, "Sent", 0, &t, err, sizeof(err)) == 0);
+	if (t) {
+		CHECK(mbox_uidvalidity(t) == uv && mbox_count(t) == 2);
+		CHECK(mbox_get(t, 0)->uid == dst[0] && mbox_get(t, 1)->uid == dst[1]);
+		CHECK(mbox_get(t, 0)->flags == MBOX_SEEN && strcmp(mbox_get(t, 0)->keywords, "Work") == 0);
+		CHECK(mbox_get(t, 1)->flags == 0 && strcmp(mbox_get(t, 1)->keywords, "") == 0);
+	}
+	mbox_close(&t);
+	/* A message gone meanwhile: nothing moves. */
+	uids[0] = 999;
+	CHECK(mbox_move(m, uids, 1, "Sent", "h", &uv, dst) == -ENOENT);
+	mbox_close(&m);
+	free(d);
+}
+
+#ifdef FIU_ENABLE
+/* The index file cannot be written (each step of it in turn): system
+ * flags and expunge go on through the stand-in, the Maildir carries the
+ * change and the index file takes it at its next sync; keywords are
+ * refused and nothing is renamed; APPEND is refused and leaves no file. */
+static void test_index_faults(void)
+{
+	static const char *const points[] = {
+		"storage/mailbox-index/begin", "storage/mailbox-index/step", "storage/mailbox-index/commit",
+	};
+	char err[256];
+
+	for (size_t p = 0; p < sizeof(points) / sizeof(points[0]); p++) {
+		char name[64], *d;
+		struct mbox *m = NULL, *n = NULL;
+		uint32_t uv, uid, uids[1];
+		size_t done;
+
+		snprintf(name, sizeof(name), "faults-%zu", p);
+		d = mk(name);
+		put_in(d, "new", "1.M1P1Q1.h", "a: 1\n\nx\n");
+		put_in(d, "new", "2.M1P1Q2.h", "a: 2\n\nx\n");
+		CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+		if (!m)
+			continue;
+		fiu_enable(points[p], ENOSPC, NULL, 0);
+		CHECK(mbox_set_flags(m, 0, MBOX_DELETED, NULL) == 0);
+		CHECK(count_prefix(xpath(d, "cur"), "1.M1P1Q1.h:2,T") == 1);
+		CHECK(mbox_set_flags(m, 1, MBOX_SEEN, "Kw") == -ENOSPC);
+		CHECK(count_prefix(xpath(d, "new"), "2.M1P1Q2.h") == 1);
+		uids[0] = mbox_get(m, 0)->uid;
+		CHECK(mbox_expunge(m, uids, 1, &done) == 0 && done == 1);
+		CHECK(count_prefix(xpath(d, "cur"), "1.M1P1Q1.h") == 0);
+		CHECK(mbox_append(d, "INBOX", "a: b\n\nc\n", 8, 0, "", 0, "h", &uv, &uid) < 0);
+		CHECK(count_prefix(xpath(d, "cur"), "") == 2 && count_prefix(xpath(d, "tmp"), "") == 2);
+		/* Reading goes on: a new session of the same folder. */
+		CHECK(mbox_open(d, "INBOX", 0, &n, err, sizeof(err)) == 0 && n && mbox_count(n) == 1);
+		mbox_close(&n);
+		fiu_disable(points[p]);
+		CHECK(mbox_refresh(m, NULL) == 0 && mbox_count(m) == 1);
+		mbox_close(&m);
+		/* The file catches up: the expunge and nothing else. */
+		CHECK(mbox_open(d, "INBOX", 0, &n, err, sizeof(err)) == 0 && n && mbox_count(n) == 1);
+		CHECK(n && mbox_get(n, 0)->uid == 2 && mbox_get(n, 0)->flags == 0);
+		mbox_close(&n);
+		free(d);
+	}
+}
+#endif
 
 int main(void)
 {
@@ -50,6 +417,10 @@ int main(void)
 	snprintf(root, sizeof(root), "/tmp/buzon-mbox-XXXXXX");
 	if (!mkdtemp(root))
 		return 2;
+	storage_set_root(root);
+#ifdef FIU_ENABLE
+	fiu_init(0);
+#endif
 	for (const char *const *d = (const char *const[]){ "new", "cur", "tmp", ".Sent", ".Sent/new", ".Sent/cur",
 							    ".Sent/tmp", NULL }; *d; d++) {
 		snprintf(path, sizeof(path), "%s/%s", root, *d);
@@ -222,6 +593,14 @@ int main(void)
 		CHECK(mbox_count(m) == before + 4);
 		mbox_close(&m);
 	}
+
+	test_index_modes();
+	test_index_damage();
+	test_mailbox_symlinks();
+	test_move();
+#ifdef FIU_ENABLE
+	test_index_faults();
+#endif
 
 	mbox_flags_to_info(MBOX_SEEN | MBOX_DRAFT | MBOX_DELETED | MBOX_ANSWERED | MBOX_FLAGGED, info);
 	CHECK(strcmp(info, "DFRST") == 0);

@@ -1,10 +1,12 @@
 /* Unit tests for storage/maildir.c: all-or-nothing delivery to several
- * Maildirs, file names (S=, W=), quota, failure clean-up, tmp sweep, usage. */
+ * Maildirs, file names (S=, W=), quota, failure clean-up, tmp sweep, usage,
+ * a Maildir deleted by hand, symbolic links below data_dir, file modes. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,12 @@
 
 #include "lib/xalloc.h"
 #include "storage/maildir.h"
+#include "storage/storage-private.h"
+
+#ifdef FIU_ENABLE
+#include <fiu.h>
+#include <fiu-control.h>
+#endif
 
 static int failures;
 static char root[256];
@@ -286,42 +294,71 @@ static void test_quota(void)
 	free(b);
 }
 
+#ifdef FIU_ENABLE
+static int fail_after, calls;
+
+/* libfiu's external method: fail the fail_after-th call, and later ones. */
+static int nth_call(const char *name, int *failnum, void **failinfo, unsigned int *flags)
+{
+	(void)name; (void)failnum; (void)failinfo; (void)flags;
+	return ++calls >= fail_after;
+}
+#endif
+
 /* ---- failures leave nothing ------------------------------------------ */
 
 static void test_failure_cleanup(void)
 {
 	char *a = make_maildir("fa"), *b = make_maildir("fb"), *c = make_maildir("fc");
-	char *missing = path("mail/example.test/does-not-exist");
+	char *blocker = path("mail/example.test/a-file");
+	char *missing = path("mail/example.test/a-file/u");
 	char *c_new = xasprintf("%s/new", c);
 	struct maildir_copy copies[3];
 	struct iovec iov = { (void *)"body\n", 5 };
 	int r;
 
-	/* A copy in the middle cannot be written: the first one, already in
-	 * tmp/, must go. */
+	/* A copy in the middle cannot be written (its Maildir cannot exist:
+	 * a file is in the way): the first one, already in tmp/, must go. */
+	write_file(blocker, "");
 	memset(copies, 0, sizeof(copies));
 	copies[0].maildir = a;
 	copies[1].maildir = missing;
 	copies[2].maildir = b;
 	r = maildir_deliver(copies, 3, &iov, 1, "h");
-	CHECK(r == -ENOENT, "missing maildir: got %d", r);
-	CHECK(copies[1].error == -ENOENT, "missing maildir: copy error %d", copies[1].error);
-	CHECK(count_in(a, "new") == 0 && count_in(a, "tmp") == 0, "missing maildir: copy a left a file");
-	CHECK(count_in(b, "new") == 0 && count_in(b, "tmp") == 0, "missing maildir: copy b left a file");
+	CHECK(r == -ENOTDIR, "unreachable maildir: got %d", r);
+	CHECK(copies[1].error == -ENOTDIR, "unreachable maildir: copy error %d", copies[1].error);
+	CHECK(count_in(a, "new") == 0 && count_in(a, "tmp") == 0, "unreachable maildir: copy a left a file");
+	CHECK(count_in(b, "new") == 0 && count_in(b, "tmp") == 0, "unreachable maildir: copy b left a file");
+	(void)c_new;
 
+#ifdef FIU_ENABLE
 	/* The last copy is written to tmp/ but cannot be renamed into new/:
-	 * the copies already moved into new/ must be taken back. */
-	CHECK(rmdir(c_new) == 0, "rmdir %s: %s", c_new, strerror(errno));
-	memset(copies, 0, sizeof(copies));
-	copies[0].maildir = a;
-	copies[1].maildir = b;
-	copies[2].maildir = c;
-	r = maildir_deliver(copies, 3, &iov, 1, "h");
-	CHECK(r == -ENOENT, "rename failure: got %d", r);
-	CHECK(copies[2].error == -ENOENT, "rename failure: copy error %d", copies[2].error);
-	CHECK(count_in(a, "new") == 0 && count_in(a, "tmp") == 0, "rename failure: copy a left a file");
-	CHECK(count_in(b, "new") == 0 && count_in(b, "tmp") == 0, "rename failure: copy b left a file");
-	CHECK(count_in(c, "tmp") == 0, "rename failure: copy c left a file in tmp/");
+	 * the copies already moved into new/ must be taken back. The same for
+	 * the fsync of the last new/: not retried, every copy taken back. */
+	static const struct {
+		const char *point;
+		int nth;       /* the call that fails (1-based) */
+	} late[] = {
+		{ "storage/maildir/rename", 3 },
+		{ "storage/maildir/fsync-dir", 3 },
+		{ "storage/maildir/fsync", 2 },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(late); i++) {
+		fail_after = late[i].nth;
+		calls = 0;
+		fiu_enable_external(late[i].point, EIO, NULL, 0, nth_call);
+		memset(copies, 0, sizeof(copies));
+		copies[0].maildir = a;
+		copies[1].maildir = b;
+		copies[2].maildir = c;
+		r = maildir_deliver(copies, 3, &iov, 1, "h");
+		fiu_disable(late[i].point);
+		CHECK(r == -EIO, "%s failure: got %d", late[i].point, r);
+		CHECK(count_in(a, "new") == 0 && count_in(a, "tmp") == 0, "%s: copy a left a file", late[i].point);
+		CHECK(count_in(b, "new") == 0 && count_in(b, "tmp") == 0, "%s: copy b left a file", late[i].point);
+		CHECK(count_in(c, "new") == 0 && count_in(c, "tmp") == 0, "%s: copy c left a file", late[i].point);
+	}
+#endif
 
 	/* Bad arguments write nothing. */
 	memset(copies, 0, sizeof(copies));
@@ -336,6 +373,7 @@ static void test_failure_cleanup(void)
 	free(c);
 	free(c_new);
 	free(missing);
+	free(blocker);
 }
 
 /* ---- folders, sweep, usage ------------------------------------------- */
@@ -477,6 +515,206 @@ static void test_threads(void)
 	free(m);
 }
 
+/* ---- tmp/, new/ or cur/ deleted by hand are made again ------------------ */
+
+static void test_restore(void)
+{
+	static const char *const gone[] = { "/new", "/tmp", "/cur" };
+	struct iovec iov = { (void *)"body\n", 5 };
+
+	for (size_t i = 0; i < ARRAY_SIZE(gone); i++) {
+		char *m = make_maildir("restore");
+		char *cmd = xasprintf("rm -rf '%s%s'", m, gone[i]);
+		struct maildir_copy copy;
+		int r;
+
+		CHECK(system(cmd) == 0, "%s", cmd);
+		memset(&copy, 0, sizeof(copy));
+		copy.maildir = m;
+		r = maildir_deliver(&copy, 1, &iov, 1, "h");
+		CHECK(r == 0, "deleted '%s': delivery got %d", gone[i], r);
+		CHECK(count_in(m, "new") == 1 && count_in(m, "tmp") == 0 && count_in(m, "cur") == 0,
+		      "deleted '%s': not delivered into a whole Maildir", gone[i]);
+		CHECK(maildir_check(m) == 0, "check of an intact maildir");
+		free(cmd);
+		cmd = xasprintf("rm -rf '%s'", m);
+		CHECK(system(cmd) == 0, "%s", cmd);
+		free(cmd);
+		/* The Maildir itself is not made again here (the directory does it,
+		 * knowing whether the user still exists). */
+		CHECK(maildir_check(m) == -ENOENT, "a missing maildir is reported");
+		memset(&copy, 0, sizeof(copy));
+		copy.maildir = m;
+		CHECK(maildir_deliver(&copy, 1, &iov, 1, "h") == -ENOENT, "delivered to a missing maildir");
+		CHECK(count_in(m, "new") == -1, "a missing maildir was made by the delivery");
+		free(m);
+	}
+}
+
+/* ---- no symbolic link below data_dir is followed ---------------------- */
+
+/* Regular files anywhere below dir (a symlink is not followed, not counted). */
+static int files_below(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char *p;
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		p = xasprintf("%s/%s", dir, de->d_name);
+		if (lstat(p, &st) == 0)
+			n += S_ISDIR(st.st_mode) ? files_below(p) : S_ISREG(st.st_mode);
+		free(p);
+	}
+	closedir(d);
+	return n;
+}
+
+static void test_symlinks(bool fallback)
+{
+	/* What is replaced by a link to a complete Maildir (tree) outside
+	 * data_dir, and the Maildir delivered to. A followed link would write
+	 * there without error. */
+	static const struct {
+		const char *what;
+		const char *link;      /* below data/, becomes the symlink */
+		const char *maildir;   /* below data/ */
+		const char *outside;   /* what the link points at, made below out/ */
+	} cases[] = {
+		{ "new/", "mail/l.test/u1/new", "mail/l.test/u1", "x/new" },
+		{ "tmp/", "mail/l.test/u2/tmp", "mail/l.test/u2", "x/tmp" },
+		{ "user directory", "mail/l.test/u3", "mail/l.test/u3", "x" },
+		{ "domain directory", "mail/ldom.test", "mail/ldom.test/u4", "x" },
+	};
+	char *data = path("sym-%d/data", fallback), *out = path("sym-%d/out", fallback);
+	char *good;
+	struct iovec iov = { (void *)"body\n", 5 };
+
+	storage_path_force_fallback(fallback);
+	CHECK(storage_mkdir_p(data) == 0 && storage_mkdir_p(out) == 0, "mkdir data/out");
+	CHECK(storage_set_root(data) == 0, "set root");
+	good = xasprintf("%s/mail/l.test/good", data);
+	CHECK(maildir_create(good) == 0, "good maildir");
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char *link = xasprintf("%s/%s", data, cases[i].link);
+		char *m = xasprintf("%s/%s", data, cases[i].maildir);
+		char *target = xasprintf("%s/%zu", out, i);
+		char *inside = xasprintf("%s/%s", target, cases[i].outside);
+		char *cmd;
+		struct maildir_copy copies[2];
+		uint64_t used;
+		int r;
+
+		CHECK(maildir_create(m) == 0, "%s: maildir", cases[i].what);
+		/* A full Maildir tree where the link points. */
+		{
+			char *x = xasprintf("%s/x", target), *u4 = xasprintf("%s/x/u4", target);
+			CHECK(maildir_create(x) == 0 && maildir_create(u4) == 0, "%s: target", cases[i].what);
+			free(x);
+			free(u4);
+		}
+		cmd = xasprintf("rm -rf '%s'", link);
+		CHECK(system(cmd) == 0, "%s", cmd);
+		free(cmd);
+		CHECK(symlink(inside, link) == 0, "symlink %s: %s", link, strerror(errno));
+
+		memset(copies, 0, sizeof(copies));
+		copies[0].maildir = good;
+		copies[1].maildir = m;
+		r = maildir_deliver(copies, 2, &iov, 1, "h");
+		CHECK(r == -ELOOP, "%s (fallback %d): delivery got %d", cases[i].what, fallback, r);
+		CHECK(files_below(target) == 0, "%s (fallback %d): written through the link", cases[i].what,
+		      fallback);
+		CHECK(count_in(good, "new") == 0 && count_in(good, "tmp") == 0, "%s: the other copy stayed",
+		      cases[i].what);
+		/* The quota walk does not count (or enter) the target either. */
+		r = maildir_usage(m, &used);
+		CHECK(strcmp(cases[i].what, "tmp/") == 0 ? r == 0 && used == 0 : r == -ELOOP,
+		      "%s (fallback %d): usage went through the link (%d)", cases[i].what, fallback, r);
+		/* Nor does making a folder or the Maildir again. */
+		CHECK(maildir_create_folder(m, "Sent") < 0 || strcmp(cases[i].what, "new/") == 0 ||
+		      strcmp(cases[i].what, "tmp/") == 0, "%s: folder created through the link", cases[i].what);
+		CHECK(maildir_create(m) < 0, "%s (fallback %d): maildir_create through the link", cases[i].what,
+		      fallback);
+		CHECK(files_below(target) == 0, "%s (fallback %d): a folder made through the link", cases[i].what,
+		      fallback);
+		free(link);
+		free(m);
+		free(target);
+		free(inside);
+	}
+
+	/* The start-up sweep never empties a tmp/ that is a link. */
+	{
+		char *m = xasprintf("%s/mail/l.test/sw", data), *target = xasprintf("%s/sweep", out);
+		char *link = xasprintf("%s/tmp", m), *victim = xasprintf("%s/precious", target);
+		char *cmd = xasprintf("rm -rf '%s'", link);
+		CHECK(maildir_create(m) == 0 && storage_mkdir_p(target) == 0, "sweep setup");
+		CHECK(system(cmd) == 0 && symlink(target, link) == 0, "sweep link");
+		write_file(victim, "keep me");
+		CHECK(maildir_sweep_tmp(data) >= 0, "sweep");
+		CHECK(access(victim, F_OK) == 0, "(fallback %d) the sweep removed a file through a link", fallback);
+		free(m);
+		free(target);
+		free(link);
+		free(victim);
+		free(cmd);
+	}
+	storage_path_force_fallback(false);
+	CHECK(storage_set_root(root) == 0, "set root back");
+	free(good);
+	free(data);
+	free(out);
+}
+
+/* ---- modes: the owner's alone, whatever the umask --------------------- */
+
+static int bad_modes;
+
+static int mode_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	mode_t want = S_ISDIR(st->st_mode) ? 0700 : 0600;
+
+	(void)flag; (void)ftw;
+	if ((st->st_mode & 07777) != want) {
+		bad_modes++;
+		fprintf(stderr, "mode %04o, want %04o: %s\n", st->st_mode & 07777, want, p);
+	}
+	return 0;
+}
+
+static void test_modes(void)
+{
+	char *data = path("modes"), *m;
+	struct iovec iov = { (void *)"body\n", 5 };
+	struct maildir_copy copy;
+	mode_t old = umask(0);   /* the most open: everything must be explicit */
+
+	CHECK(storage_mkdir_p(data) == 0, "mkdir");
+	m = xasprintf("%s/mail/m.test/u", data);
+	CHECK(maildir_create(m) == 0, "maildir");
+	CHECK(maildir_create_folder(m, "Sent") == 0, "folder");
+	memset(&copy, 0, sizeof(copy));
+	copy.maildir = m;
+	CHECK(maildir_deliver(&copy, 1, &iov, 1, "h") == 0, "deliver");
+	umask(old);
+	bad_modes = 0;
+	{
+		char *mail = xasprintf("%s/mail", data);
+		nftw(mail, mode_cb, 16, FTW_PHYS);
+		free(mail);
+	}
+	CHECK(bad_modes == 0, "%d file(s) or directories not 0600/0700", bad_modes);
+	free(m);
+	free(data);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -486,12 +724,20 @@ int main(void)
 		perror("mkdtemp");
 		return 2;
 	}
+	storage_set_root(root);
+#ifdef FIU_ENABLE
+	fiu_init(0);
+#endif
 	test_deliver_three();
 	test_quota();
 	test_failure_cleanup();
 	test_folders();
 	test_sweep_and_usage();
 	test_threads();
+	test_restore();
+	test_symlinks(false);
+	test_symlinks(true);
+	test_modes();
 	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	if (failures) {
 		fprintf(stderr, "test-maildir: %d check(s) failed\n", failures);
