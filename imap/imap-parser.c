@@ -274,6 +274,28 @@ void imap_parser_set_flags(struct imap_parser *p, unsigned flags)
 	p->flags = flags;
 }
 
+int imap_parser_set_limits(struct imap_parser *p, size_t max_line, uint64_t max_literal, unsigned max_args)
+{
+	if (p->state != ST_LINE_START || p->raw_requested)
+		return -EBUSY;
+	imap_parser_trim(p);
+	if (max_line < 16)
+		max_line = 16;
+	if (max_literal > SIZE_MAX / 2)
+		max_literal = SIZE_MAX / 2;
+	if (max_args < 1)
+		max_args = 1;
+	p->limits.max_line = max_line;
+	p->limits.max_literal = max_literal;
+	p->limits.max_args = max_args;   /* trimmed: the item stack is empty */
+	/* trimmed: the text buffers hold nothing, only their maximum moves */
+	buf_init(&p->tag, max_line);
+	buf_init(&p->name, max_line);
+	buf_init(&p->tok, max_line);
+	buf_init(&p->raw, max_line);
+	return 0;
+}
+
 /* Forgets the command being built; its arena goes at the next feed. */
 static void drop_command(struct imap_parser *p)
 {

@@ -201,6 +201,15 @@ void imap_parser_deinit(struct imap_parser **p);
 void imap_parser_set_flags(struct imap_parser *p, unsigned flags);
 
 /*
+ * Changes max_line, max_literal and max_args (max_depth stays as it was),
+ * adjusted as imap_parser_init() does; the session's limits before and
+ * after login. Only between commands: -EBUSY when a command or a raw line
+ * is partly read or a raw line has been asked for. Everything handed out
+ * before is invalid afterwards, as after imap_parser_trim().
+ */
+int imap_parser_set_limits(struct imap_parser *p, size_t max_line, uint64_t max_literal, unsigned max_args);
+
+/*
  * Parses data[0..len) until an event or the end of the data. Sets
  * *consumed_r to the bytes used; the session feeds the rest again after it
  * has dealt with the event (an answer, a continuation, a mode change), so

@@ -119,6 +119,9 @@ struct imap_session {
 	char *kw_told;              /* keywords the client was given in FLAGS (NULL: none) */
 	uint64_t lit_held;          /* octets of literals of the command being read or run,
 	                             * counted in the server-wide [imap] max_buffered */
+	uint64_t lit_held_login;    /* ... before login: in [imap] login_max_buffered instead */
+	bool login_limits;          /* the parser has the pre-login limits (until login) */
+	bool login_expired;         /* the login deadline passed while a command ran */
 	bool lit_kick;              /* a literal is decided (or will be): feed the parser once more */
 
 	/* ENABLE (RFC 5161) */

@@ -16,6 +16,16 @@
  * through the tables of the command files, runs their storage work through
  * io->exec one at a time, and writes untagged updates at the points RFC 3501
  * allows (after every command but FETCH, STORE and SEARCH, and during IDLE).
+ *
+ * Before login the session is anybody's: it gets small parser limits
+ * (IMAP_LOGIN_MAX_LINE, [imap] login_max_literal), its literals draw on a
+ * budget of their own ([imap] login_max_buffered) so that clients who have
+ * not logged in can never make a logged-in user's APPEND fail, and one
+ * deadline ([imap] login_timeout, from connect) that nothing re-arms: not
+ * input, not a command, not a failed LOGIN. Without it, five connections
+ * announcing {52428800} literals held the whole max_buffered budget and a
+ * client could stay unauthenticated forever by failing logins slowly. The
+ * limits are lifted once, when a login succeeds, between two commands.
  */
 
 #define OUT_MAX (64 * 1024 * 1024)   /* one run's output; FETCH streams in smaller pieces */
@@ -60,10 +70,34 @@ void imap_session_close(struct imap_session *s, const char *reason)
 	log_info("imap", s->sid, "close reason=%s", reason);
 }
 
+static void login_timed_out(struct imap_session *s)
+{
+	imap_session_printf(s, "* BYE Login timed out");
+	imap_session_close(s, "login timeout");
+}
+
+/* After a command (or at its start): the idle timer of a logged-in
+ * session starts again. Before login the deadline set at connect keeps
+ * running; when it passed while a command ran, the session ends now. */
 static void arm_timeout(struct imap_session *s)
 {
-	if (!s->closed)
-		s->io.set_timeout(s->ctx, s->cfg.idle_timeout);
+	if (s->closed)
+		return;
+	if (s->state == IMAP_NOAUTH) {
+		if (s->login_expired)
+			login_timed_out(s);
+		return;
+	}
+	s->io.set_timeout(s->ctx, s->cfg.idle_timeout);
+}
+
+/* The parser limits before login: far below the logged-in ones, never above. */
+static void login_limits(const struct imap_config *cfg, struct imap_parser_limits *lim)
+{
+	lim->max_line = cfg->max_line < IMAP_LOGIN_MAX_LINE ? cfg->max_line : IMAP_LOGIN_MAX_LINE;
+	lim->max_literal = cfg->login_max_literal < cfg->max_literal ? cfg->login_max_literal : cfg->max_literal;
+	if (lim->max_args > IMAP_LOGIN_MAX_ARGS)
+		lim->max_args = IMAP_LOGIN_MAX_ARGS;
 }
 
 struct imap_session *imap_session_new(const struct imap_session_params *p, const struct imap_io *io, void *ctx)
@@ -81,10 +115,10 @@ struct imap_session *imap_session_new(const struct imap_session_params *p, const
 	s->maildir = xstrdup("");
 	s->key = xstrdup("");
 	imap_parser_limits_default(&lim);
-	lim.max_line = s->cfg.max_line;
-	lim.max_literal = s->cfg.max_literal;
+	login_limits(&s->cfg, &lim);
 	lim.max_depth = s->cfg.max_depth;
 	s->parser = imap_parser_init(&lim, IMAP_PARSER_LITERAL_EVENTS);
+	s->login_limits = true;
 	imap_seqset_init(&s->saved);
 	{
 		struct buf caps = BUF_INIT(0);
@@ -92,29 +126,42 @@ struct imap_session *imap_session_new(const struct imap_session_params *p, const
 		imap_session_printf(s, "* OK [CAPABILITY %s] %s IMAP4rev1 buzon ready", caps.data, s->cfg.hostname);
 		buf_release(&caps);
 	}
-	arm_timeout(s);
+	/* The login deadline, armed once: never later than the idle timeout
+	 * would have closed a silent client. */
+	s->io.set_timeout(s->ctx, s->cfg.login_timeout < s->cfg.idle_timeout ? s->cfg.login_timeout
+									    : s->cfg.idle_timeout);
 	return s;
 }
 
 /*
  * Literals of all sessions together, held in memory while their command is
  * read and run ([imap] max_buffered). Sessions live on the loop thread, and
- * so does this count. A literal that would go past the budget is refused
- * before its data is taken (NO [UNAVAILABLE]: try again later).
+ * so do these counts. A literal that would go past the budget is refused
+ * before its data is taken (NO [UNAVAILABLE]: try again later). Sessions
+ * that have not logged in have their own, small budget ([imap]
+ * login_max_buffered): however many of them there are, a logged-in user's
+ * APPEND never finds max_buffered taken by them.
  */
-static uint64_t literals_held;
+static uint64_t literals_held, login_literals_held;
 
 uint64_t imap_literals_held(void)
 {
 	return literals_held;
 }
 
+uint64_t imap_login_literals_held(void)
+{
+	return login_literals_held;
+}
+
 static void literals_release(struct imap_session *s)
 {
-	if (s->lit_held > literals_held)
+	if (s->lit_held > literals_held || s->lit_held_login > login_literals_held)
 		BUG("imap literal budget below what a session holds");
 	literals_held -= s->lit_held;
 	s->lit_held = 0;
+	login_literals_held -= s->lit_held_login;
+	s->lit_held_login = 0;
 }
 
 /* The literal of an APPEND against the user's quota, before its data:
@@ -156,11 +203,17 @@ static void literal_announced(struct imap_session *s)
 	struct imap_literal_info info;
 	const struct imap_command *part;
 	const char *tag;
+	/* The budget is chosen by the state the literal arrives in; the state
+	 * only changes between commands, after the literals are given back. */
+	bool login = s->state == IMAP_NOAUTH;
+	uint64_t *held = login ? &login_literals_held : &literals_held;
+	uint64_t *mine = login ? &s->lit_held_login : &s->lit_held;
+	uint64_t max = login ? s->cfg.login_max_buffered : s->cfg.max_buffered;
 
 	imap_parser_literal_info(s->parser, &info);
-	if (literals_held + info.size <= s->cfg.max_buffered) {
-		literals_held += info.size;
-		s->lit_held += info.size;
+	if (*held + info.size <= max) {
+		*held += info.size;
+		*mine += info.size;
 		part = imap_parser_partial(s->parser);
 		if ((s->state & IMAP_AUTHED) && !s->cmd && info.size > 0 && part &&
 		    strcasecmp(part->name, "APPEND") == 0) {
@@ -181,9 +234,8 @@ static void literal_announced(struct imap_session *s)
 	tag = imap_parser_tag(s->parser);
 	imap_parser_literal_action(s->parser, IMAP_LITERAL_REJECT);
 	literals_release(s);
-	log_warn("imap", s->sid, "literal refused size=%llu held=%llu max_buffered=%llu",
-		 (unsigned long long)info.size, (unsigned long long)literals_held,
-		 (unsigned long long)s->cfg.max_buffered);
+	log_warn("imap", s->sid, "literal refused size=%llu held=%llu %s=%llu", (unsigned long long)info.size,
+		 (unsigned long long)*held, login ? "login_max_buffered" : "max_buffered", (unsigned long long)max);
 	imap_session_printf(s, "%s NO [UNAVAILABLE] Server busy with other messages, try again later",
 			    tag ? tag : "*");
 }
@@ -558,6 +610,12 @@ void imap_cmd_run(struct imap_cmd *cmd)
 		cmd->refreshed = true;
 		imap_refresh(s, &cmd->out);
 	}
+	/* Between commands a session holds no index connection (three
+	 * descriptors: db, -wal, -shm): a thousand selected sessions would
+	 * otherwise need three thousand, and run out (issue 8). The next
+	 * command takes one back from the pool. */
+	if (s->mbox)
+		mbox_sleep(s->mbox);
 }
 
 static void idle_refresh(struct imap_session *s);
@@ -592,6 +650,15 @@ static void write_and_finish(struct imap_session *s)
 	 * memory. A pipelined next command allocates it again, a few small
 	 * mallocs. */
 	imap_parser_trim(s->parser);
+	if (s->login_limits && (s->state & IMAP_AUTHED)) {
+		/* Logged in: the next command (maybe pipelined already, still
+		 * unread) is read with the full limits. A login ends its
+		 * command, so the parser is between commands here. */
+		if (imap_parser_set_limits(s->parser, s->cfg.max_line, s->cfg.max_literal,
+					   IMAP_PARSER_DEFAULT_MAX_ARGS) < 0)
+			BUG("imap login with a command partly read");
+		s->login_limits = false;
+	}
 	if (s->state == IMAP_LOGOUT && !s->closed)
 		imap_session_close(s, "logout");
 	if (s->bad >= s->cfg.max_bad_commands && !s->closed) {
@@ -659,7 +726,9 @@ void imap_cmd_dispatch(struct imap_session *s)
 	}
 	if (cmd->run) {
 		s->pending = true;
-		s->io.set_timeout(s->ctx, 0);
+		/* Before login the deadline runs on through a (delayed) LOGIN. */
+		if (s->state != IMAP_NOAUTH)
+			s->io.set_timeout(s->ctx, 0);
 		s->io.exec(s->ctx, cmd, cmd->delay_ms);
 		return;
 	}
@@ -771,7 +840,7 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 		case IMAP_PARSE_NEED_MORE:
 			break;
 		case IMAP_PARSE_COMMAND:
-			s->io.set_timeout(s->ctx, s->cfg.idle_timeout);
+			arm_timeout(s);
 			start_command(s, imap_parser_command(s->parser));
 			if (s->pending) {
 				s->in_input = false;
@@ -805,13 +874,29 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 		case IMAP_PARSE_ERROR: {
 			const char *tag = imap_parser_tag(s->parser);
 			enum imap_parser_error e = imap_parser_error(s->parser, &msg);
+			char *auth_tag = s->auth_tag;
+			bool counted = true;
+
 			literals_release(s);   /* the parser dropped the command */
-			/* A literal over APPENDLIMIT is a NO, not a client error. */
-			if (e == IMAP_PARSE_ERROR_LITERAL_TOO_BIG)
+			/* An AUTHENTICATE response line that is too long ends
+			 * that AUTHENTICATE: the client waits for its tag. */
+			s->auth_tag = NULL;
+			if (auth_tag)
+				tag = auth_tag;
+			if (e == IMAP_PARSE_ERROR_LITERAL_TOO_BIG && s->state == IMAP_NOAUTH) {
+				/* Before login no literal is a message: one over the
+				 * login limit is a bad argument, refused before the
+				 * client sends it (RFC 3501 7.5; TOOBIG, RFC 5530). */
+				imap_session_printf(s, "%s BAD [TOOBIG] %s before login", tag ? tag : "*", msg);
+			} else if (e == IMAP_PARSE_ERROR_LITERAL_TOO_BIG) {
+				/* A literal over APPENDLIMIT is a NO, not a client error. */
 				imap_session_printf(s, "%s NO [TOOBIG] %s", tag ? tag : "*", msg);
-			else
+				counted = false;
+			} else {
 				imap_session_printf(s, "%s BAD %s", tag ? tag : "*", msg);
-			if (e != IMAP_PARSE_ERROR_LITERAL_TOO_BIG && ++s->bad >= s->cfg.max_bad_commands) {
+			}
+			free(auth_tag);
+			if (counted && ++s->bad >= s->cfg.max_bad_commands) {
 				imap_session_printf(s, "* BYE Too many invalid commands");
 				imap_session_close(s, "too many bad commands");
 			}
@@ -840,7 +925,18 @@ void imap_session_disconnected(struct imap_session *s)
 
 void imap_session_timeout(struct imap_session *s)
 {
-	if (s->pending || s->closed)
+	if (s->closed)
+		return;
+	if (s->state == IMAP_NOAUTH) {
+		/* The login deadline. A LOGIN being checked is let finish: it
+		 * may succeed; if not, arm_timeout() ends the session. */
+		if (s->pending)
+			s->login_expired = true;
+		else
+			login_timed_out(s);
+		return;
+	}
+	if (s->pending)
 		return;
 	imap_session_printf(s, "* BYE Autologout; idle for too long");
 	imap_session_close(s, "timeout");

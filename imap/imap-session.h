@@ -74,8 +74,20 @@ void imap_cmd_run(struct imap_cmd *cmd);
 /* Loop thread: cmd's work is done. */
 void imap_session_cmd_done(struct imap_session *s, struct imap_cmd *cmd);
 
-/* Octets of literals all sessions hold now (their budget is [imap]
- * max_buffered); 0 once every session is freed. */
+/* Octets of literals all logged-in sessions hold now (their budget is
+ * [imap] max_buffered); 0 once every session is freed. */
 uint64_t imap_literals_held(void);
+/* The same for sessions that have not logged in (budget [imap]
+ * login_max_buffered): they never draw on max_buffered. */
+uint64_t imap_login_literals_held(void);
+
+/* The longest command line (literals excluded) before login, when [imap]
+ * max_line is not smaller: what Dovecot's imap-login reads, and three times
+ * the longest valid LOGIN or AUTHENTICATE PLAIN line. */
+#define IMAP_LOGIN_MAX_LINE 8192
+/* Arguments of one command before login: an ID with its 30 field-value
+ * pairs (RFC 2971) has 61. Each argument costs about 100 octets however
+ * short its text, so 8 KiB of "x x x ..." must not become 4,000 of them. */
+#define IMAP_LOGIN_MAX_ARGS 100
 
 #endif

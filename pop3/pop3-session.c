@@ -38,6 +38,12 @@
  * Failed logins: the reply is "-ERR [AUTH] Authentication failed" whether
  * the user exists or not; the glue delays the check (lib/throttle.h) and the
  * session closes after max_auth_failures.
+ *
+ * idle_timeout is the time allowed for a whole command line: the timer is
+ * re-armed when the session becomes ready for a command (greeting, a line
+ * done, a request or reply done), never by octets of an unfinished line, so
+ * a client that trickles a byte now and then is logged out like a silent
+ * one (slowloris).
  */
 
 enum pop3_state {
@@ -935,7 +941,8 @@ size_t pop3_session_input(struct pop3_session *s, const char *data, size_t len)
 	s->in_input--;
 	if (off < len)
 		s->held = 1;
-	if (!s->pending && !s->job)
+	/* only a finished line restarts the time: see the opening comment */
+	if (nlines && !s->pending && !s->job)
 		arm_timeout(s);
 	return off;
 }

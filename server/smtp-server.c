@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "lib/log.h"
@@ -31,6 +32,7 @@ struct smtp_conn {
 	struct conn *conn;            /* NULL once the connection is gone */
 	struct smtp_server *srv;
 	struct smtp_session *s;
+	char sid[16];                 /* for the worker threads' log lines */
 	uv_work_t work;
 	/* the request on the threadpool, one at a time */
 	struct smtp_rcpt_req *rcpt;
@@ -72,16 +74,71 @@ static void sc_maybe_free(struct smtp_conn *sc)
 
 /* ---- io for the session ---- */
 
+/* The session's deadlines are kept in loop time, the clock libuv's timers
+ * count in, so a deadline and the timer armed for it agree. */
+static uint64_t io_now(void *ctx)
+{
+	struct smtp_conn *sc = ctx;
+
+	return uv_now(sc->srv->loop);
+}
+
+static void io_set_timeout(void *ctx, unsigned ms)
+{
+	struct smtp_conn *sc = ctx;
+
+	if (sc->conn)
+		conn_set_timeout(sc->conn, ms ? ms : 1);  /* 0 would stop the timer */
+}
+
+/* The domain of a postmaster address (local part "postmaster" in any case,
+ * RFC 5321 4.5.1), or NULL. "<Postmaster>" reaches the glue as
+ * Postmaster@<hostname> (server/smtp-session.c). */
+static const char *postmaster_domain(const char *address)
+{
+	const char *at = strrchr(address, '@');
+
+	if (!at || at - address != 10 || strncasecmp(address, "postmaster", 10) != 0)
+		return NULL;
+	return at + 1;
+}
+
+static enum dir_status resolve_postmaster(struct smtp_conn *sc, const char *domain, struct dir_target *t,
+					  size_t *n_r)
+{
+	const struct config *cfg = sc->srv->cfg;
+	enum dir_postmaster_source src = DIR_PM_OLDEST;
+	enum dir_status st;
+	static const char *const names[] = { "directory", "config", "oldest_user" };
+
+	st = dir_resolve_postmaster(sc->srv->dir, domain, cfg->postmaster, t, n_r, &src);
+	/* Our own name is ours even when it is not one of the mail domains. */
+	if (st == DIR_NOT_LOCAL && strcasecmp(domain, cfg->hostname) == 0)
+		st = dir_resolve_postmaster(sc->srv->dir, NULL, cfg->postmaster, t, n_r, &src);
+	if (st != DIR_OK)
+		return st;
+	if (src == DIR_PM_OLDEST && cfg->postmaster)
+		log_warn("smtp", sc->sid, "postmaster address not deliverable postmaster=%s, mail goes to to=%s",
+			 cfg->postmaster, t[0].address);
+	else
+		log_info("smtp", sc->sid, "postmaster resolved to=%s via=%s", t[0].address, names[src]);
+	return st;
+}
+
 /* Runs on a worker thread. */
 static void rcpt_work(uv_work_t *w)
 {
 	struct smtp_conn *sc = w->data;
 	struct smtp_rcpt_req *req = sc->rcpt;
 	struct dir_target *t = xcalloc(DIR_MAX_TARGETS, sizeof(*t));
+	const char *pm = postmaster_domain(req->address);
 	size_t n = 0;
 	enum dir_status st;
 
-	st = dir_resolve(sc->srv->dir, req->address, sc->srv->cfg->smtp.recipient_delimiter, t, &n);
+	if (pm)
+		st = resolve_postmaster(sc, pm, t, &n);
+	else
+		st = dir_resolve(sc->srv->dir, req->address, sc->srv->cfg->smtp.recipient_delimiter, t, &n);
 	switch (st) {
 	case DIR_OK:
 		req->status = SMTP_RCPT_OK;
@@ -109,7 +166,8 @@ static void rcpt_work(uv_work_t *w)
 				req->status = SMTP_RCPT_TEMPFAIL;
 				break;
 			}
-			if (used + req->size_hint > t[i].quota || used >= t[i].quota) {
+			/* written so that no sum can wrap */
+			if (used >= t[i].quota || req->size_hint > t[i].quota - used) {
 				req->status = SMTP_RCPT_OVER_QUOTA;
 				break;
 			}
@@ -242,7 +300,8 @@ static void io_deliver(void *ctx, struct smtp_delivery *dv)
 static const struct smtp_io smtp_io = {
 	.write = conn_io_write,
 	.close = conn_io_close,
-	.set_timeout = conn_io_set_timeout,
+	.set_timeout = io_set_timeout,
+	.now = io_now,
 	.rcpt = io_rcpt,
 	.deliver = io_deliver,
 	.resume = conn_io_resume,
@@ -267,6 +326,7 @@ static void *h_open(struct conn *c, void *ctx)
 
 	sc->srv = srv;
 	sc->conn = c;
+	snprintf(sc->sid, sizeof(sc->sid), "%s", conn_sid(c));
 	sc->s = smtp_session_new(&p, &smtp_io, sc);
 	return sc;
 }
@@ -301,9 +361,51 @@ static void h_closed(void *session)
 	sc_maybe_free(sc);
 }
 
+int smtp_server_check_postmaster(const struct config *cfg, struct dir *dir, char *msg, size_t msglen)
+{
+	struct dir_target *t = xcalloc(DIR_MAX_TARGETS, sizeof(*t));
+	enum dir_postmaster_source src = DIR_PM_OLDEST;
+	enum dir_status st;
+	size_t n = 0;
+	int r = 0;
+
+	if (cfg->postmaster) {
+		st = dir_resolve(dir, cfg->postmaster, "", t, &n);
+		if (st == DIR_OK)
+			snprintf(msg, msglen, "postmaster mail goes to %s ([server] postmaster)", t[0].address);
+		else if (st == DIR_TEMPFAIL)
+			r = -EIO;
+		else
+			r = -ENOENT;
+		if (r == -ENOENT)
+			snprintf(msg, msglen, "[server] postmaster %s is not a deliverable address (%s)",
+				 cfg->postmaster, st == DIR_DISABLED ? "disabled" :
+				 st == DIR_NOT_LOCAL ? "not a local domain" : "no such user or alias");
+	} else {
+		st = dir_resolve_postmaster(dir, NULL, NULL, t, &n, &src);
+		if (st == DIR_OK)
+			snprintf(msg, msglen, "postmaster mail goes to %s (the oldest user; "
+				 "[server] postmaster chooses another)", t[0].address);
+		else if (st == DIR_NO_USER)
+			snprintf(msg, msglen, "no user yet: mail to the postmaster is refused until there is one");
+		else
+			r = -EIO;
+	}
+	if (r == -EIO)
+		snprintf(msg, msglen, "cannot read the user directory to find the postmaster");
+	free(t);
+	return r;
+}
+
 struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+	char msg[512];
+
+	if (smtp_server_check_postmaster(cfg, dir, msg, sizeof(msg)) < 0)
+		log_error("smtp", NULL, "%s", msg);
+	else
+		log_info("smtp", NULL, "%s", msg);
 
 	srv->loop = loop;
 	srv->cfg = cfg;

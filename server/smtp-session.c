@@ -42,6 +42,26 @@
  *   caller calls again once its queued replies have drained). Together with
  *   the caller's output high-water mark this bounds the replies one read of
  *   pipelined commands can produce.
+ * - Deadlines, not idle timers (slowloris): the session keeps one deadline.
+ *   Waiting for a command it is command_timeout from the moment the session
+ *   became ready for it, and octets of an unfinished line never move it, so
+ *   a client trickling a byte every few seconds is cut like a silent one.
+ *   During DATA and BDAT content it starts at data_timeout, and each octet
+ *   received moves it 1/min_data_rate second later, but never past
+ *   data_timeout from now: a client below the rate runs out of time, one
+ *   above it never does, and a pause longer than data_timeout always ends
+ *   the session. This is Postfix's smtpd_per_request_deadline with
+ *   smtpd_min_data_rate.
+ * - A refused BDAT chunk is answered when its command is read, before any
+ *   of its octets: past max_message_size, or past what earlier chunks left
+ *   of it, "552 5.3.4". The client reads that reply after it has sent the
+ *   chunk, in order with the others, as it would a reply sent later.
+ *   RFC 3030 wants a refused chunk read and dropped to stay in step with
+ *   the client; that is done only for a chunk no larger than
+ *   max_message_size (no more than an over-size DATA message costs). A
+ *   larger one (BDAT 18446744073709551615) would keep a slot busy for as
+ *   long as the client likes at min_data_rate, so the session closes after
+ *   its reply; the client has its permanent answer either way.
  */
 
 enum smtp_state {
@@ -91,7 +111,7 @@ struct smtp_tx {
 	/* the BDAT chunk being read */
 	uint64_t chunk_size, chunk_left;
 	int chunk_last;
-	const char *chunk_err;           /* reply for a chunk read only to be discarded */
+	int chunk_discard;               /* refused (already answered): read and dropped */
 	unsigned chunk_ret;              /* state to go back to after a discarded chunk */
 };
 
@@ -119,6 +139,9 @@ struct smtp_session {
 	struct smtp_delivery dv;
 	struct buf received;
 	char id[96];
+
+	uint64_t deadline;               /* ms (io->now clock): when the session gives up */
+	uint64_t armed;                  /* the deadline last given to io->set_timeout */
 
 	int in_input;                    /* inside smtp_session_input() */
 	int held;                        /* input returned with bytes left over */
@@ -165,12 +188,39 @@ static void close_session(struct smtp_session *s, const char *reason)
 		s->io.close(s->ctx, reason);
 }
 
+/* Starts the time allowed for what the session waits for now: a whole
+ * command line, or message content (see the opening comment). */
+static void restart_deadline(struct smtp_session *s)
+{
+	unsigned sec = (s->state & (S_DATA | S_CHUNK)) ? s->cfg.data_timeout : s->cfg.command_timeout;
+
+	s->deadline = s->io.now(s->ctx) + (uint64_t)sec * 1000;
+}
+
+/* n octets of DATA or BDAT content arrived: they buy n/min_data_rate more
+ * seconds, up to data_timeout from now. */
+static void data_progress(struct smtp_session *s, size_t n)
+{
+	uint64_t now = s->io.now(s->ctx);
+	uint64_t cap = now + (uint64_t)s->cfg.data_timeout * 1000;
+	uint64_t more = s->cfg.min_data_rate ? (uint64_t)n * 1000 / s->cfg.min_data_rate : 0;
+
+	s->deadline = s->deadline + more < cap ? s->deadline + more : cap;
+}
+
+/* Gives the current deadline to the glue's timer when it moved. While a
+ * request is in flight the client waits for us: the timer is ignored then
+ * and the deadline restarts when the request is done. */
 static void arm_timeout(struct smtp_session *s)
 {
-	if (s->gone || (s->state & S_CLOSED) || s->pending)
+	uint64_t now, ms;
+
+	if (s->gone || (s->state & S_CLOSED) || s->pending || s->deadline == s->armed)
 		return;
-	s->io.set_timeout(s->ctx, (s->state & (S_DATA | S_CHUNK)) ?
-			  s->cfg.data_timeout : s->cfg.command_timeout);
+	now = s->io.now(s->ctx);
+	ms = s->deadline > now ? s->deadline - now : 1;
+	s->armed = s->deadline;
+	s->io.set_timeout(s->ctx, ms < UINT32_MAX ? (unsigned)ms : UINT32_MAX);
 }
 
 static void tx_reset(struct smtp_session *s)
@@ -223,7 +273,11 @@ static void maybe_shutdown(struct smtp_session *s)
 static void after_request(struct smtp_session *s)
 {
 	maybe_shutdown(s);
-	if (s->in_input || s->gone || (s->state & S_CLOSED))
+	if (s->gone || (s->state & S_CLOSED))
+		return;
+	/* the client waited for this reply: its time starts now */
+	restart_deadline(s);
+	if (s->in_input)
 		return;
 	arm_timeout(s);
 	s->held = 0;
@@ -467,8 +521,9 @@ static void chunk_end(struct smtp_session *s)
 {
 	struct smtp_tx *t = &s->tx;
 
-	if (t->chunk_err) {
-		reply(s, "%s", t->chunk_err);
+	if (t->chunk_discard) {
+		/* answered when the BDAT command was read */
+		t->chunk_discard = 0;
 		if (t->chunk_ret & S_TX) {
 			t->bdat_failed = 1;
 			if (t->chunk_last) {
@@ -476,11 +531,9 @@ static void chunk_end(struct smtp_session *s)
 				return;
 			}
 			s->state = t->chunk_ret == S_MAIL ? S_MAIL : S_BDAT;
-			t->chunk_err = NULL;
 			return;
 		}
 		s->state = t->chunk_ret;
-		t->chunk_err = NULL;
 		return;
 	}
 	if (!t->chunk_last) {
@@ -504,7 +557,7 @@ static size_t feed_chunk(struct smtp_session *s, const char *data, size_t len)
 	size_t n = len < t->chunk_left ? len : (size_t)t->chunk_left;
 	size_t i = 0;
 
-	if (t->chunk_err) {
+	if (t->chunk_discard) {
 		i = n;
 	} else {
 		while (i < n) {
@@ -669,13 +722,14 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
 	const char *err = NULL;
 
 	if (smtp_parse_bdat(arg, &size, &last, &err) < 0) {
-		/* Without a size the chunk cannot be skipped: what follows will
-		 * be read as commands, as RFC 3030 leaves it. */
+		/* Without a size the chunk cannot be skipped: whatever the client
+		 * sends next would be read as commands, message text included
+		 * (a command smuggled inside a chunk). The session ends here. */
 		reply(s, "%s", err);
-		bad_command(s);
+		log_info("smtp", s->sid, "bdat without a usable size, closing");
+		close_session(s, "bdat syntax error");
 		return;
 	}
-	/* RFC 3030: a refused chunk is still read, and thrown away. */
 	if (s->state == S_INIT)
 		err = "503 5.5.1 Send HELO/EHLO first";
 	else if (s->state == S_READY)
@@ -686,13 +740,25 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
 		err = "503 5.5.1 Earlier BDAT failed, send RSET";
 	else if (size > s->cfg.max_message_size - (t->size < s->cfg.max_message_size ? t->size : s->cfg.max_message_size))
 		err = "552 5.3.4 Message size exceeds fixed maximum message size";
+	if (err) {
+		/* Refused before any octet of the chunk is read. */
+		reply(s, "%s", err);
+		if (size > s->cfg.max_message_size) {
+			/* No message can be that large: reading it to stay in step
+			 * (RFC 3030) is what the client wants us to waste. */
+			log_info("smtp", s->sid, "bdat refused size=%llu max=%llu, closing",
+				 (unsigned long long)size, (unsigned long long)s->cfg.max_message_size);
+			close_session(s, "bdat chunk over max_message_size");
+			return;
+		}
+	}
 	if (s->state == S_RCPT) {
 		t->ds = D_TEXT;
 		t->line_len = 0;
 	}
 	t->chunk_size = t->chunk_left = size;
 	t->chunk_last = last;
-	t->chunk_err = err;
+	t->chunk_discard = err != NULL;
 	t->chunk_ret = s->state;
 	s->state = S_CHUNK;
 	if (size == 0)
@@ -851,6 +917,9 @@ static size_t feed_line(struct smtp_session *s, const char *data, size_t len, un
 		process_line(s);
 		s->line_len = 0;
 		s->line_skip = 0;
+		/* a command is done: the next one (or DATA/BDAT content) gets
+		 * its full time from now */
+		restart_deadline(s);
 		maybe_shutdown(s);
 	}
 	return take;
@@ -875,6 +944,7 @@ struct smtp_session *smtp_session_new(const struct smtp_session_params *p,
 	buf_init(&s->received, 4096);
 	tx_reset(s);
 	reply(s, "220 %s ESMTP buzon", s->hostname);
+	restart_deadline(s);
 	arm_timeout(s);
 	return s;
 }
@@ -912,11 +982,15 @@ size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
 		}
 		if (s->pending)
 			break;
-		if (s->state & S_DATA) {
-			off += feed_data(s, data + off, len - off);
-			maybe_shutdown(s);
-		} else if (s->state & S_CHUNK) {
-			off += feed_chunk(s, data + off, len - off);
+		if (s->state & (S_DATA | S_CHUNK)) {
+			size_t n = (s->state & S_DATA) ? feed_data(s, data + off, len - off)
+						       : feed_chunk(s, data + off, len - off);
+
+			off += n;
+			if (s->state & (S_DATA | S_CHUNK))
+				data_progress(s, n);
+			else
+				restart_deadline(s);  /* back to commands */
 			maybe_shutdown(s);
 		} else {
 			if (ncmd >= max_cmd && s->line_len == 0 && !s->line_skip)
@@ -942,8 +1016,14 @@ void smtp_session_disconnected(struct smtp_session *s)
 
 void smtp_session_timeout(struct smtp_session *s)
 {
-	if ((s->state & S_CLOSED) || s->pending)
-		return;  /* the client is waiting for us, not the other way round */
+	if (s->state & S_CLOSED)
+		return;
+	if (s->pending) {
+		/* the client is waiting for us, not the other way round; the
+		 * timer is armed again when the request is done */
+		s->armed = 0;
+		return;
+	}
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
 	close_session(s, "timeout");
 }

@@ -53,8 +53,13 @@ struct smtp_io {
 	void (*write)(void *ctx, const char *data, size_t len);
 	/* Closes the connection once the queued replies are sent. */
 	void (*close)(void *ctx, const char *reason);
-	/* (Re)arms the idle timer; smtp_session_timeout() is called when it fires. */
-	void (*set_timeout)(void *ctx, unsigned seconds);
+	/* (Re)arms the session's one timer to fire in ms milliseconds (at least
+	 * 1, counted on the clock of now()); smtp_session_timeout() is called
+	 * when it fires. The session arms it at its deadline, which partial
+	 * input never moves (see smtp_session_input()). */
+	void (*set_timeout)(void *ctx, unsigned ms);
+	/* Milliseconds on a monotonic clock: the time the deadlines are kept in. */
+	uint64_t (*now)(void *ctx);
 	/* Starts a recipient check; the glue calls smtp_session_rcpt_done() later
 	 * or from inside this call. */
 	void (*rcpt)(void *ctx, struct smtp_rcpt_req *req);
@@ -102,12 +107,18 @@ void smtp_session_free(struct smtp_session **s);
  * A partial command line is copied into the session and consumed; an
  * over-long line is consumed and discarded before its end arrives, so the
  * caller's buffer never has to hold more than 1024 octets of one line.
+ *
+ * Time: command_timeout bounds the time to a complete command line (it
+ * starts when the session is ready for the next command, and bytes of an
+ * unfinished line do not extend it); data_timeout bounds a DATA or BDAT
+ * transfer, extended by octets/min_data_rate seconds as content arrives but
+ * never past data_timeout from now (Postfix's per-request deadline).
  */
 size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len);
 
 /* The connection was closed (by the client or an error); no more io calls. */
 void smtp_session_disconnected(struct smtp_session *s);
-/* The idle timer fired: writes 421 4.4.2 and closes. */
+/* The deadline passed (the timer fired): writes 421 4.4.2 and closes. */
 void smtp_session_timeout(struct smtp_session *s);
 /* The server is stopping: an idle session gets 421 4.3.2 and closes now; a
  * session in a transaction closes after its current reply. */

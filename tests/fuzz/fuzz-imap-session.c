@@ -11,10 +11,12 @@
  *                     prepended),
  *                   2 ... and select INBOX ("S SELECT INBOX" after it),
  *                   4 small limits (line 1024, literal 2048, depth 4,
- *                     5 bad commands, 2 failed logins),
+ *                     5 bad commands, 2 failed logins; before login:
+ *                     literal 512, 700 octets for all sessions),
  *                   8 a message is dropped into INBOX's new/ by "another
  *                     deliverer" and the session notified, between pieces,
- *                   16 the idle timeout fires at the end (BYE),
+ *                   16 the timer fires at the end (BYE: the login deadline
+ *                     before login, the idle timeout after),
  *                   32 the server shuts down at the end
  *   octet 1: seed of the split points of the second run
  *
@@ -27,7 +29,9 @@
  * lands at a point that depends on the pieces), both runs must write the
  * same bytes, INTERNALDATE values and UIDVALIDITY-sized numbers aside (an
  * APPEND without a date, a CREATE take the time of day). A broken invariant
- * of the io contract aborts.
+ * of the io contract aborts, and so does a login deadline that is re-armed
+ * or stopped before login, or a literal held before login that is counted
+ * in the logged-in sessions' budget.
  * FUZZ_IMAP_SESSION_DUMP=1 in the environment prints what the first run wrote.
  */
 
@@ -44,6 +48,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "imap/imap-private.h"
 #include "imap/imap-session.h"
 #include "lib/buf.h"
 #include "lib/config.h"
@@ -254,6 +259,8 @@ static void fuzz_init(void)
 
 struct run {
 	struct imap_session *s;
+	const struct imap_config *cfg;
+	unsigned timeouts;       /* set_timeout() calls */
 	unsigned flags;
 	bool closed;
 	struct buf out;          /* everything written */
@@ -289,7 +296,20 @@ static void r_close(void *ctx, const char *reason)
 
 static void r_set_timeout(void *ctx, unsigned seconds)
 {
-	(void)ctx;
+	struct run *r = ctx;
+
+	if (r->timeouts++ == 0) {
+		/* from imap_session_new(): the login deadline */
+		unsigned deadline = r->cfg->login_timeout < r->cfg->idle_timeout ? r->cfg->login_timeout
+										 : r->cfg->idle_timeout;
+
+		if (r->s || seconds != deadline)
+			FAIL("the first timeout is not the login deadline");
+		return;
+	}
+	/* nothing moves the deadline before login: not input, not a LOGIN */
+	if (!r->s || r->s->state == IMAP_NOAUTH)
+		FAIL("login deadline re-armed or stopped before login");
 	if (seconds != 0 && seconds < 1800)
 		FAIL("idle timeout below RFC 3501's 30 minutes");
 }
@@ -376,6 +396,12 @@ static void pump(struct run *r)
 	while (r->held.len > 0 && !r->closed) {
 		size_t n = imap_session_input(r->s, r->held.data, r->held.len);
 
+		/* a session that has not logged in draws on its own budget only */
+		if (r->s->state == IMAP_NOAUTH && (r->s->lit_held != 0 || imap_literals_held() != 0))
+			FAIL("a literal before login counted in max_buffered");
+		if (imap_login_literals_held() > r->cfg->login_max_buffered)
+			FAIL("login literals over login_max_buffered");
+
 		if (n > r->held.len)
 			FAIL("consumed more than given");
 		buf_consume(&r->held, n);
@@ -439,6 +465,7 @@ static void run(struct run *r, const struct imap_config *cfg, unsigned flags, un
 
 	memset(r, 0, sizeof(*r));
 	r->flags = flags;
+	r->cfg = cfg;
 	buf_init(&r->out, OUT_MAX);
 	buf_init(&r->held, 0);
 	restore_maildir();
@@ -544,12 +571,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.max_depth = 4;
 		cfg.max_bad_commands = 5;
 		cfg.max_auth_failures = 2;
+		cfg.login_max_literal = 512;
+		cfg.login_max_buffered = 700;   /* one session holds at most 512 */
 	}
 	run(&a, &cfg, flags, 0, stream, stream_len);
-	if (imap_literals_held() != 0)
+	if (imap_literals_held() != 0 || imap_login_literals_held() != 0)
 		FAIL("a freed session left literal octets counted");
 	run(&b, &cfg, flags, seed, stream, stream_len);
-	if (imap_literals_held() != 0)
+	if (imap_literals_held() != 0 || imap_login_literals_held() != 0)
 		FAIL("a freed session left literal octets counted");
 	free(stream);
 	if (getenv("FUZZ_IMAP_SESSION_DUMP"))

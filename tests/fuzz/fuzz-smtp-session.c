@@ -4,8 +4,8 @@
  * Input: two header octets, then the bytes a client sends.
  *   octet 0, flags: 1 answer requests asynchronously in the second run,
  *                   2 bare_newline = reject, 4 small limits (size 300,
- *                   3 recipients, 2 pipelined commands, 5 bad commands),
- *                   8 TLS
+ *                   3 recipients, 2 pipelined commands, 5 bad commands,
+ *                   timeouts 3 s and 2 s, 1 octet/s), 8 TLS
  *   octet 1: seed of the split points of the second run
  *
  * The stream runs twice: fed all at once with a synchronous io, and fed in
@@ -13,6 +13,11 @@
  * input is held back, as the connection glue does). Both runs must produce
  * the same replies and the same deliveries; anything else, or a broken
  * invariant, aborts.
+ *
+ * A clock moves between pieces (by an amount the seed picks) so that the
+ * deadline code runs (command deadlines, the min_data_rate extension); the
+ * timer never fires in the middle, which would make the runs differ, but
+ * every arming is checked: never 0 ms, never beyond the longer timeout.
  */
 
 #include <errno.h>
@@ -41,6 +46,7 @@ struct run {
 	struct smtp_rcpt_req *rreq;
 	struct smtp_delivery *dv;
 	int resume_wanted;
+	uint64_t now;            /* ms */
 };
 
 static void r_write(void *ctx, const char *data, size_t len)
@@ -68,10 +74,23 @@ static void r_close(void *ctx, const char *reason)
 	r->closed = 1;
 }
 
-static void r_set_timeout(void *ctx, unsigned seconds)
+static void r_set_timeout(void *ctx, unsigned ms)
 {
-	(void)ctx;
-	(void)seconds;
+	struct run *r = ctx;
+	unsigned longest = r->cfg->command_timeout > r->cfg->data_timeout ? r->cfg->command_timeout
+									  : r->cfg->data_timeout;
+
+	if (ms == 0)
+		FAIL("timer armed with 0 ms");
+	if (ms > longest * 1000u)
+		FAIL("deadline beyond the longest timeout");
+}
+
+static uint64_t r_now(void *ctx)
+{
+	struct run *r = ctx;
+
+	return r->now;
 }
 
 static void answer_rcpt(struct run *r, struct smtp_rcpt_req *req)
@@ -160,7 +179,7 @@ static void r_resume(void *ctx)
 }
 
 static const struct smtp_io fuzz_io = {
-	.write = r_write, .close = r_close, .set_timeout = r_set_timeout,
+	.write = r_write, .close = r_close, .set_timeout = r_set_timeout, .now = r_now,
 	.rcpt = r_rcpt, .deliver = r_deliver, .resume = r_resume,
 };
 
@@ -214,6 +233,7 @@ static void run(struct run *r, const struct smtp_config *cfg, int tls, int async
 	memset(r, 0, sizeof(*r));
 	r->cfg = cfg;
 	r->async = async;
+	r->now = 5000;
 	buf_init(&r->out, 0);
 	buf_init(&r->dl, 0);
 	buf_init(&r->held, 0);
@@ -229,6 +249,7 @@ static void run(struct run *r, const struct smtp_config *cfg, int tls, int async
 		}
 		buf_add(&r->held, data + off, n);
 		off += n;
+		r->now += (seed >> 20) % 4000;  /* 0 to 4 s between pieces */
 		pump(r);
 		if (!smtp_session_busy(r->s) && r->held.len > 1024)
 			FAIL("caller has to hold more than 1024 bytes");
@@ -269,8 +290,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.max_recipients = (flags & 4) ? 3 : 100;
 	cfg.bare_newline = (flags & 2) ? BARE_LF_REJECT : BARE_LF_NORMALIZE;
 	strcpy(cfg.recipient_delimiter, "+");
-	cfg.command_timeout = 300;
-	cfg.data_timeout = 300;
+	cfg.command_timeout = (flags & 4) ? 3 : 300;
+	cfg.data_timeout = (flags & 4) ? 2 : 300;
+	cfg.min_data_rate = (flags & 4) ? 1 : 500;
 	cfg.max_bad_commands = (flags & 4) ? 5 : 20;
 	cfg.max_pipeline = (flags & 4) ? 2 : 100;
 

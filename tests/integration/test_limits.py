@@ -161,8 +161,9 @@ class Timeouts(BuzonTestCase):
         self.assertNoMail(s)
 
     def test_slow_but_steady_data(self):
-        """Data that keeps arriving is not cut off by the data timeout."""
-        s = self.new_server(smtp={'data_timeout': '2s'})
+        """Data that keeps arriving at min_data_rate or faster is not cut off
+        by the data timeout (this client sends about 100 octets a second)."""
+        s = self.new_server(smtp={'data_timeout': '2s', 'min_data_rate': '10'})
         msg = make_message('slow', b'line\r\n' * 6)
         data = dot_stuff(msg) + b'.\r\n'
         with s.connect() as c:

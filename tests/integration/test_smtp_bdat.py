@@ -94,13 +94,16 @@ class Chunking(BuzonTestCase):
         self.assertNoMail(s)
 
     def test_bdat_bad_syntax(self):
+        """A BDAT without a usable size gets 501 and the session ends:
+        nobody can tell where its chunk ends, and the chunk's octets must
+        never be read as commands (a smuggled RCPT inside it)."""
         s = self.new_server()
-        with s.connect() as c:
-            self.start_txn(c)
-            for bad in ('BDAT', 'BDAT x', 'BDAT -1'):
-                r = c.cmd(bad)
-                self.assertEqual(r.code // 100, 5, '%s: %r' % (bad, r))
-            self.assertEqual(c.cmd('NOOP').code, 250)
+        for bad in ('BDAT', 'BDAT x', 'BDAT -1', 'BDAT 5 LAST LAST'):
+            with self.subTest(bad=bad), s.connect() as c:
+                self.start_txn(c)
+                c.send(bad.encode() + b'\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n')
+                replies = c.replies_until_close()
+                self.assertEqual([x.code for x in replies], [501], '%s: %r' % (bad, replies))
         self.assertNoMail(s)
 
     def test_connection_lost_mid_chunk(self):
@@ -113,6 +116,62 @@ class Chunking(BuzonTestCase):
         with s.connect() as c:
             self.assertEqual(c.cmd('NOOP').code, 250)
         self.assertNoMail(s)
+
+
+
+class ChunkSizes(BuzonTestCase):
+    """A chunk that does not fit is refused before any of its octets is read
+    (552 5.3.4); one that no message could fit closes the connection."""
+
+    def start_txn(self, c):
+        c.ehlo()
+        self.assertEqual(c.cmd('MAIL FROM:<%s>' % SENDER).code, 250)
+        self.assertEqual(c.cmd('RCPT TO:<%s>' % ALICE).code, 250)
+
+    def test_bdat_2_pow_64_minus_1(self):
+        s = self.new_server()
+        with s.connect(timeout=5) as c:
+            self.start_txn(c)
+            # the reply comes without a single octet of the chunk
+            r = c.cmd('BDAT 18446744073709551615 LAST')
+            self.assertReply(r, 552, '5.3.4')
+            self.assertTrue(c.closed_within(5), 'the connection must close after the 552')
+        self.assertNoMail(s)
+        self.assertIn('bdat chunk over max_message_size', s.log())
+
+    def test_bdat_over_max_message_size_pipelined(self):
+        """The chunk's octets already sent do not matter: 552, then close."""
+        s = self.new_server(smtp={'max_message_size': '2k'})
+        with s.connect(timeout=5) as c:
+            self.start_txn(c)
+            c.send(b'BDAT 2049 LAST\r\n' + b'x' * 1000)
+            self.assertReply(c.reply(), 552, '5.3.4')
+            self.assertTrue(c.closed_within(5))
+        self.assertNoMail(s)
+
+    def test_bdat_past_what_is_left(self):
+        s = self.new_server(smtp={'max_message_size': '2k'})
+        with s.connect(timeout=5) as c:
+            self.start_txn(c)
+            c.send(b'BDAT 1500\r\n' + b'a' * 1498 + b'\r\n')
+            self.assertEqual(c.reply().code, 250)
+            r = c.cmd('BDAT 1000')
+            self.assertReply(r, 552, '5.3.4')
+            # The chunk is still read and dropped (RFC 3030): these octets
+            # are not commands.
+            c.send(b'QUIT\r\n' * 166 + b'QUIT')
+            r = c.cmd('BDAT 0 LAST')
+            self.assertEqual(r.code, 503, r)
+            self.assertEqual(c.cmd('RSET').code, 250)
+            # the connection goes on: a message that fits is taken
+            msg = make_message('fits')
+            self.assertEqual(c.cmd('MAIL FROM:<%s>' % SENDER).code, 250)
+            self.assertEqual(c.cmd('RCPT TO:<%s>' % ALICE).code, 250)
+            c.send(b'BDAT %d LAST\r\n' % len(msg) + msg)
+            self.assertEqual(c.reply().code, 250)
+        got = s.messages(ALICE)
+        self.assertEqual(len(got), 1)
+        self.assertEqual(body_of(got[0]), msg.replace(b'\r\n', b'\n'))
 
 
 if __name__ == '__main__':

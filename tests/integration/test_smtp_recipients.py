@@ -4,7 +4,8 @@ plus-addressing, aliases, catch-all, recipient limit, quota."""
 import os
 import unittest
 
-from buzon_test import BuzonTestCase, make_message, dot_stuff, body_of, stored_form
+from buzon_test import (BuzonTestCase, HOSTNAME, make_message, dot_stuff, body_of, split_delivered,
+                         stored_form)
 
 ALICE = 'alice@example.test'
 BOB = 'bob@example.test'
@@ -132,12 +133,13 @@ class Recipients(BuzonTestCase):
         self.assertReply(self.rcpt(s, 'sales@example.test'), 250)
         s.cli_ok('alias', 'del', 'sales@example.test')
         self.assertReply(self.rcpt(s, 'sales@example.test'), 550, '5.1.1')
+        # counted before "user del", which may move the Maildir away
+        self.assertEqual(len(s.messages('erin@example.test')), 2)
         s.cli_ok('user', 'del', 'erin@example.test')
         self.assertReply(self.rcpt(s, 'erin@example.test'), 550, '5.1.1')
         s.add_domain('second.example')
         s.add_user('frank@second.example')
         self.assertReply(self.rcpt(s, 'frank@second.example'), 250)
-        self.assertEqual(len(s.messages('erin@example.test')), 2)
         self.assertEqual(len(s.messages('frank@second.example')), 1)
 
     def test_utf8_unknown_recipient(self):
@@ -269,6 +271,127 @@ class Recipients(BuzonTestCase):
             self.assertReply(c.reply(), 452, '4.2.2')
             self.assertEqual(c.cmd('NOOP').code, 250, 'session still usable')
         self.assertNoMail(s)
+
+
+
+class Postmaster(BuzonTestCase):
+    """RFC 5321 4.5.1: "Postmaster" without a domain (in any case) and
+    postmaster@ every local domain are accepted; the mail goes to [server]
+    postmaster, or the oldest enabled user, unless the directory names a
+    postmaster for that domain."""
+
+    def send_to(self, s, rcpt):
+        """MAIL + RCPT TO:<rcpt> (+ DATA when accepted); returns (RCPT reply, message)."""
+        msg = make_message('to ' + rcpt)
+        with s.connect() as c:
+            c.ehlo()
+            self.assertEqual(c.cmd('MAIL FROM:<%s>' % SENDER).code, 250)
+            r = c.cmd('RCPT TO:<%s>' % rcpt)
+            if r.code == 250:
+                self.assertEqual(c.cmd('DATA').code, 354)
+                c.send(dot_stuff(msg) + b'.\r\n')
+                self.assertEqual(c.reply().code, 250)
+            c.cmd('QUIT')
+        return r, msg
+
+    def delivered_to(self, s, address):
+        return [dict(split_delivered(d)[0]).get('delivered-to') for d in s.messages(address)]
+
+    def test_without_domain_any_case_goes_to_oldest_user(self):
+        s = self.new_server()   # alice is the first user added
+        sent = []
+        for rcpt in ('postmaster', 'Postmaster', 'POSTMASTER'):
+            r, msg = self.send_to(s, rcpt)
+            self.assertReply(r, 250, '2.1.5')
+            sent.append(msg)
+        got = s.messages(ALICE)
+        self.assertEqual(len(got), 3)
+        # Delivered-To names the real mailbox; the body is byte-exact
+        for data in got:
+            self.assertIn(body_of(data), [stored_form(m) for m in sent])
+            self.assertDelivered(s, data, sent[[stored_form(m) for m in sent].index(body_of(data))],
+                                 SENDER, ALICE)
+        for u in (BOB, CAROL, DAVE):
+            self.assertEqual(s.messages(u), [])
+        self.assertRegex(s.log(), r'postmaster resolved to=alice@example\.test via=oldest_user')
+
+    def test_postmaster_of_each_local_domain(self):
+        s = self.new_server()
+        s.add_domain('second.test')
+        s.add_user('erin@second.test')
+        for rcpt in ('postmaster@example.test', 'PostMaster@second.test', 'postmaster@' + HOSTNAME.upper()):
+            r, _ = self.send_to(s, rcpt)
+            self.assertReply(r, 250, '2.1.5')
+        self.assertEqual(len(s.messages(ALICE)), 3)
+        self.assertEqual(s.messages('erin@second.test'), [])
+        # a domain that is not ours is still not ours
+        r, _ = self.send_to(s, 'postmaster@other.example')
+        self.assertReply(r, 550, '5.7.1')
+
+    def test_configured_postmaster(self):
+        s = self.new_server(server={'postmaster': BOB})
+        self.assertRegex(s.log(), r'postmaster mail goes to bob@example\.test')
+        for rcpt in ('postmaster', 'postmaster@example.test'):
+            r, _ = self.send_to(s, rcpt)
+            self.assertReply(r, 250)
+        self.assertEqual(self.delivered_to(s, BOB), [BOB, BOB])
+        self.assertEqual(s.messages(ALICE), [])
+
+    def test_configured_postmaster_may_be_an_alias(self):
+        s = self.new_server(start=False, server={'postmaster': 'hostmaster@example.test'})
+        s.add_alias('hostmaster@example.test', CAROL, DAVE)
+        s.start()
+        r, _ = self.send_to(s, 'Postmaster')
+        self.assertReply(r, 250)
+        self.assertEqual(self.delivered_to(s, CAROL), [CAROL])
+        self.assertEqual(self.delivered_to(s, DAVE), [DAVE])
+
+    def test_directory_entry_wins_for_its_domain(self):
+        s = self.new_server(start=False, server={'postmaster': BOB})
+        s.add_alias('postmaster@example.test', CAROL)
+        s.add_alias('@example.test', DAVE)   # a catch-all is not a postmaster entry
+        s.start()
+        r, _ = self.send_to(s, 'postmaster@example.test')
+        self.assertReply(r, 250)
+        r, _ = self.send_to(s, 'postmaster')
+        self.assertReply(r, 250)
+        self.assertEqual(len(s.messages(CAROL)), 1)
+        self.assertEqual(len(s.messages(BOB)), 1, 'Postmaster without a domain goes to [server] postmaster')
+        self.assertEqual(s.messages(DAVE), [])
+
+    def test_oldest_enabled_user(self):
+        s = self.new_server(start=False)
+        s.cli_ok('user', 'disable', ALICE)
+        s.start()
+        r, _ = self.send_to(s, 'postmaster')
+        self.assertReply(r, 250)
+        self.assertEqual(s.messages(ALICE), [])
+        self.assertEqual(len(s.messages(BOB)), 1)
+
+    def test_no_user_at_all(self):
+        s = self.new_server(users=False, start=False)
+        s.add_domain()
+        s.start()
+        self.assertIn('no user yet', s.log())
+        for rcpt in ('postmaster', 'postmaster@example.test'):
+            r, _ = self.send_to(s, rcpt)
+            self.assertReply(r, 550, '5.1.1')
+        self.assertNoMail(s)
+
+    def test_configured_postmaster_not_deliverable(self):
+        """Said at start; the mail still reaches a person (the oldest user)."""
+        s = self.new_server(server={'postmaster': 'nobody@example.test'})
+        self.assertRegex(s.log(), r'postmaster nobody@example\.test is not a deliverable address')
+        r, _ = self.send_to(s, 'postmaster')
+        self.assertReply(r, 250)
+        self.assertEqual(len(s.messages(ALICE)), 1)
+        self.assertRegex(s.log(), r'postmaster address not deliverable postmaster=nobody@example\.test')
+
+    def test_postmaster_config_syntax(self):
+        s = self.new_server(start=False, users=False, server={'postmaster': 'not an address'})
+        p = s.cli('check')
+        self.assertNotEqual(p.returncode, 0)
+        self.assertRegex(p.stderr, r'buzon\.ini:\d+: postmaster .*not an address')
 
 
 if __name__ == '__main__':

@@ -675,6 +675,52 @@ static void test_read_line_busy(void)
 	imap_parser_deinit(&p);         /* a NULL parser is fine */
 }
 
+/* imap_parser_set_limits(): between commands only; the new limits hold
+ * from the next command on, in both directions (the session's limits
+ * before and after login). */
+static void test_set_limits(void)
+{
+	struct imap_parser_limits lim = { .max_line = 32, .max_literal = 10, .max_depth = 4, .max_args = 3 };
+	struct imap_parser *p = imap_parser_init(&lim, 0);
+	const char *lng = "a NOOP xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n";
+	const char *lit = "b LOGIN {11}\r\n";
+	const char *args = "c NOOP 1 2 3 4\r\n";
+	size_t used;
+	const char *msg;
+
+	CHECK(feed_all(p, lng, strlen(lng), &used) == IMAP_PARSE_ERROR &&
+	      imap_parser_error(p, &msg) == IMAP_PARSE_ERROR_LINE_TOO_LONG, "small: line");
+	while (used < strlen(lng)) {
+		size_t more;
+
+		CHECK(feed_all(p, lng + used, strlen(lng) - used, &more) == IMAP_PARSE_NEED_MORE, "small: skip");
+		used += more;
+	}
+	CHECK(feed_all(p, lit, strlen(lit), &used) == IMAP_PARSE_ERROR &&
+	      imap_parser_error(p, &msg) == IMAP_PARSE_ERROR_LITERAL_TOO_BIG, "small: literal");
+	CHECK(feed_all(p, args, strlen(args), &used) == IMAP_PARSE_ERROR &&
+	      imap_parser_error(p, &msg) == IMAP_PARSE_ERROR_TOO_MANY_ARGS, "small: arguments");
+	CHECK(feed_all(p, args + used, strlen(args) - used, &used) == IMAP_PARSE_NEED_MORE, "small: skip args");
+
+	CHECK(imap_parser_set_limits(p, 1024, 100, 100) == 0, "between commands");
+	CHECK(feed_all(p, lng, strlen(lng), &used) == IMAP_PARSE_COMMAND && used == strlen(lng), "large: line");
+	CHECK(feed_all(p, lit, strlen(lit), &used) == IMAP_PARSE_CONTINUE, "large: literal");
+	CHECK(imap_parser_set_limits(p, 16, 1, 1) == -EBUSY, "in a literal");
+	CHECK(feed_all(p, "12345678901\r\n", 13, &used) == IMAP_PARSE_COMMAND, "large: literal data");
+	CHECK(feed_all(p, args, strlen(args), &used) == IMAP_PARSE_COMMAND, "large: arguments");
+	CHECK(feed_all(p, "d NO", 4, &used) == IMAP_PARSE_NEED_MORE, "partial");
+	CHECK(imap_parser_set_limits(p, 16, 1, 1) == -EBUSY, "in a command");
+	CHECK(feed_all(p, "OP\r\n", 4, &used) == IMAP_PARSE_COMMAND, "partial completed");
+	CHECK(imap_parser_read_line(p) == 0, "read_line");
+	CHECK(imap_parser_set_limits(p, 16, 1, 1) == -EBUSY, "raw line asked for");
+	CHECK(feed_all(p, "raw\r\n", 5, &used) == IMAP_PARSE_LINE, "raw line");
+	/* and back down */
+	CHECK(imap_parser_set_limits(p, 32, 10, 3) == 0, "lowered");
+	CHECK(feed_all(p, lit, strlen(lit), &used) == IMAP_PARSE_ERROR &&
+	      imap_parser_error(p, &msg) == IMAP_PARSE_ERROR_LITERAL_TOO_BIG, "lowered: literal");
+	imap_parser_deinit(&p);
+}
+
 static void test_literal_action_checks(void)
 {
 	struct imap_parser *p = imap_parser_init(NULL, IMAP_PARSER_LITERAL_EVENTS);
@@ -922,6 +968,7 @@ int main(void)
 		run_case(&cases[i]);
 	test_offsets();
 	test_read_line_busy();
+	test_set_limits();
 	test_literal_action_checks();
 	test_big_literal();
 	test_literal_memory_on_demand();

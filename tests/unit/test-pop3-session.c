@@ -79,6 +79,7 @@ struct fake {
 	int closed;
 	int writes_after_close;
 	unsigned timeout;
+	unsigned n_arms;            /* set_timeout calls */
 	/* input held like lib/net.c holds it */
 	char *in;
 	size_t in_len;
@@ -126,6 +127,7 @@ static void io_set_timeout(void *ctx, unsigned seconds)
 	struct fake *f = ctx;
 
 	f->timeout = seconds;
+	f->n_arms++;
 }
 
 static void answer_auth(struct fake *f, struct pop3_auth_req *req)
@@ -756,6 +758,45 @@ static void test_timeout(void)
 	fake_end(&f);
 }
 
+/* Slowloris: octets of an unfinished line never re-arm the timer; only a
+ * finished line does, so idle_timeout bounds the time to a whole command. */
+static void test_partial_line_keeps_deadline(void)
+{
+	struct pop3_config cfg;
+	struct fake f;
+	unsigned arms;
+
+	pop3_config_defaults(&cfg);
+	for (int logged_in = 0; logged_in < 2; logged_in++) {
+		fake_start(&f, &cfg, 0, 0, 0);
+		if (logged_in)
+			login(&f);
+		arms = f.n_arms;
+		CHECK(arms >= 1);
+		for (const char *p = "USER ali"; *p; p++)
+			arrive(&f, p, 1);
+		CHECK(f.n_arms == arms);
+		/* an over-long line that never ends does not either */
+		for (int i = 0; i < 3000; i++)
+			arrive(&f, "x", 1);
+		CHECK(f.n_arms == arms);
+		pop3_session_timeout(f.s);
+		CHECK(f.closed);
+		CHECK(strstr(f.out, "-ERR Disconnected for inactivity\r\n") != NULL);
+		fake_end(&f);
+	}
+
+	/* a finished line re-arms, also when a partial one follows it */
+	fake_start(&f, &cfg, 0, 0, 0);
+	arms = f.n_arms;
+	arrive(&f, "CAPA\r\nUS", 9);
+	CHECK(f.n_arms == arms + 1);
+	arrive(&f, "ER", 2);
+	CHECK(f.n_arms == arms + 1);
+	CHECK(!f.closed);
+	fake_end(&f);
+}
+
 static void test_shutdown(void)
 {
 	struct pop3_config cfg;
@@ -1100,6 +1141,7 @@ int main(void)
 	}
 	test_table();
 	test_timeout();
+	test_partial_line_keeps_deadline();
 	test_shutdown();
 	test_disconnect();
 	test_holding();

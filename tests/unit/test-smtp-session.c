@@ -9,6 +9,10 @@
  * way: a busy session consumes nothing, an idle one never leaves more than
  * a few bytes for the caller to hold, and held input resumes only after
  * io->resume.
+ *
+ * Time is a fake clock (f->now, milliseconds) that only tick() moves; tick()
+ * fires the session's timer when the clock passes the deadline it armed, as
+ * the loop would.
  */
 
 #include <errno.h>
@@ -51,7 +55,10 @@ struct fake {
 	struct buf out;             /* every reply written */
 	int closed;
 	char reason[64];
-	unsigned timeout;           /* last set_timeout */
+	unsigned timeout;           /* last set_timeout, ms */
+	uint64_t now;               /* the fake clock, ms */
+	uint64_t timer_at;          /* when the armed timer fires; 0: not armed */
+	unsigned n_arms;            /* set_timeout calls */
 	int async;
 	int deliver_result;
 	int gone;                   /* disconnected: io must not be called */
@@ -90,13 +97,23 @@ static void f_close(void *ctx, const char *reason)
 	snprintf(f->reason, sizeof(f->reason), "%s", reason);
 }
 
-static void f_set_timeout(void *ctx, unsigned seconds)
+static void f_set_timeout(void *ctx, unsigned ms)
 {
 	struct fake *f = ctx;
 
 	if (f->gone)
 		f->io_after_gone++;
-	f->timeout = seconds;
+	CHECK(ms > 0, "timer armed with 0 ms");
+	f->timeout = ms;
+	f->timer_at = f->now + ms;
+	f->n_arms++;
+}
+
+static uint64_t f_now(void *ctx)
+{
+	struct fake *f = ctx;
+
+	return f->now;
 }
 
 /* The directory: a few users, an alias, a disabled and a full mailbox. */
@@ -204,9 +221,19 @@ static void f_resume(void *ctx)
 }
 
 static const struct smtp_io fake_io = {
-	.write = f_write, .close = f_close, .set_timeout = f_set_timeout,
+	.write = f_write, .close = f_close, .set_timeout = f_set_timeout, .now = f_now,
 	.rcpt = f_rcpt, .deliver = f_deliver, .resume = f_resume,
 };
+
+/* Moves the clock ms forward, firing the timer as the loop would. */
+static void tick(struct fake *f, uint64_t ms)
+{
+	f->now += ms;
+	if (f->timer_at && f->now >= f->timer_at && !f->closed && !f->gone) {
+		f->timer_at = 0;
+		smtp_session_timeout(f->s);
+	}
+}
 
 /* Passes the held input to the session, as the connection does on a read
  * or on io->resume. */
@@ -282,6 +309,7 @@ static struct smtp_config test_cfg(void)
 	c.data_timeout = 222;
 	c.max_bad_commands = 10;
 	c.max_pipeline = 100;
+	c.min_data_rate = 500;
 	return c;
 }
 
@@ -297,6 +325,7 @@ static void fake_start(struct fake *f, const struct smtp_config *cfg, int async,
 	buf_init(&f->held, 0);
 	buf_init(&f->queries, 0);
 	f->async = async;
+	f->now = 1000000;  /* a clock that does not start at 0 */
 	f->s = smtp_session_new(&p, &fake_io, f);
 }
 
@@ -417,6 +446,8 @@ struct scase {
 #define START EHLO MAIL_A RCPT_ALICE "DATA\r\n"
 #define START_OUT GREET EHLO_OUT MAIL_OK RCPT_OK DATA_GO
 #define ALICE(body) { body, "alice@example.org", "sender@remote.example", "alice@example.org", NULL }
+#define X100 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define X1000 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100
 #define SMUGGLE "MAIL FROM:<evil@x.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nevil\r\n"
 
 static const struct scase cases[] = {
@@ -596,6 +627,10 @@ static const struct scase cases[] = {
 	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK DATA_GO QUEUED(1),
 	  .dl = { { "x\n", "postmaster@example.org", "sender@remote.example", "Postmaster@mx.test", NULL } },
 	  .queries = "Postmaster@mx.test" },
+	{ .name = "postmaster in any case, without a domain",
+	  IN(EHLO MAIL_A "RCPT TO:<postmaster>\r\nRCPT TO: <POSTMASTER>\r\nRCPT TO:<pOsTmAsTeR>\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK RCPT_OK RCPT_OK,
+	  .queries = "Postmaster@mx.test Postmaster@mx.test Postmaster@mx.test" },
 	{ .name = "duplicate targets collapse, no for clause",
 	  IN(EHLO MAIL_A RCPT_ALICE "RCPT TO:<alice+tag@example.org>\r\nRCPT TO:<team@example.org>\r\n"
 	     RCPT_ALICE "DATA\r\nx\r\n.\r\n"),
@@ -671,14 +706,29 @@ static const struct scase cases[] = {
 		 "503 5.5.1 BDAT transfer in progress\r\n503 5.5.1 BDAT transfer in progress\r\n"
 		 "503 5.5.1 BDAT transfer in progress\r\n" QUEUED(1),
 	  .dl = { ALICE("xy") } },
-	{ .name = "BDAT syntax error", IN(EHLO MAIL_A RCPT_ALICE "BDAT x\r\nBDAT 1 LAST LAST\r\nBDAT\r\n"),
-	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n"
-		 "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n" },
+	/* Without a size nobody knows where the chunk ends: what follows is
+	 * never read as commands, the session ends after the 501. */
+	{ .name = "BDAT syntax error closes", IN(EHLO MAIL_A RCPT_ALICE "BDAT x\r\nRSET\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n", .closed = 1 },
+	{ .name = "BDAT LAST LAST closes", IN(EHLO MAIL_A RCPT_ALICE "BDAT 1 LAST LAST\r\nx"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n", .closed = 1 },
+	{ .name = "BDAT without size closes", IN(EHLO MAIL_A RCPT_ALICE "BDAT\r\nQUIT\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n", .closed = 1 },
 	{ .name = "BDAT bare LF refused", .reject_bare_lf = 1,
 	  IN(EHLO MAIL_A RCPT_ALICE "BDAT 4 LAST\r\na\nb\n" "BDAT 1\r\nx"),
 	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK
 		 "550 5.5.2 Message contains bare LF, lines must end with CRLF\r\n"
 		 "503 5.5.1 Need MAIL command\r\n" },
+	{ .name = "BDAT larger than any message: 552 at once, then close",
+	  IN(EHLO MAIL_A RCPT_ALICE "BDAT 18446744073709551615 LAST\r\nxxxxxxxxNOOP\r\n"),
+	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK "552 5.3.4 Message size exceeds fixed maximum message size\r\n",
+	  .closed = 1 },
+	{ .name = "BDAT larger than any message outside a transaction: close",
+	  IN(EHLO "BDAT 10001\r\nNOOP\r\n"),
+	  .out = GREET EHLO_OUT "503 5.5.1 Need MAIL command\r\n", .closed = 1 },
+	{ .name = "BDAT of max_message_size outside a transaction is read and dropped",
+	  IN(EHLO "BDAT 10000\r\n" X1000 X1000 X1000 X1000 X1000 X1000 X1000 X1000 X1000 X1000 "NOOP\r\n"),
+	  .out = GREET EHLO_OUT "503 5.5.1 Need MAIL command\r\n" OK },
 	{ .name = "BDAT too big for the limit", .max_size = 10,
 	  IN("HELO client.example\r\n" MAIL_A RCPT_ALICE "BDAT 6\r\n123456BDAT 5\r\n12345BDAT 1 LAST\r\nxRSET\r\n"
 	     MAIL_A RCPT_ALICE "BDAT 5 LAST\r\n12345"),
@@ -736,7 +786,7 @@ static void run_case(const struct scase *c, enum feed_mode mode, int async)
 		cfg.max_pipeline = c->max_pipeline;
 	fake_start(&f, &cfg, async, c->tls);
 	f.deliver_result = c->deliver_result;
-	CHECK(f.timeout == cfg.command_timeout, "timeout %u after greeting", f.timeout);
+	CHECK(f.timeout == cfg.command_timeout * 1000, "timeout %u ms after greeting", f.timeout);
 
 	while (off < c->in_len) {
 		size_t n = c->in_len - off;
@@ -771,9 +821,10 @@ static void run_case(const struct scase *c, enum feed_mode mode, int async)
 	if (c->queries)
 		CHECK(strcmp(f.queries.data ? f.queries.data : "", c->queries) == 0,
 		      "recipient checks \"%s\", want \"%s\"", f.queries.data ? f.queries.data : "", c->queries);
+	/* the clock did not move: the timer stands at one full timeout */
 	if (!f.closed && !smtp_session_busy(f.s))
-		CHECK(f.timeout == cfg.command_timeout || f.timeout == cfg.data_timeout,
-		      "timeout %u", f.timeout);
+		CHECK(f.timeout == cfg.command_timeout * 1000 || f.timeout == cfg.data_timeout * 1000,
+		      "timeout %u ms", f.timeout);
 	fake_end(&f);
 }
 
@@ -910,13 +961,13 @@ static void test_timeouts(void)
 
 	current = "timeouts";
 	fake_start(&f, &cfg, 0, 0);
-	CHECK(f.timeout == 111, "command timeout after greeting: %u", f.timeout);
+	CHECK(f.timeout == 111000, "command timeout after greeting: %u", f.timeout);
 	feed_str(&f, START);
-	CHECK(f.timeout == 222, "data timeout in DATA: %u", f.timeout);
+	CHECK(f.timeout == 222000, "data timeout in DATA: %u", f.timeout);
 	feed_str(&f, "x\r\n.\r\n");
-	CHECK(f.timeout == 111, "command timeout after DATA: %u", f.timeout);
+	CHECK(f.timeout == 111000, "command timeout after DATA: %u", f.timeout);
 	feed_str(&f, MAIL_A RCPT_ALICE "BDAT 10\r\nabc");
-	CHECK(f.timeout == 222, "data timeout in a BDAT chunk: %u", f.timeout);
+	CHECK(f.timeout == 222000, "data timeout in a BDAT chunk: %u", f.timeout);
 	smtp_session_timeout(f.s);
 	CHECK(f.closed && out_ends_with(&f, "421 4.4.2 mx.test Error: timeout exceeded\r\n"),
 	      "timeout reply: %s", f.out.data);
@@ -932,7 +983,199 @@ static void test_timeouts(void)
 	smtp_session_timeout(f.s);
 	CHECK(!f.closed, "closed while busy");
 	answer(&f);
-	CHECK(out_ends_with(&f, RCPT_OK) && f.timeout == 111, "after rcpt: %s", f.out.data);
+	CHECK(out_ends_with(&f, RCPT_OK) && f.timeout == 111000, "after rcpt: %s", f.out.data);
+	fake_end(&f);
+}
+
+/* Slowloris: the time bounds a whole command, and a minimum data rate, not
+ * the gap between two octets (test_cfg(): command 111 s, data 222 s, 500
+ * octets/s). */
+static void test_deadlines(void)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+	uint64_t t0, longest = 0;
+	char line[100];
+
+	current = "deadline: a trickled command line";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO "MAIL FROM:<");
+	t0 = f.now;
+	for (int i = 0; i < 100 && !f.closed; i++) {
+		tick(&f, 10000);
+		if (!f.closed)
+			feed(&f, "x", 1);
+	}
+	CHECK(f.closed && out_ends_with(&f, "421 4.4.2 mx.test Error: timeout exceeded\r\n"),
+	      "trickled command not cut: %s", f.out.data);
+	CHECK(f.now - t0 >= 111000 && f.now - t0 <= 121000, "cut after %llu ms",
+	      (unsigned long long)(f.now - t0));
+	fake_end(&f);
+
+	current = "deadline: an over-long line trickled";
+	fake_start(&f, &cfg, 0, 0);
+	t0 = f.now;
+	for (int i = 0; i < 100 && !f.closed; i++) {
+		feed(&f, X100, 100);
+		tick(&f, 5000);
+	}
+	CHECK(f.closed && f.now - t0 >= 111000 && f.now - t0 <= 116000, "over-long line: closed %d after %llu ms",
+	      f.closed, (unsigned long long)(f.now - t0));
+	fake_end(&f);
+
+	current = "deadline: each complete command gets its own time";
+	fake_start(&f, &cfg, 0, 0);
+	for (int i = 0; i < 10; i++) {
+		tick(&f, 100000);
+		feed_str(&f, "NOOP\r\n");
+	}
+	CHECK(!f.closed && f.timer_at == f.now + 111000, "NOOP every 100 s: closed %d", f.closed);
+	tick(&f, 111000);
+	CHECK(f.closed, "silence after the last command");
+	fake_end(&f);
+
+	current = "deadline: DATA trickled far below min_data_rate";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, START);
+	t0 = f.now;
+	for (int i = 0; i < 100 && !f.closed; i++) {
+		tick(&f, 10000);
+		if (!f.closed)
+			feed(&f, "y", 1);
+	}
+	CHECK(f.closed && out_ends_with(&f, "421 4.4.2 mx.test Error: timeout exceeded\r\n") && f.n_dl == 0,
+	      "trickled DATA not cut: %s", f.out.data);
+	CHECK(f.now - t0 >= 222000 && f.now - t0 <= 232000, "cut after %llu ms", (unsigned long long)(f.now - t0));
+	fake_end(&f);
+
+	/* whole lines, but 100 octets/s: the deadline gains 0.2 s a second,
+	 * so it runs out after about 222 / 0.8 = 277.5 s */
+	current = "deadline: DATA in whole lines below min_data_rate";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, START);
+	t0 = f.now;
+	memset(line, 'z', sizeof(line));
+	line[98] = '\r';
+	line[99] = '\n';
+	for (int i = 0; i < 1000 && !f.closed; i++) {
+		tick(&f, 1000);
+		if (!f.closed)
+			feed(&f, line, sizeof(line));
+	}
+	CHECK(f.closed && f.now - t0 >= 270000 && f.now - t0 <= 285000, "100 octets/s: closed %d after %llu ms",
+	      f.closed, (unsigned long long)(f.now - t0));
+	fake_end(&f);
+
+	/* 1000 octets/s for 20 minutes (over five data timeouts) */
+	current = "deadline: DATA steadily above min_data_rate";
+	cfg.max_message_size = 2000000;
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, START);
+	for (int i = 0; i < 1200 && !f.closed; i++) {
+		tick(&f, 1000);
+		for (int k = 0; k < 10; k++)
+			feed(&f, line, sizeof(line));
+		if (f.timer_at - f.now > longest)
+			longest = f.timer_at - f.now;
+	}
+	feed_str(&f, ".\r\n");
+	CHECK(!f.closed && f.n_dl == 1 && f.dl[0].size == 1200000, "steady sender: closed %d, %d deliveries",
+	      f.closed, f.n_dl);
+	CHECK(longest == 222000, "the deadline went %llu ms ahead (at most data_timeout)",
+	      (unsigned long long)longest);
+	fake_end(&f);
+	cfg = test_cfg();
+
+	current = "deadline: a pause longer than data_timeout after a fast start";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, START);
+	for (int k = 0; k < 50; k++)
+		feed(&f, line, sizeof(line));
+	tick(&f, 221000);
+	CHECK(!f.closed, "cut before data_timeout");
+	tick(&f, 1000);
+	CHECK(f.closed, "5000 octets at once bought more than data_timeout");
+	fake_end(&f);
+
+	current = "deadline: BDAT content trickled";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE "BDAT 5000 LAST\r\n");
+	t0 = f.now;
+	for (int i = 0; i < 100 && !f.closed; i++) {
+		tick(&f, 10000);
+		if (!f.closed)
+			feed(&f, "b", 1);
+	}
+	CHECK(f.closed && f.n_dl == 0 && f.now - t0 >= 222000 && f.now - t0 <= 232000,
+	      "trickled BDAT: closed %d after %llu ms", f.closed, (unsigned long long)(f.now - t0));
+	fake_end(&f);
+
+	current = "deadline: a refused BDAT chunk trickled";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO "BDAT 5000\r\n");
+	t0 = f.now;
+	for (int i = 0; i < 100 && !f.closed; i++) {
+		tick(&f, 10000);
+		if (!f.closed)
+			feed(&f, "b", 1);
+	}
+	CHECK(f.closed && f.now - t0 >= 222000 && f.now - t0 <= 232000, "discarded chunk: closed %d after %llu ms",
+	      f.closed, (unsigned long long)(f.now - t0));
+	fake_end(&f);
+
+	/* our own request does not count against the client */
+	current = "deadline: restarts after a request";
+	fake_start(&f, &cfg, 1, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE);
+	CHECK(smtp_session_busy(f.s), "no request in flight");
+	tick(&f, 500000);
+	CHECK(!f.closed, "closed while our request ran");
+	answer(&f);
+	CHECK(f.timer_at == f.now + 111000, "timer not restarted after the request");
+	tick(&f, 110000);
+	CHECK(!f.closed, "cut early after the request");
+	tick(&f, 1000);
+	CHECK(f.closed, "not cut after the request");
+	fake_end(&f);
+}
+
+/* A refused BDAT chunk is answered before any of its octets is read. */
+static void test_bdat_refused_at_once(void)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+
+	current = "BDAT over what is left: 552 before the chunk";
+	cfg.max_message_size = 10;
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE "BDAT 6\r\n123456BDAT 5\r\n");
+	CHECK(out_ends_with(&f, "250 2.0.0 Ok: 6 octets received\r\n"
+			    "552 5.3.4 Message size exceeds fixed maximum message size\r\n") && !f.closed,
+	      "no 552 before the chunk: %s", f.out.data);
+	/* the 5 octets are still read and dropped (RFC 3030), not run as commands */
+	feed_str(&f, "QUIT\n" "BDAT 1 LAST\r\nx" "RSET\r\n");
+	CHECK(out_ends_with(&f, "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+			    "503 5.5.1 Earlier BDAT failed, send RSET\r\n" OK) && f.n_dl == 0,
+	      "after the refused chunk: %s", f.out.data);
+	fake_end(&f);
+
+	current = "BDAT of 2^64-1 octets: 552 and close, nothing read";
+	cfg = test_cfg();
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE "BDAT 18446744073709551615 LAST\r\n");
+	CHECK(f.closed && !strcmp(f.reason, "bdat chunk over max_message_size") &&
+	      out_ends_with(&f, RCPT_OK "552 5.3.4 Message size exceeds fixed maximum message size\r\n"),
+	      "huge BDAT: closed %d: %s", f.closed, f.out.data);
+	for (int i = 0; i < 1000; i++)
+		feed(&f, X1000, 1000);
+	CHECK(f.held.len == 0 && f.n_dl == 0, "input after the close");
+	fake_end(&f);
+
+	current = "BDAT one octet over max_message_size in a transaction: close";
+	fake_start(&f, &cfg, 0, 0);
+	feed_str(&f, EHLO MAIL_A RCPT_ALICE "BDAT 10001 LAST\r\n");
+	CHECK(f.closed && out_ends_with(&f, "552 5.3.4 Message size exceeds fixed maximum message size\r\n"),
+	      "BDAT max+1: closed %d: %s", f.closed, f.out.data);
 	fake_end(&f);
 }
 
@@ -1109,6 +1352,8 @@ int main(void)
 		log_set_fd(fileno(devnull));
 	test_generated();
 	test_timeouts();
+	test_deadlines();
+	test_bdat_refused_at_once();
 	test_shutdown();
 	test_async_contract();
 	log_set_fd(2);
