@@ -162,6 +162,9 @@ static void io_auth_result(void *ctx, const char *user, int ok)
 	user_key(user, uk, sizeof(uk));
 	if (ok) {
 		throttle_success(ic->srv->throttle, uk);
+		/* from now on in the listener's share kept for users */
+		if (ic->conn)
+			conn_set_authenticated(ic->conn);
 	} else {
 		throttle_failure(ic->srv->throttle, ic->ip_key, now);
 		throttle_failure(ic->srv->throttle, uk, now);

@@ -19,13 +19,31 @@ struct ipent {
 	char ip[64];
 };
 
+/*
+ * A configured listener: its protocol, its caps and what counts against
+ * them, shared by all its addresses. It lives until its last socket is
+ * closed and its last connection freed (each holds a reference), so a
+ * connection can always reach its counters.
+ */
+struct lgroup {
+	struct net *net;
+	struct lgroup *next;
+	const struct proto_handler *h;
+	void *ctx;
+	struct listen_limits lim;
+	unsigned n_conns;        /* sessions (busy replies excluded) */
+	unsigned n_unauth;       /* of which not logged in yet */
+	unsigned refs;           /* listening sockets and connections */
+	struct ipent *ips[IP_BUCKETS];
+	char name[64];
+};
+
+/* One listening socket of a group. */
 struct listener {
 	uv_tcp_t tcp;
 	struct net *net;
 	struct listener *next;
-	const struct proto_handler *h;
-	void *ctx;
-	char name[64];
+	struct lgroup *g;
 	char addr[80];
 };
 
@@ -33,10 +51,13 @@ struct net {
 	uv_loop_t *loop;
 	struct net_limits lim;
 	struct conn *conns;
-	unsigned n_conns;
+	unsigned n_conns;        /* every connection, busy replies included */
+	unsigned n_busy;         /* connections being told "busy" */
 	unsigned n_listeners_open;
 	struct listener *listeners;
-	struct ipent *ips[IP_BUCKETS];
+	struct lgroup *groups;
+	uint64_t warn_ms;        /* last "newcomers closed" warning */
+	unsigned warn_count;     /* newcomers closed since it */
 	/* One read buffer for every connection of the loop: a connection that
 	 * holds no input reads here, the protocol takes what it can straight
 	 * from it, and only the rest is copied into the connection's own
@@ -59,7 +80,8 @@ enum conn_flags {
 	CONN_READING = 1 << 3,
 	CONN_IN_INPUT = 1 << 4,   /* inside proto->input: do not re-enter */
 	CONN_WRITING = 1 << 5,    /* a uv_write is in flight */
-	CONN_BUSY_REJECT = 1 << 6,/* over the limits: no session */
+	CONN_BUSY_REJECT = 1 << 6,/* over the limits: no session, counted in n_busy */
+	CONN_UNAUTH = 1 << 7,     /* counted in its listener's n_unauth */
 };
 
 struct conn {
@@ -68,7 +90,7 @@ struct conn {
 	uv_timer_t resume;
 	struct net *net;
 	struct conn *prev, *next;
-	struct listener *l;
+	struct lgroup *g;
 	const struct proto_handler *h;
 	void *session;
 	struct ipent *ip;
@@ -92,6 +114,7 @@ static void conn_start_write(struct conn *c);
 static void conn_start_reading(struct conn *c);
 static void conn_really_close(struct conn *c);
 static void maybe_done(struct net *n);
+static void group_unref(struct lgroup *g);
 static void conn_timeout_cb(uv_timer_t *t);
 
 struct net *net_new(uv_loop_t *loop, const struct net_limits *lim)
@@ -106,6 +129,8 @@ struct net *net_new(uv_loop_t *loop, const struct net_limits *lim)
 		n->lim.output_high = 256 * 1024;
 	if (!n->lim.output_max)
 		n->lim.output_max = 8 * 1024 * 1024;
+	if (!n->lim.max_busy)
+		n->lim.max_busy = 256;
 	return n;
 }
 
@@ -117,13 +142,6 @@ void net_free(struct net **np)
 		return;
 	if (n->conns || n->n_listeners_open)
 		BUG("net_free with open connections or listeners");
-	for (unsigned i = 0; i < IP_BUCKETS; i++) {
-		struct ipent *e = n->ips[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			free(e);
-		}
-	}
 	free(n->rbuf);
 	free(n);
 	*np = NULL;
@@ -148,22 +166,32 @@ static unsigned ip_hash(const char *ip)
 	return h % IP_BUCKETS;
 }
 
-static struct ipent *ip_get(struct net *n, const char *ip)
+/* The count of a client address on one listener; NULL when it has none. */
+static struct ipent *ip_find(struct lgroup *l, const char *ip)
 {
-	unsigned h = ip_hash(ip);
 	struct ipent *e;
 
-	for (e = n->ips[h]; e; e = e->next)
+	for (e = l->ips[ip_hash(ip)]; e; e = e->next)
 		if (strcmp(e->ip, ip) == 0)
 			return e;
+	return NULL;
+}
+
+static struct ipent *ip_get(struct lgroup *l, const char *ip)
+{
+	unsigned h = ip_hash(ip);
+	struct ipent *e = ip_find(l, ip);
+
+	if (e)
+		return e;
 	e = xcalloc(1, sizeof(*e));
 	snprintf(e->ip, sizeof(e->ip), "%s", ip);
-	e->next = n->ips[h];
-	n->ips[h] = e;
+	e->next = l->ips[h];
+	l->ips[h] = e;
 	return e;
 }
 
-static void ip_put(struct net *n, struct ipent *e)
+static void ip_put(struct lgroup *l, struct ipent *e)
 {
 	unsigned h;
 	struct ipent **pp;
@@ -171,7 +199,7 @@ static void ip_put(struct net *n, struct ipent *e)
 	if (--e->count > 0)
 		return;
 	h = ip_hash(e->ip);
-	for (pp = &n->ips[h]; *pp; pp = &(*pp)->next) {
+	for (pp = &l->ips[h]; *pp; pp = &(*pp)->next) {
 		if (*pp == e) {
 			*pp = e->next;
 			free(e);
@@ -222,9 +250,50 @@ static void conn_handle_closed(uv_handle_t *h)
 	buf_release(&c->in);
 	buf_release(&c->out);
 	free(c->wdata);
+	if (c->g)
+		group_unref(c->g);
 	free(c);
 	maybe_done(n);
 }
+
+static void group_unref(struct lgroup *g)
+{
+	struct net *n = g->net;
+	struct lgroup **pp;
+
+	if (--g->refs > 0)
+		return;
+	for (unsigned i = 0; i < IP_BUCKETS; i++)
+		if (g->ips[i])
+			BUG("listener freed with client addresses counted");
+	for (pp = &n->groups; *pp; pp = &(*pp)->next) {
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	}
+	free(g);
+	maybe_done(n);
+}
+
+/* Gives a closing connection's place in its listener's counts back (the
+ * reference to the listener goes with the connection's memory). */
+static void conn_leave_listener(struct conn *c)
+{
+	struct lgroup *l = c->g;
+
+	if (c->flags & CONN_BUSY_REJECT)
+		c->net->n_busy--;
+	else
+		l->n_conns--;
+	if (c->flags & CONN_UNAUTH)
+		l->n_unauth--;
+	c->flags &= ~CONN_UNAUTH;
+	if (c->ip)
+		ip_put(l, c->ip);
+	c->ip = NULL;
+}
+
 
 static void conn_really_close(struct conn *c)
 {
@@ -246,9 +315,7 @@ static void conn_really_close(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	n->n_conns--;
-	if (c->ip)
-		ip_put(n, c->ip);
-	c->ip = NULL;
+	conn_leave_listener(c);
 	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->resume, conn_handle_closed);
@@ -593,7 +660,7 @@ const char *conn_peer(const struct conn *c)
 
 const char *conn_listener(const struct conn *c)
 {
-	return c->l->name;
+	return c->g->name;
 }
 
 uv_loop_t *conn_loop(const struct conn *c)
@@ -603,20 +670,62 @@ uv_loop_t *conn_loop(const struct conn *c)
 
 /* ---- accepting ---- */
 
+/* Newcomers closed without a reply are counted and reported once a minute
+ * at most: a flood must not also flood the log. */
+static void warn_closed(struct net *n, const char *listener, const char *why)
+{
+	uint64_t now = uv_now(n->loop);
+
+	n->warn_count++;
+	if (n->warn_ms && now - n->warn_ms < 60000)
+		return;
+	log_warn("net", NULL, "newcomers closed without a reply listener=%s reason=%s count=%u", listener, why,
+		 n->warn_count);
+	n->warn_ms = now;
+	n->warn_count = 0;
+}
+
+/* Why a newcomer gets the busy reply instead of a session, or NULL. */
+static const char *over_limits(struct lgroup *l, const char *peer, int fd)
+{
+	struct net *n = l->net;
+	struct ipent *e = ip_find(l, peer);
+
+	if (l->n_conns >= l->lim.max_connections)
+		return "connection limit";
+	if (e && e->count >= l->lim.max_connections_per_ip)
+		return "per-client connection limit";
+	if (l->n_unauth >= l->lim.max_unauthenticated)
+		return "unauthenticated connection limit";
+	if (n->lim.fd_limit && fd >= 0 && (unsigned)fd + n->lim.fd_reserve + n->lim.max_busy >= n->lim.fd_limit)
+		return "file descriptor limit";
+	return NULL;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
-	struct listener *l = server->data;
+	struct lgroup *l = ((struct listener *)server->data)->g;
 	struct net *n = l->net;
 	struct conn *c;
-	const char *refuse = NULL;
+	const char *refuse;
+	uv_os_fd_t fd = -1;
 
+	if (!l->h)
+		BUG("a listener accepts before it has a protocol");
 	if (status < 0) {
-		log_warn("net", NULL, "accept failed listener=%s error=%s", l->name, uv_strerror(status));
+		/* libuv closed the newcomers itself (its reserve descriptor):
+		 * the descriptor limit was reached by something else than
+		 * sessions, which over_limits() keeps below it. */
+		if (status == UV_EMFILE || status == UV_ENFILE)
+			warn_closed(n, l->name, "out of file descriptors");
+		else
+			log_warn("net", NULL, "accept failed listener=%s error=%s", l->name, uv_strerror(status));
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->net = n;
-	c->l = l;
+	c->g = l;
+	l->refs++;
 	c->h = l->h;
 	uv_tcp_init(n->loop, &c->tcp);
 	c->tcp.data = c;
@@ -625,8 +734,19 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 		return;
 	}
-	/* Far past the limit nobody is told why: even the reply costs too much. */
-	if (n->stopping || n->n_conns >= 2 * n->lim.max_connections + 256) {
+	if (n->stopping) {
+		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+		return;
+	}
+	peer_name(&c->tcp, c->peer, sizeof(c->peer));
+	uv_fileno((uv_handle_t *)&c->tcp, &fd);
+	refuse = over_limits(l, c->peer, fd);
+	/* Far past the limits nobody is told why: even the reply costs, and
+	 * the last fd_reserve descriptors belong to the files of the
+	 * sessions already open. */
+	if (refuse && (n->n_busy >= n->lim.max_busy ||
+		       (n->lim.fd_limit && (unsigned)fd + n->lim.fd_reserve >= n->lim.fd_limit))) {
+		warn_closed(n, l->name, refuse);
 		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 		return;
 	}
@@ -639,29 +759,29 @@ static void on_connection(uv_stream_t *server, int status)
 	buf_init(&c->out, n->lim.output_max);
 	c->start_ms = uv_now(n->loop);
 	make_sid(c->sid);
-	peer_name(&c->tcp, c->peer, sizeof(c->peer));
 	c->next = n->conns;
 	if (n->conns)
 		n->conns->prev = c;
 	n->conns = c;
 	n->n_conns++;
-	c->ip = ip_get(n, c->peer);
-	c->ip->count++;
-
-	if (n->n_conns > n->lim.max_connections)
-		refuse = "connection limit";
-	else if (c->ip->count > n->lim.max_connections_per_ip)
-		refuse = "per-client connection limit";
 	log_info("net", c->sid, "connect listener=%s proto=%s client=%s%s%s", l->name, l->h->name, c->peer,
 		 refuse ? " refused=" : "", refuse ? refuse : "");
 	if (refuse) {
 		c->flags |= CONN_BUSY_REJECT;
+		n->n_busy++;
+		if (strcmp(refuse, "file descriptor limit") == 0)
+			warn_closed(n, l->name, refuse);
 		if (l->h->busy_reply)
 			conn_write(c, l->h->busy_reply, strlen(l->h->busy_reply));
 		conn_set_timeout(c, 10000);
 		conn_close(c, refuse);
 		return;
 	}
+	l->n_conns++;
+	l->n_unauth++;
+	c->flags |= CONN_UNAUTH;
+	c->ip = ip_get(l, c->peer);
+	c->ip->count++;
 	c->session = l->h->open(c, l->ctx);
 	if (!c->session) {
 		conn_close(c, "session refused");
@@ -670,18 +790,45 @@ static void on_connection(uv_stream_t *server, int status)
 	conn_start_reading(c);
 }
 
+void conn_set_authenticated(struct conn *c)
+{
+	if (!(c->flags & CONN_UNAUTH))
+		return;
+	c->flags &= ~CONN_UNAUTH;
+	c->g->n_unauth--;
+}
+
 static void listener_closed(uv_handle_t *h)
 {
 	struct listener *l = h->data;
 	struct net *n = l->net;
 
 	n->n_listeners_open--;
+	group_unref(l->g);
 	free(l);
 	maybe_done(n);
 }
 
+/* The group of listener_name, made with limits ll on first use. */
+static struct lgroup *group_get(struct net *n, const char *listener_name, const struct listen_limits *ll)
+{
+	struct lgroup *g;
+
+	for (g = n->groups; g; g = g->next)
+		if (strcmp(g->name, listener_name) == 0)
+			return g;
+	g = xcalloc(1, sizeof(*g));
+	g->net = n;
+	g->lim = *ll;
+	snprintf(g->name, sizeof(g->name), "%s", listener_name);
+	g->next = n->groups;
+	n->groups = g;
+	return g;
+}
+
 int net_listen(struct net *n, const struct listen_addr *a, const char *listener_name,
-	       const struct proto_handler *h, void *ctx, char *bound_r, char *err, size_t errlen)
+	       const struct listen_limits *ll, const struct proto_handler *h, void *ctx, char *bound_r,
+	       char *err, size_t errlen)
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
 	struct sockaddr_storage ss;
@@ -690,9 +837,12 @@ int net_listen(struct net *n, const struct listen_addr *a, const char *listener_
 	int r;
 
 	l->net = n;
-	l->h = h;
-	l->ctx = ctx;
-	snprintf(l->name, sizeof(l->name), "%s", listener_name);
+	l->g = group_get(n, listener_name, ll);
+	l->g->refs++;
+	if (h) {
+		l->g->h = h;
+		l->g->ctx = ctx;
+	}
 	uv_tcp_init(n->loop, &l->tcp);
 	l->tcp.data = l;
 	n->n_listeners_open++;
@@ -721,6 +871,16 @@ int net_listen(struct net *n, const struct listen_addr *a, const char *listener_
 	l->next = n->listeners;
 	n->listeners = l;
 	return 0;
+}
+
+void net_set_handler(struct net *n, const char *listener_name, const struct proto_handler *h, void *ctx)
+{
+	for (struct lgroup *g = n->groups; g; g = g->next) {
+		if (strcmp(g->name, listener_name) == 0) {
+			g->h = h;
+			g->ctx = ctx;
+		}
+	}
 }
 
 /* ---- stopping ---- */

@@ -50,20 +50,45 @@ struct proto_handler {
 };
 
 struct net_limits {
-	unsigned max_connections;
-	unsigned max_connections_per_ip;
 	size_t input_max;        /* most bytes held for the protocol (default 4096) */
 	size_t output_high;      /* stop reading above this much queued output */
 	size_t output_max;       /* close the connection above this */
+	/* Connections told "busy" at once, over all listeners (default 256):
+	 * past it a newcomer is closed without a reply. */
+	unsigned max_busy;
+	/* The process's descriptor limit (RLIMIT_NOFILE) and how many of
+	 * them accepted sockets must leave free for files, SQLite and the
+	 * loop; 0: no check. Descriptors are handed out lowest first, so an
+	 * accepted socket numbered fd means at most fd_limit - fd are left:
+	 * within fd_reserve + max_busy of the limit the newcomer gets the
+	 * busy reply instead of a session that would fail later, within
+	 * fd_reserve it is closed at once. */
+	unsigned fd_limit;
+	unsigned fd_reserve;
+};
+
+/* The caps of one listener; each listener counts its own connections, so a
+ * flood on one port never takes another's slots. */
+struct listen_limits {
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	/* Of max_connections, how many may not have logged in yet
+	 * (conn_set_authenticated); the rest is kept for those that have. */
+	unsigned max_unauthenticated;
 };
 
 struct net *net_new(uv_loop_t *loop, const struct net_limits *lim);
 /* Frees a net whose connections and listeners are all closed. */
 void net_free(struct net **n);
 /* Binds and listens on a; the actual address (port 0 = a free port) is
- * written to bound_r (size 80). 0 or -1 with a reason in err. */
+ * written to bound_r (size 80). 0 or -1 with a reason in err. h may be
+ * NULL until net_set_handler() (the server listens as root, then drops
+ * privileges and opens its storage before the loop accepts anything). */
 int net_listen(struct net *n, const struct listen_addr *a, const char *listener_name,
-	       const struct proto_handler *h, void *ctx, char *bound_r, char *err, size_t errlen);
+	       const struct listen_limits *ll, const struct proto_handler *h, void *ctx, char *bound_r,
+	       char *err, size_t errlen);
+/* Sets the protocol of every listener called listener_name. */
+void net_set_handler(struct net *n, const char *listener_name, const struct proto_handler *h, void *ctx);
 /* Stops accepting, asks every session to shut down, and aborts those still
  * open after timeout_ms; done(arg) runs once no connection is left. */
 void net_shutdown(struct net *n, unsigned timeout_ms, void (*done)(void *arg), void *arg);
@@ -94,6 +119,9 @@ const char *conn_sid(const struct conn *c);
 const char *conn_peer(const struct conn *c);
 const char *conn_listener(const struct conn *c);
 uv_loop_t *conn_loop(const struct conn *c);
+/* The session has logged in: it no longer counts against its listener's
+ * max_unauthenticated. Idempotent. */
+void conn_set_authenticated(struct conn *c);
 /* 1 once conn_close()/conn_abort() was called. */
 int conn_closing(const struct conn *c);
 

@@ -225,6 +225,9 @@ static void auth_after(uv_work_t *w, int status)
 	} else if (req->result == 0) {
 		/* the user's counter only: a valid account must not clear its address */
 		throttle_success(srv->throttle, pc->user_key);
+		/* from now on in the listener's share kept for users */
+		if (pc->conn)
+			conn_set_authenticated(pc->conn);
 	}
 	pop3_session_auth_done(pc->s, req);
 	pc_maybe_free(pc);

@@ -16,28 +16,33 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "lib/buf.h"
 #include "lib/config.h"
+#include "lib/failpoint.h"
 #include "lib/folder-watch.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xalloc.h"
 #include "server/cli.h"
+#include "server/privs.h"
 #include "server/smtp-server.h"
 #include "imap/imap-server.h"
 #include "pop3/pop3-server.h"
 #include "storage/directory.h"
 #include "storage/maildir.h"
 
+/* %s: the data_dir, see default_data_dir(). */
 static const char default_config[] =
 	"[server]\n"
 	"hostname = mail.example.test\n"
-	"data_dir = ./var\n"
+	"data_dir = %s\n"
 	"\n"
 	"[listener \"mx\"]\n"
 	"protocol = smtp\n"
@@ -54,6 +59,13 @@ static const char default_config[] =
 #define DEMO_DOMAIN "example.test"
 #define DEMO_USER "demo@example.test"
 
+/* Root's default data is where Debian keeps a service's data; anyone else's
+ * is ./var (the service user could not reach a root-only home). */
+static const char *default_data_dir(void)
+{
+	return geteuid() == 0 ? "/var/lib/buzon" : "./var";
+}
+
 static void usage(FILE *fp)
 {
 	fprintf(fp,
@@ -64,53 +76,13 @@ static void usage(FILE *fp)
 		"  check                      validate the configuration and exit\n"
 		"  demo                       set up the demo domain and user, then serve\n"
 		"  domain add|del|list [DOMAIN]\n"
-		"  user add|del|list|passwd [ADDRESS] [--password-stdin] [--quota SIZE]\n"
+		"  user add|del|list|passwd [ADDRESS] [--password-stdin] [--quota SIZE] [--reuse-mail]\n"
 		"  user quota ADDRESS SIZE | user enable|disable ADDRESS\n"
 		"  alias add|del|list [ALIAS] [TARGET...]\n"
 		"  version\n"
 		"\n"
-		"Without --config, the embedded default is used (data in ./var, SMTP on 127.0.0.1:2525,\n"
-		"POP3 on 127.0.0.1:1110, IMAP on 127.0.0.1:1143).\n");
-}
-
-/* mkdir -p with mode 0700 for what it creates. */
-static int mkdirs(const char *path)
-{
-	char *p = xstrdup(path);
-	int r = 0;
-
-	for (char *s = p + 1; ; s++) {
-		if (*s == '/' || *s == '\0') {
-			char c = *s;
-			*s = '\0';
-			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-				r = -errno;
-				break;
-			}
-			*s = c;
-			if (!c)
-				break;
-		}
-	}
-	free(p);
-	return r;
-}
-
-static int open_directory(const struct config *cfg, struct dir **dir_r)
-{
-	char err[512];
-	int r = mkdirs(cfg->data_dir);
-
-	if (r < 0) {
-		fprintf(stderr, "buzon: %s:%s: cannot create data_dir: %s\n", cfg->path, cfg->data_dir,
-			strerror(-r));
-		return -1;
-	}
-	if (dir_open(cfg->data_dir, dir_r, err, sizeof(err)) < 0) {
-		fprintf(stderr, "buzon: %s\n", err);
-		return -1;
-	}
-	return 0;
+		"Without --config, the embedded default is used (data in ./var, or /var/lib/buzon for root;\n"
+		"SMTP on 127.0.0.1:2525, POP3 on 127.0.0.1:1110, IMAP on 127.0.0.1:1143).\n");
 }
 
 /* ---- serve ---- */
@@ -119,8 +91,13 @@ struct daemon {
 	uv_loop_t *loop;
 	const struct config *cfg;
 	struct net *net;
+	struct dir *dir;
 	uv_signal_t sigterm, sigint, sighup;
 	int stopping;
+	/* SIGHUP: the directory is reopened on a worker (it blocks on disk) */
+	uv_work_t hup_work;
+	int hup_running, hup_again, hup_result;
+	char hup_err[256];
 	/* the allocator: see heap_tuning() */
 	uv_timer_t trim_timer;
 	uv_work_t trim_work;
@@ -202,12 +179,61 @@ static void net_stopped(void *arg)
 	uv_close((uv_handle_t *)&d->trim_timer, NULL);
 }
 
+static void hup_work_cb(uv_work_t *w)
+{
+	struct daemon *d = w->data;
+
+	d->hup_result = dir_reopen(d->dir, d->hup_err, sizeof(d->hup_err));
+}
+
+static void hup_after_cb(uv_work_t *w, int status)
+{
+	struct daemon *d = w->data;
+
+	d->hup_running = 0;
+	if (status < 0)
+		return;
+	if (d->hup_result < 0)
+		log_error("server", NULL, "reload: directory not reopened error=\"%s\"", d->hup_err);
+	else
+		log_info("server", NULL, "reload: directory %s", d->hup_result > 0 ? "reopened (buzon.db was replaced)"
+										 : "unchanged");
+	if (d->hup_again && !d->stopping) {
+		d->hup_again = 0;
+		if (uv_queue_work(d->loop, &d->hup_work, hup_work_cb, hup_after_cb) == 0)
+			d->hup_running = 1;
+	}
+}
+
+/*
+ * SIGHUP: the log file is opened again by its name (logrotate) and the
+ * directory connection follows a buzon.db replaced by a restore. The
+ * configuration itself is not read again yet: that needs a restart.
+ */
+static void on_hup(struct daemon *d)
+{
+	int r = log_reopen();
+
+	if (r < 0)
+		log_error("server", NULL, "reload: log file not reopened error=%s", strerror(-r));
+	log_info("server", NULL, "SIGHUP: log %s, directory check queued; other settings need a restart",
+		 r > 0 ? "reopened" : r == 0 ? "on standard error" : "kept");
+	if (d->hup_running) {
+		d->hup_again = 1;
+		return;
+	}
+	d->hup_work.data = d;
+	if (uv_queue_work(d->loop, &d->hup_work, hup_work_cb, hup_after_cb) == 0)
+		d->hup_running = 1;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 
 	if (signum == SIGHUP) {
-		log_info("server", NULL, "SIGHUP ignored: restart buzon to apply a new configuration");
+		if (!d->stopping)
+			on_hup(d);
 		return;
 	}
 	if (d->stopping) {
@@ -220,80 +246,176 @@ static void on_signal(uv_signal_t *h, int signum)
 	net_shutdown(d->net, d->cfg->shutdown_timeout * 1000, net_stopped, d);
 }
 
-static int serve(const struct config *cfg, const char *banner)
+/* Descriptors kept for what is not a client socket: the loop and its
+ * signals, the log, buzon.db, the pooled index connections (32 x db, -wal,
+ * -shm), each worker's message and index files, inotify. */
+static unsigned fd_reserve(const struct config *cfg)
+{
+	return 64 + 32 * 3 + 16 * cfg->delivery_threads;
+}
+
+/* A POP3 session holds its maildrop's lock file besides its socket; an IMAP
+ * session gives its index connection back between commands (the pool's
+ * descriptors are in fd_reserve). */
+static unsigned fds_per_session(enum proto p)
+{
+	return p == PROTO_POP3 ? 2 : 1;
+}
+
+/*
+ * Fits every listener's sessions, the busy replies and fd_reserve() into
+ * the descriptor limit. Each listener has its own caps, so they must all
+ * fit at once: a flood on one listener then never leaves another without
+ * descriptors. When they do not fit, each listener's caps are lowered in
+ * proportion and each change is said (warn, or a printed note for check);
+ * when not even 8 sessions a listener fit, -1 with the reason in err.
+ */
+static int fit_connections(const struct config *cfg, unsigned fd_limit, struct net_limits *lim,
+			   struct listen_limits *ll, int print, char *err, size_t errlen)
+{
+	unsigned reserve = fd_reserve(cfg), busy = fd_limit / 8 < 256 ? fd_limit / 8 : 256;
+	uint64_t want = 0, avail;
+
+	lim->fd_limit = fd_limit;
+	lim->fd_reserve = reserve;
+	lim->max_busy = busy;
+	avail = fd_limit > reserve + busy ? fd_limit - reserve - busy : 0;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct listener_config *l = &cfg->listeners[i];
+		ll[i].max_connections = l->max_connections;
+		ll[i].max_connections_per_ip = l->max_connections_per_ip;
+		ll[i].max_unauthenticated = l->max_unauthenticated;
+		want += (uint64_t)l->max_connections * fds_per_session(l->protocol);
+	}
+	if (want <= avail)
+		return 0;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct listener_config *l = &cfg->listeners[i];
+		unsigned to = (unsigned)((uint64_t)l->max_connections * avail / want);
+		if (to < 8) {
+			snprintf(err, errlen, "%s:%u: listener \"%s\": the open files limit (%u) leaves room for %u "
+				 "connections of %u: raise it (ulimit -n, LimitNOFILE=) or lower max_connections",
+				 cfg->path, l->line, l->name, fd_limit, to, l->max_connections);
+			return -1;
+		}
+		ll[i].max_connections = to;
+		if (ll[i].max_connections_per_ip > to)
+			ll[i].max_connections_per_ip = to;
+		ll[i].max_unauthenticated = (unsigned)((uint64_t)l->max_unauthenticated * to / l->max_connections);
+		if (ll[i].max_unauthenticated == 0)
+			ll[i].max_unauthenticated = 1;
+		if (print)
+			printf("%s:%u: note: listener \"%s\": max_connections lowered from %u to %u: the open files "
+			       "limit is %u\n", cfg->path, l->line, l->name, l->max_connections, to, fd_limit);
+		else
+			log_warn("server", NULL, "max_connections lowered listener=%s from=%u to=%u fd_limit=%u "
+				 "reserve=%u: raise the open files limit (LimitNOFILE=) or lower max_connections",
+				 l->name, l->max_connections, to, fd_limit, reserve + busy);
+	}
+	return 0;
+}
+
+/* Runs after the listeners are bound, privileges dropped and the directory
+ * open, before the first connection is accepted (the demo makes its user
+ * there): returns 0 and may set a banner to print, or -1 to stop. */
+static void not_started(void *arg)
+{
+	(void)arg;
+}
+
+typedef int (*serve_ready_fn)(struct dir *dir, char **banner_r, void *arg);
+
+static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg)
 {
 	struct daemon d;
 	struct dir *dir = NULL;
 	struct smtp_server *smtp = NULL;
 	struct pop3_server *pop3 = NULL;
 	struct imap_server *imap = NULL;
-	struct net_limits lim = {
-		.max_connections = cfg->max_connections,
-		.max_connections_per_ip = cfg->max_connections_per_ip,
-		.input_max = 4096,
-	};
-	char err[512], bound[80], tp[16];
-	int r, lock_fd;
+	struct service_user u;
+	struct net_limits lim = { .input_max = 4096 };
+	struct listen_limits *ll;
+	char err[1024], bound[80], tp[16], *banner = NULL;
+	int r, lock_fd = -1, rc = 1, watching = 0;
 
 	log_set_level(cfg->log_level);
 	heap_tuning();
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(tp, sizeof(tp), "%u", cfg->delivery_threads);
 	setenv("UV_THREADPOOL_SIZE", tp, 1);
-	if (open_directory(cfg, &dir) < 0)
-		return 1;
-	/* One server per data_dir: the lock dies with the process. */
-	snprintf(err, sizeof(err), "%s/buzon.pid", cfg->data_dir);
-	lock_fd = open(err, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		fprintf(stderr, "buzon: %s: data_dir %s is in use by another buzon server\n", cfg->path,
-			cfg->data_dir);
-		dir_close(&dir);
-		return 1;
-	}
-	if (ftruncate(lock_fd, 0) == 0)
-		dprintf(lock_fd, "%ld\n", (long)getpid());
-
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.loop = uv_default_loop();
-	folder_watch_start(d.loop);
+	ll = xcalloc(cfg->n_listeners, sizeof(*ll));
+	if (data_dir_check(cfg->data_dir, err, sizeof(err)) < 0 || privs_resolve(cfg, &u, err, sizeof(err)) < 0 ||
+	    fit_connections(cfg, privs_raise_fd_limit(), &lim, ll, 0, err, sizeof(err)) < 0 ||
+	    privs_prepare_data_dir(cfg->data_dir, &u, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s\n", err);
+		free(ll);
+		return 1;
+	}
 	d.net = net_new(d.loop, &lim);
+
+	/* Ports first, while root may bind below 1024; nothing is accepted
+	 * before uv_run, by then as the service user. */
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct listener_config *l = &cfg->listeners[i];
+
+		for (size_t j = 0; j < l->n_addrs; j++) {
+			if (net_listen(d.net, &l->addrs[j], l->name, &ll[i], NULL, NULL, bound, err, sizeof(err)) < 0) {
+				fprintf(stderr, "buzon: %s:%u: listener \"%s\": %s\n", cfg->path, l->address_line,
+					l->name, err);
+				goto out;
+			}
+			log_info("server", NULL, "listening listener=%s proto=%s address=%s max_connections=%u",
+				 l->name, proto_name(l->protocol), bound, ll[i].max_connections);
+		}
+	}
+	if (privs_drop(&u, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s\n", err);
+		goto out;
+	}
+	log_info("server", NULL, "running as user=%s uid=%u group=%s gid=%u", u.name, (unsigned)u.uid, u.group,
+		 (unsigned)u.gid);
+	failpoints_start();   /* test builds only; its thread starts unprivileged */
+
+	/* One server per data_dir: the lock dies with the process. */
+	snprintf(err, sizeof(err), "%s/buzon.pid", cfg->data_dir);
+	lock_fd = open(err, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "buzon: %s: data_dir %s is in use by another buzon server\n", cfg->path,
+			cfg->data_dir);
+		goto out;
+	}
+	if (ftruncate(lock_fd, 0) == 0)
+		dprintf(lock_fd, "%ld\n", (long)getpid());
+	if (cfg->log_file && log_open_file(cfg->log_file, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s: %s\n", cfg->path, err);
+		goto out;
+	}
+	if (dir_open(cfg->data_dir, &dir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s\n", err);
+		goto out;
+	}
+	d.dir = dir;
+	folder_watch_start(d.loop);
+	watching = 1;
 	smtp = smtp_server_new(cfg, dir, d.loop);
 	pop3 = pop3_server_new(cfg, dir, d.loop);
 	imap = imap_server_new(cfg, dir, d.loop);
-
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct listener_config *l = &cfg->listeners[i];
-		const struct proto_handler *h;
-		void *ctx;
 
 		switch (l->protocol) {
 		case PROTO_SMTP:
-			h = smtp_server_handler(smtp);
-			ctx = smtp;
+			net_set_handler(d.net, l->name, smtp_server_handler(smtp), smtp);
 			break;
 		case PROTO_IMAP:
-			h = imap_server_handler(imap);
-			ctx = imap;
+			net_set_handler(d.net, l->name, imap_server_handler(imap), imap);
 			break;
 		case PROTO_POP3:
-			h = pop3_server_handler(pop3);
-			ctx = pop3;
+			net_set_handler(d.net, l->name, pop3_server_handler(pop3), pop3);
 			break;
-		default:
-			fprintf(stderr, "buzon: %s:%u: listener \"%s\": protocol %s is not available yet\n",
-				cfg->path, l->line, l->name, proto_name(l->protocol));
-			return 1;
-		}
-		for (size_t j = 0; j < l->n_addrs; j++) {
-			if (net_listen(d.net, &l->addrs[j], l->name, h, ctx, bound, err, sizeof(err)) < 0) {
-				fprintf(stderr, "buzon: %s:%u: listener \"%s\": %s\n", cfg->path, l->address_line,
-					l->name, err);
-				return 1;
-			}
-			log_info("server", NULL, "listening listener=%s proto=%s address=%s", l->name,
-				 proto_name(l->protocol), bound);
 		}
 	}
 	/* No other server uses this data_dir (the lock above): what is in tmp/
@@ -303,6 +425,8 @@ static int serve(const struct config *cfg, const char *banner)
 		log_warn("server", NULL, "tmp sweep failed error=%s", strerror(-r));
 	else if (r > 0)
 		log_info("server", NULL, "tmp sweep removed=%d", r);
+	if (ready && ready(dir, &banner, ready_arg) < 0)
+		goto out;
 	uv_signal_init(d.loop, &d.sigterm);
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sighup);
@@ -320,17 +444,29 @@ static int serve(const struct config *cfg, const char *banner)
 		fputs(banner, stderr);
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
-
+	rc = 0;
+	log_info("server", NULL, "exit");
+	goto done;
+out:
+	/* Not started: close what was opened, let the loop run the closes. */
+	net_shutdown(d.net, 0, not_started, NULL);
+	uv_run(d.loop, UV_RUN_DEFAULT);
+done:
 	net_free(&d.net);
 	smtp_server_free(&smtp);
 	pop3_server_free(&pop3);
 	imap_server_free(&imap);
-	folder_watch_stop();
+	if (watching)
+		folder_watch_stop();
 	dir_close(&dir);
 	uv_loop_close(d.loop);
-	close(lock_fd);
-	log_info("server", NULL, "exit");
-	return 0;
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (banner)
+		wipe(banner, strlen(banner));
+	free(banner);
+	free(ll);
+	return rc;
 }
 
 /* ---- demo ---- */
@@ -348,37 +484,40 @@ static void random_password(char *out, size_t n)
 	out[n - 1] = '\0';
 }
 
-static int demo(const struct config *cfg)
+/*
+ * The demo makes its domain and user once the listeners are bound and the
+ * directory is open (serve's ready hook): a busy port stops the demo before
+ * anything is created, and a user made here always has its password
+ * printed.
+ */
+static int demo_ready(struct dir *dir, char **banner_r, void *arg)
 {
-	struct dir *dir = NULL;
-	char err[512], password[17], *banner;
+	const struct config *cfg = arg;
+	char err[512], password[17];
 	struct dir_target t[DIR_MAX_TARGETS];
 	size_t n = 0;
 	const char *smtp_addr = "127.0.0.1:2525", *pop3_addr = NULL, *imap_addr = NULL;
 	int created = 0;
+	struct buf b = BUF_INIT(0);
 
-	if (open_directory(cfg, &dir) < 0)
-		return 1;
 	if (dir_domain_exists(dir, DEMO_DOMAIN) != 1 && dir_domain_add(dir, DEMO_DOMAIN, err, sizeof(err)) < 0) {
 		fprintf(stderr, "buzon: %s\n", err);
-		dir_close(&dir);
-		return 1;
+		return -1;
 	}
 	if (dir_resolve(dir, DEMO_USER, "", t, &n) != DIR_OK) {
 		random_password(password, sizeof(password));
 		if (dir_user_add(dir, DEMO_USER, password, 0, err, sizeof(err)) < 0) {
 			fprintf(stderr, "buzon: %s\n", err);
-			dir_close(&dir);
-			return 1;
+			wipe(password, sizeof(password));
+			return -1;
 		}
 		created = 1;
 	}
 	if (dir_resolve(dir, DEMO_USER, "", t, &n) != DIR_OK || n != 1) {
 		fprintf(stderr, "buzon: demo user %s cannot be resolved\n", DEMO_USER);
-		dir_close(&dir);
-		return 1;
+		wipe(password, sizeof(password));
+		return -1;
 	}
-	dir_close(&dir);
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		if (cfg->listeners[i].protocol == PROTO_SMTP && cfg->listeners[i].n_addrs)
 			smtp_addr = cfg->listeners[i].addrs[0].text;
@@ -386,31 +525,94 @@ static int demo(const struct config *cfg)
 			pop3_addr = cfg->listeners[i].addrs[0].text;
 		else if (cfg->listeners[i].protocol == PROTO_IMAP && cfg->listeners[i].n_addrs)
 			imap_addr = cfg->listeners[i].addrs[0].text;
-	{
-		struct buf b = BUF_INIT(0);
+	buf_printf(&b, "\nbuzon demo is running.\n  domain:   %s\n  user:     %s\n  password: %s\n\n", DEMO_DOMAIN,
+		   DEMO_USER,
+		   created ? password
+			   : "(set when the demo was first created; change it with: buzon user passwd " DEMO_USER ")");
+	buf_printf(&b, "Send a test message from another terminal:\n"
+		       "  swaks --server %s --to %s --from you@example.org\n"
+		       "It lands in:\n  %s/new/\n", smtp_addr, DEMO_USER, t[0].maildir);
+	if (pop3_addr)
+		buf_printf(&b, "Collect it over POP3 (list, then fetch message 1):\n"
+			       "  curl -u %s:PASSWORD pop3://%s/\n  curl -u %s:PASSWORD pop3://%s/1\n",
+			   DEMO_USER, pop3_addr, DEMO_USER, pop3_addr);
+	if (imap_addr)
+		buf_printf(&b, "Or read it over IMAP (any IMAP client, plain text, on %s):\n"
+			       "  curl -u %s:PASSWORD 'imap://%s/INBOX;UID=1'\n",
+			   imap_addr, DEMO_USER, imap_addr);
+	buf_adds(&b, "Stop with Ctrl-C.\n\n");
+	if (created)
+		wipe(password, sizeof(password));
+	*banner_r = buf_detach(&b, NULL);
+	return 0;
+}
 
-		buf_printf(&b, "\nbuzon demo is running.\n  domain:   %s\n  user:     %s\n  password: %s\n\n",
-			   DEMO_DOMAIN, DEMO_USER,
-			   created ? password
-				   : "(set when the demo was first created; change it with: buzon user passwd " DEMO_USER ")");
-		buf_printf(&b, "Send a test message from another terminal:\n"
-			       "  swaks --server %s --to %s --from you@example.org\n"
-			       "It lands in:\n  %s/new/\n", smtp_addr, DEMO_USER, t[0].maildir);
-		if (pop3_addr)
-			buf_printf(&b, "Collect it over POP3 (list, then fetch message 1):\n"
-				       "  curl -u %s:PASSWORD pop3://%s/\n  curl -u %s:PASSWORD pop3://%s/1\n",
-				   DEMO_USER, pop3_addr, DEMO_USER, pop3_addr);
-		if (imap_addr)
-			buf_printf(&b, "Or read it over IMAP (any IMAP client, plain text, on %s):\n"
-				       "  curl -u %s:PASSWORD 'imap://%s/INBOX;UID=1'\n",
-				   imap_addr, DEMO_USER, imap_addr);
-		buf_adds(&b, "Stop with Ctrl-C.\n\n");
-		banner = buf_detach(&b, NULL);
+/* Tries to bind a, as serve will (address reuse as libuv sets it). */
+static int try_bind(const struct listen_addr *a, char *err, size_t errlen)
+{
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1, r = 0;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot make a socket for %s: %s", a->text, strerror(errno));
+		return -1;
 	}
-	wipe(password, sizeof(password));
-	int r = serve(cfg, banner);
-	free(banner);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (a->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s%s", a->text, strerror(errno),
+			 errno == EADDRINUSE ? " (another server, or buzon itself, has it)"
+			 : errno == EACCES ? " (ports below 1024 need buzon started as root)" : "");
+		r = -1;
+	}
+	close(fd);
 	return r;
+}
+
+/*
+ * `buzon check`: the file, then what serve will need - the service user,
+ * data_dir (made or reachable and writable by that user, nothing created
+ * here), the open files limit against the connection caps, and every
+ * address bindable. Every problem is one line; the exit code is 1 if any.
+ */
+static int check(const struct config *cfg)
+{
+	struct service_user u;
+	struct net_limits lim;
+	struct listen_limits *ll = xcalloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*ll));
+	char err[1024];
+	int bad = 0;
+
+	if (data_dir_check(cfg->data_dir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s: %s\n", cfg->path, err);
+		bad = 1;
+	} else if (privs_resolve(cfg, &u, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s\n", err);
+		bad = 1;
+	} else if (privs_check_data_dir(cfg->data_dir, &u, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s: %s\n", cfg->path, err);
+		bad = 1;
+	}
+	if (fit_connections(cfg, privs_raise_fd_limit(), &lim, ll, 1, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s\n", err);
+		bad = 1;
+	}
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct listener_config *l = &cfg->listeners[i];
+		for (size_t j = 0; j < l->n_addrs; j++) {
+			if (try_bind(&l->addrs[j], err, sizeof(err)) < 0) {
+				fprintf(stderr, "buzon: %s:%u: listener \"%s\": %s\n", cfg->path, l->address_line,
+					l->name, err);
+				bad = 1;
+			}
+		}
+	}
+	free(ll);
+	if (bad)
+		return 1;
+	printf("%s: ok (%zu listener%s, data_dir %s, serving as %s)\n", cfg->path, cfg->n_listeners,
+	       cfg->n_listeners == 1 ? "" : "s", cfg->data_dir, u.name);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -455,28 +657,39 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (config_path)
+	/* Whatever buzon creates, server or CLI, is its own alone. */
+	umask(077);
+	if (config_path) {
 		r = config_load(config_path, &cfg, err, sizeof(err));
-	else
-		r = config_load_string(default_config, "(embedded default)", &cfg, err, sizeof(err));
+	} else {
+		char text[sizeof(default_config) + 64];
+		snprintf(text, sizeof(text), default_config, default_data_dir());
+		r = config_load_string(text, "(embedded default)", &cfg, err, sizeof(err));
+	}
 	if (r < 0) {
 		fprintf(stderr, "buzon: %s\n", err);
 		config_free(&cfg);
 		return 1;
 	}
-	if (strcmp(argv[i], "check") == 0) {
-		printf("%s: ok (%zu listener%s)\n", cfg.path, cfg.n_listeners, cfg.n_listeners == 1 ? "" : "s");
-		r = 0;
+	if ((strcmp(argv[i], "check") == 0 || strcmp(argv[i], "serve") == 0 || strcmp(argv[i], "demo") == 0) &&
+	    i + 1 < argc) {
+		fprintf(stderr, "buzon: %s takes no arguments (got '%s')\n", argv[i], argv[i + 1]);
+		r = 2;
+	} else if (strcmp(argv[i], "check") == 0) {
+		r = check(&cfg);
 	} else if (strcmp(argv[i], "serve") == 0) {
-		r = serve(&cfg, NULL);
+		r = serve(&cfg, NULL, NULL);
 	} else if (strcmp(argv[i], "demo") == 0) {
-		r = demo(&cfg);
+		r = serve(&cfg, demo_ready, &cfg);
 	} else if (strcmp(argv[i], "domain") == 0 || strcmp(argv[i], "user") == 0 ||
 		   strcmp(argv[i], "alias") == 0) {
-		struct stat st;
-		if (mkdirs(cfg.data_dir) < 0 || stat(cfg.data_dir, &st) < 0) {
-			fprintf(stderr, "buzon: %s: data_dir %s cannot be created: %s\n", cfg.path, cfg.data_dir,
-				strerror(errno));
+		struct service_user u;
+		/* As root, the CLI acts as the service user, so what it
+		 * creates (buzon.db, a Maildir) is the server's to use. */
+		if (privs_resolve(&cfg, &u, err, sizeof(err)) < 0 ||
+		    privs_prepare_data_dir(cfg.data_dir, &u, err, sizeof(err)) < 0 ||
+		    privs_drop(&u, err, sizeof(err)) < 0) {
+			fprintf(stderr, "buzon: %s\n", err);
 			r = 1;
 		} else {
 			r = cli_main(&cfg, argc - i, argv + i);

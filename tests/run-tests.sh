@@ -13,7 +13,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev libuv1-dev libgnutls28-dev
-	  libsqlite3-dev libcrypt-dev libinih-dev python3 swaks curl gnutls-bin fetchmail getmail6 isync)
+	  libsqlite3-dev libcrypt-dev libinih-dev python3 swaks curl gnutls-bin fetchmail getmail6 isync
+	  libfiu-dev fiu-utils)
 
 passed=0
 failed=0
@@ -49,6 +50,17 @@ if command -v dpkg-query >/dev/null 2>&1; then
 			echo "run-tests: missing packages (install them as root): ${missing[*]}" >&2
 		fi
 	fi
+fi
+
+# 2. The service user: started as root, buzon serves as `buzon` (the install
+# step makes it, as the README's first command does).
+if [ "$(id -u)" -eq 0 ] && ! getent passwd buzon >/dev/null; then
+	echo "run-tests: creating the service user buzon"
+	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin buzon || {
+		echo "run-tests: cannot create the user buzon" >&2
+		failed=$((failed + 1))
+		finish
+	}
 fi
 
 # Sanitizer settings for every process the tests start (meson keeps ours).
@@ -93,8 +105,11 @@ run_build() {
 	local dir="$1"
 	shift
 	if [ -f "$dir/build.ninja" ]; then
-		echo "=== $dir: meson configure $*"
-		meson configure "$dir" "$@" || { echo "run-tests: $dir: configure failed" >&2; failed=$((failed + 1)); return; }
+		# --reconfigure reads meson_options.txt again: an option added
+		# since the directory was set up is known (meson configure would
+		# refuse it).
+		echo "=== $dir: meson setup --reconfigure $*"
+		meson setup --reconfigure "$dir" "$@" || { echo "run-tests: $dir: configure failed" >&2; failed=$((failed + 1)); return; }
 	else
 		echo "=== $dir: meson setup $*${CC:+ (CC=$CC)}"
 		meson setup "$dir" "$@" || { echo "run-tests: $dir: setup failed" >&2; failed=$((failed + 1)); return; }
@@ -113,7 +128,7 @@ run_build() {
 
 test_args=("$@")
 
-run_build build -Dwerror=true -Dtests=true
+run_build build -Dwerror=true -Dtests=true -Dfailpoints=true
 
 # The sanitizer build uses clang when there is one (a second compiler's
 # warnings for free); CC chooses otherwise. The compiler of an existing
@@ -123,9 +138,9 @@ if [ -z "$asan_cc" ]; then
 	command -v clang >/dev/null 2>&1 && asan_cc=clang || asan_cc=cc
 fi
 if [ -f build-asan/build.ninja ]; then
-	run_build build-asan -Dsanitizers=true -Dtests=true -Db_lundef=false
+	run_build build-asan -Dsanitizers=true -Dtests=true -Db_lundef=false -Dfailpoints=true
 else
-	CC="$asan_cc" run_build build-asan -Dsanitizers=true -Dtests=true -Db_lundef=false
+	CC="$asan_cc" run_build build-asan -Dsanitizers=true -Dtests=true -Db_lundef=false -Dfailpoints=true
 fi
 
 finish

@@ -438,11 +438,30 @@ def stored_form(msg_crlf):
 # The server
 
 
+def as_service_user(path):
+    """Gives path to the service user buzon runs as when the tests run as
+    root (started as root, buzon serves as `buzon`): a file dropped into a
+    Maildir by "another Maildir writer" belongs to the mail user, as
+    procmail's or an MDA's would. Does nothing for other users."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+    try:
+        pw = pwd.getpwnam('buzon')
+    except KeyError:
+        return
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
 class Server:
     """One buzon instance with its own data_dir and config file."""
 
     def __init__(self, workdir=None):
         self.tmp = workdir or tempfile.mkdtemp(prefix='buzon-it-')
+        if not workdir:
+            # Started as root, buzon serves as the `buzon` user, which must
+            # be able to reach data_dir through this directory.
+            os.chmod(self.tmp, 0o711)
         self.data_dir = os.path.join(self.tmp, 'data')
         self.config_path = os.path.join(self.tmp, 'buzon.ini')
         self.proc = None
@@ -525,8 +544,9 @@ class Server:
         with self.log_lock:
             self.log_lock.notify_all()
 
-    def start(self, wait_ready=True, timeout=15):
-        """Starts "buzon serve"; waits for "ready" and fills self.listeners."""
+    def start(self, wait_ready=True, timeout=15, preexec_fn=None):
+        """Starts "buzon serve"; waits for "ready" and fills self.listeners.
+        preexec_fn runs in the child before exec (e.g. to set an rlimit)."""
         if self.proc is not None:
             assert self.proc.poll() is not None, 'the previous server still runs'
             self._reap()
@@ -538,7 +558,7 @@ class Server:
         self.proc = subprocess.Popen([self.bin, '--config', self.config_path, 'serve'],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=subprocess_env(),
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=preexec_fn)
         self.reader = threading.Thread(target=self._reader, args=(self.proc.stderr,), daemon=True)
         self.reader.start()
         if not wait_ready:

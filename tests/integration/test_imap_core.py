@@ -19,7 +19,7 @@ import statistics
 import time
 import unittest
 
-from buzon_test import ALICE, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message, scaled
+from buzon_test import ALICE, as_service_user, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message, scaled
 
 BOB = 'bob@example.test'
 SENDER = 'sender@client.example.org'
@@ -330,6 +330,7 @@ class Changes(IMAPTestCase):
         tmp = os.path.join(md, 'tmp', name)
         with open(tmp, 'wb') as f:
             f.write(msg)
+        as_service_user(tmp)
         os.rename(tmp, os.path.join(md, 'new', name))
 
     def test_file_dropped_into_new_seen_at_noop(self):
@@ -472,6 +473,7 @@ class Changes(IMAPTestCase):
         name = '%d.M1P%d.otherprogram' % (time.time(), os.getpid())
         with open(os.path.join(md, 'tmp', name), 'wb') as f:
             f.write(b'Subject: into Work\n\nby another program\n')
+        as_service_user(os.path.join(md, 'tmp', name))
         os.rename(os.path.join(md, 'tmp', name), os.path.join(md, 'new', name))
         l = a.line().decode()
         while l != '* 1 EXISTS':

@@ -16,7 +16,7 @@ import sqlite3
 import time
 import unittest
 
-from buzon_test import ALICE, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message
+from buzon_test import ALICE, as_service_user, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message
 
 SENDER = 'sender@client.example.org'
 MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
@@ -167,6 +167,7 @@ class FetchCase(BuzonTestCase):
         path = os.path.join(s.maildir(ALICE), sub, name)
         with open(path, 'wb') as f:
             f.write(data)
+        as_service_user(path)
         if mtime is not None:
             os.utime(path, (mtime, mtime))
         return path

@@ -16,7 +16,7 @@ import smtplib
 import time
 import unittest
 
-from buzon_test import ALICE, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message, scaled
+from buzon_test import ALICE, as_service_user, IMAP_LISTENERS, PASSWORD, BuzonTestCase, make_message, scaled
 
 BOB = 'bob@example.test'
 SENDER = 'sender@client.example.org'
@@ -87,6 +87,7 @@ class StoreCase(BuzonTestCase):
             d = s.maildir(user, folder)
             with open(os.path.join(d, 'tmp', base), 'wb') as f:
                 f.write(data)
+            as_service_user(os.path.join(d, 'tmp', base))
             os.rename(os.path.join(d, 'tmp', base), os.path.join(d, 'new', base))
             names.append(base)
         return names

@@ -361,11 +361,14 @@ static void on_client_done(uv_async_t *a)
 int main(void)
 {
 	struct net_limits lim = {
-		.max_connections = 100,
-		.max_connections_per_ip = 100,
 		.input_max = INPUT_MAX,
 		.output_high = OUTPUT_HIGH,
 		.output_max = 16 * 1024 * 1024,
+	};
+	struct listen_limits ll = {
+		.max_connections = 100,
+		.max_connections_per_ip = 100,
+		.max_unauthenticated = 100,
 	};
 	struct listen_addr a;
 	char err[256], bound[80];
@@ -375,7 +378,7 @@ int main(void)
 	uv_loop_init(&loop);
 	net = net_new(&loop, &lim);
 	if (config_parse_address("127.0.0.1:0", &a, err, sizeof(err)) < 0 ||
-	    net_listen(net, &a, "test", &handler, NULL, bound, err, sizeof(err)) < 0) {
+	    net_listen(net, &a, "test", &ll, &handler, NULL, bound, err, sizeof(err)) < 0) {
 		printf("cannot listen: %s\n", err);
 		return 2;
 	}
