@@ -398,6 +398,10 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 		goto out;
 	}
 	d.dir = dir;
+	/* The demo's user before the servers start: they look up where
+	 * postmaster mail goes when they are made. */
+	if (ready && ready(dir, &banner, ready_arg) < 0)
+		goto out;
 	folder_watch_start(d.loop);
 	watching = 1;
 	smtp = smtp_server_new(cfg, dir, d.loop);
@@ -425,8 +429,6 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 		log_warn("server", NULL, "tmp sweep failed error=%s", strerror(-r));
 	else if (r > 0)
 		log_info("server", NULL, "tmp sweep removed=%d", r);
-	if (ready && ready(dir, &banner, ready_arg) < 0)
-		goto out;
 	uv_signal_init(d.loop, &d.sigterm);
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sighup);
