@@ -114,7 +114,9 @@ static void put_string(struct w *w, const char *s, size_t n)
 
 		*d++ = '"';
 		if (esc == 0) {
-			memcpy(d, s, n);
+			/* s may be NULL for an empty string (memcpy must not see it) */
+			if (n)
+				memcpy(d, s, n);
 			d += n;
 		} else {
 			for (size_t i = 0; i < n; i++) {
@@ -216,6 +218,17 @@ static bool is_atext(unsigned char c)
 	}
 }
 
+/* After a backslash: a line break right behind it is a fold, removed
+ * before the header is read (RFC 5322 3.2.2: unfolding comes first), so
+ * the backslash quotes the blank after it, whether the file ends its lines
+ * with LF or CRLF. Returns the quoted character, or -1 at the end. */
+static int ap_quoted_pair(struct ap *a)
+{
+	while (a->p < a->end && (*a->p == '\r' || *a->p == '\n'))
+		a->p++;
+	return a->p < a->end ? (unsigned char)*a->p++ : -1;
+}
+
 static void ap_cfws(struct ap *a)
 {
 	while (a->p < a->end) {
@@ -233,8 +246,10 @@ static void ap_cfws(struct ap *a)
 
 			while (a->p < a->end) {
 				c = *a->p++;
-				if (c == '\\' && a->p < a->end) {
-					buf_addch(&a->comment, *a->p++);
+				if (c == '\\') {
+					int q = ap_quoted_pair(a);
+					if (q >= 0)
+						buf_addch(&a->comment, (char)q);
 					continue;
 				}
 				if (c == '(') {
@@ -270,10 +285,14 @@ static void ap_quoted(struct ap *a, struct buf *out)
 	while (a->p < a->end && *a->p != '"') {
 		char c = *a->p++;
 
-		if (c == '\\' && a->p < a->end)
-			c = *a->p++;
-		else if (c == '\r' || c == '\n')
+		if (c == '\\') {
+			int q = ap_quoted_pair(a);
+			if (q < 0)
+				break;
+			c = (char)q;
+		} else if (c == '\r' || c == '\n') {
 			continue;
+		}
 		buf_addch(out, c);
 	}
 	if (a->p < a->end)

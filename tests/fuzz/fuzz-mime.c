@@ -235,8 +235,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			buf_addch(&crlf, msg[i]);
 		}
 		run(crlf.data ? crlf.data : "", crlf.len, lim, &a2);
-		if (a1.len != a2.len || memcmp(a1.data ? a1.data : "", a2.data ? a2.data : "", a1.len) != 0)
+		if (a1.len != a2.len || memcmp(a1.data ? a1.data : "", a2.data ? a2.data : "", a1.len) != 0) {
+			size_t at = 0;
+
+			while (at < a1.len && at < a2.len && a1.data[at] == a2.data[at])
+				at++;
+			fprintf(stderr, "LF answers (%zu) and CRLF answers (%zu) differ at %zu:\n%.*s\n---\n%.*s\n",
+				a1.len, a2.len, at, (int)(a1.len - at < 200 ? a1.len - at : 200), a1.data + at,
+				(int)(a2.len - at < 200 ? a2.len - at : 200), a2.data + at);
 			FAIL("LF and CRLF storage answer differently");
+		}
 		buf_release(&crlf);
 	}
 
