@@ -25,6 +25,7 @@ only to apt-get install dovecot-imapd when it is missing.
 import argparse
 import glob
 import os
+import pwd
 import random
 import re
 import resource
@@ -285,6 +286,10 @@ class Buzon:
         self.conf = os.path.join(tmp, 'buzon.ini')
         self.imap_port = free_port()
         self.smtp_port = free_port()
+        # Started as root, buzon serves as its service user `buzon`, which
+        # must reach data_dir through these directories.
+        for d in (os.path.dirname(tmp), tmp):
+            os.chmod(d, 0o711)
         with open(self.conf, 'w') as f:
             f.write('[server]\nhostname = mx.example.test\ndata_dir = %s\nlog_level = warn\n%s\n'
                     '[listener "mx"]\nprotocol = smtp\naddress = 127.0.0.1:%d\n\n'
@@ -303,6 +308,17 @@ class Buzon:
 
     def maildir(self, user):
         return os.path.join(self.data, 'mail', DOMAIN, user)
+
+    def fill(self, user, msgs):
+        """fill_maildir, then the files go to the user buzon serves as
+        (when root), as another Maildir writer's would."""
+        md = self.maildir(user)
+        fill_maildir(md, msgs)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam('buzon')
+            for dirpath, dirnames, filenames in os.walk(md):
+                for n in dirnames + filenames:
+                    os.lchown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid)
 
     def start(self):
         self.errlog = open(os.path.join(self.tmp, 'buzon.log'), 'wb')
@@ -485,7 +501,7 @@ def bench_select_fetch(args):
         os.makedirs(os.path.join(tmp, 'buzon'))
         os.makedirs(os.path.join(tmp, 'dovecot'))
         b = Buzon(args.buzon, os.path.join(tmp, 'buzon'), ['alice'])
-        fill_maildir(b.maildir('alice'), msgs)
+        b.fill('alice', msgs)
         b.start()
         try:
             results['buzon'] = measure(b.imap_port, 'alice@' + DOMAIN, args.rounds, n)
@@ -584,7 +600,7 @@ def bench_idle(args):
               extra='max_connections = %d\nmax_connections_per_ip = %d\n' % (n + 100, n + 100))
     # one message already there, so that SELECT has something to open
     for u in users:
-        fill_maildir(b.maildir(u), make_messages(1, seed=7))
+        b.fill(u, make_messages(1, seed=7))
     b.start()
     pid = b.proc.pid
     rss0 = rss_kib(pid)

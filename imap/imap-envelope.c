@@ -75,8 +75,10 @@ static int w_finish(struct w *w, size_t start)
 	return 0;
 }
 
-/* Quoted string or literal, as Dovecot's imap_append_nstring() decides. */
-static void put_string(struct w *w, const char *s, size_t n)
+/* Quoted string or literal, as Dovecot's imap_append_nstring() decides;
+ * max_esc: how many quotes and backslashes a quoted string may escape
+ * before a literal is shorter to read. */
+static void put_string_esc(struct w *w, const char *s, size_t n, size_t max_esc)
 {
 	size_t esc = 0;
 	bool lit = false;
@@ -89,7 +91,7 @@ static void put_string(struct w *w, const char *s, size_t n)
 		else if (c == '\r' || c == '\n' || c == '\0' || c >= 0x80)
 			lit = true;
 	}
-	if (lit || esc > 4) {
+	if (lit || esc > max_esc) {
 		char hdr[32];
 		size_t at;
 
@@ -129,6 +131,11 @@ static void put_string(struct w *w, const char *s, size_t n)
 		*d = '\0';
 		w->out->len = (size_t)(d - w->out->data);
 	}
+}
+
+static void put_string(struct w *w, const char *s, size_t n)
+{
+	put_string_esc(w, s, n, 4);
 }
 
 static void put_cstring(struct w *w, const char *s)
@@ -1027,10 +1034,14 @@ int imap_section_write(struct buf *out, const struct imap_section *s)
 					atom = false;
 			if (i)
 				w_addch(&w, ' ');
+			/* A field name stays a quoted string whatever it
+			 * escapes (a literal only for what a quoted string
+			 * cannot hold), so that the section reads back with
+			 * imap_section_parse() (fuzz-mime's round trip). */
 			if (atom)
 				w_adds(&w, f);
 			else
-				put_cstring(&w, f);
+				put_string_esc(&w, f, strlen(f), SIZE_MAX);
 		}
 		w_addch(&w, ')');
 	}

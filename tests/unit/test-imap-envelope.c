@@ -627,6 +627,9 @@ static void test_section_parse(void)
 		{ "1.2.header.fields (from \"x y\")", "1.2.HEADER.FIELDS (from \"x y\")" },
 		{ "HEADER.FIELDS.NOT (\"X-Foo\" bar)", "HEADER.FIELDS.NOT (X-Foo bar)" },
 		{ "HEADER.FIELDS (\"\")", "HEADER.FIELDS (\"\")" },
+		/* many escapes stay a quoted string: it must read back (fuzz-mime) */
+		{ "HEADER.FIELDS (\"a\\\\\\\\\\\\\\\\\\\\\\\"\")",
+		  "HEADER.FIELDS (\"a\\\\\\\\\\\\\\\\\\\\\\\"\")" },
 		{ "4294967295", "4294967295" },
 	};
 	static const char *const bad[] = {
