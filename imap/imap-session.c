@@ -950,3 +950,9 @@ void imap_session_shutdown(struct imap_session *s)
 	imap_session_printf(s, "* BYE Server shutting down");
 	imap_session_close(s, "shutdown");
 }
+
+void imap_session_tls_started(struct imap_session *s, const struct tls_info *info)
+{
+	(void)s;
+	(void)info;
+}

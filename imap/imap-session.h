@@ -47,6 +47,10 @@ struct imap_io {
 	 * and the outcome (ok = 1 success). */
 	unsigned (*auth_delay)(void *ctx, const char *user);
 	void (*auth_result)(void *ctx, const char *user, int ok);
+	/* STARTTLS: the tagged OK is queued; the glue drops input not consumed,
+	 * sends the replies, runs the handshake and calls
+	 * imap_session_tls_started() (or closes). */
+	void (*start_tls)(void *ctx);
 };
 
 struct imap_session_params {
@@ -54,6 +58,8 @@ struct imap_session_params {
 	const struct imap_backend *backend;
 	const char *sid;
 	const char *client_addr;
+	enum tls_mode tls_mode;   /* the listener's: STARTTLS offered or required */
+	const struct tls_info *tls; /* non-NULL: encrypted from the start (implicit TLS) */
 };
 
 /* Creates a session and writes the greeting. */
@@ -68,6 +74,9 @@ void imap_session_timeout(struct imap_session *s);
 void imap_session_shutdown(struct imap_session *s);
 void imap_session_drained(struct imap_session *s);
 void imap_session_notify(struct imap_session *s);
+/* The STARTTLS handshake is done (info valid as long as the session): the
+ * session forgets what it advertised (RFC 3501 6.2.1). */
+void imap_session_tls_started(struct imap_session *s, const struct tls_info *info);
 
 /* Worker thread: does the storage work of cmd. */
 void imap_cmd_run(struct imap_cmd *cmd);

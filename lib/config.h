@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include "lib/log.h"
+#include "lib/tls-types.h"
 
 /*
  * The configuration: an INI file read with libinih. Every key is documented
@@ -38,6 +39,31 @@ struct listener_config {
 	/* Of max_connections, how many may be not yet logged in (POP3, IMAP):
 	 * the rest is kept for sessions that have authenticated. */
 	unsigned max_unauthenticated;
+	/* TLS of this listener (docs/configuration.md [listener]): unset, it
+	 * is starttls when a certificate is configured, else none. */
+	enum tls_mode tls;
+	int have_tls;
+	char *certificate;      /* this listener's own PEM chain and key; NULL: [tls]'s */
+	char *key;
+};
+
+/* A certificate and key: [tls]'s own, or a [certificate "NAME"] section
+ * (several are chosen by the client's SNI). */
+struct tls_cert_config {
+	char *name;             /* "" for [tls]'s, else the section's name */
+	unsigned line;          /* line of the section header, for errors */
+	char *certificate;      /* PEM file (a chain allowed), absolute; or "auto" */
+	char *key;              /* PEM file, absolute; NULL with "auto" */
+};
+
+/* [tls]: see docs/configuration.md. */
+struct tls_config {
+	char *certificate;      /* absolute path, "auto", or NULL: none */
+	char *key;
+	char *priority;         /* GnuTLS priority string; NULL: the built-in default */
+	unsigned handshake_timeout; /* seconds a handshake may take */
+	struct tls_cert_config *extra; /* [certificate "NAME"] sections, in file order */
+	size_t n_extra;
 };
 
 struct smtp_config {
@@ -101,6 +127,7 @@ struct config {
 	struct smtp_config smtp;
 	struct pop3_config pop3;
 	struct imap_config imap;
+	struct tls_config tls;
 	struct listener_config *listeners;
 	size_t n_listeners;
 };

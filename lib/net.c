@@ -987,3 +987,37 @@ void conn_io_when_drained(void *ctx, size_t below)
 	if (c)
 		conn_when_drained(c, below);
 }
+
+void conn_io_start_tls(void *ctx)
+{
+	struct conn *c = ctx_conn(ctx);
+
+	if (c)
+		conn_start_tls(c);
+}
+
+/* ---- TLS (placeholder until the transport lands) ---- */
+
+void conn_start_tls(struct conn *c)
+{
+	conn_abort(c, "TLS not available");
+}
+
+const struct tls_info *conn_tls_info(const struct conn *c)
+{
+	(void)c;
+	return NULL;
+}
+
+enum tls_mode conn_tls_mode(const struct conn *c)
+{
+	(void)c;
+	return TLS_MODE_NONE;
+}
+
+const char *tls_mode_name(enum tls_mode m)
+{
+	static const char *const names[] = { "none", "starttls", "required", "implicit" };
+
+	return (unsigned)m < 4 ? names[m] : "?";
+}

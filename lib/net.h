@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "lib/config.h"
+#include "lib/tls-types.h"
 
 /*
  * Listeners and connections on one libuv loop.
@@ -45,6 +46,11 @@ struct proto_handler {
 	/* Optional: the output queue went below the mark given to
 	 * conn_when_drained() (one call per conn_when_drained()). */
 	void (*drained)(void *session);
+	/* Optional: a TLS handshake asked for with conn_start_tls() is done;
+	 * conn_tls_info() tells what was agreed. The session resets the state
+	 * its RFC says to forget. (On an implicit-TLS listener open() is
+	 * called only after the handshake, and this is not called.) */
+	void (*tls_started)(void *session);
 	/* Reply sent before closing a connection over the connection limits. */
 	const char *busy_reply;
 };
@@ -124,6 +130,17 @@ uv_loop_t *conn_loop(const struct conn *c);
 void conn_set_authenticated(struct conn *c);
 /* 1 once conn_close()/conn_abort() was called. */
 int conn_closing(const struct conn *c);
+/* STARTTLS/STLS: the session has queued its "go ahead" reply. Input not yet
+ * consumed by the protocol (pipelined after the command) is thrown away,
+ * nothing more is read in clear, and once the queued output is sent the
+ * TLS handshake starts; proto_handler.tls_started follows, or the
+ * connection closes. Call it from inside proto_handler.input, then return
+ * at once (the rest of the input is dropped). */
+void conn_start_tls(struct conn *c);
+/* What the handshake agreed, or NULL while the connection is in clear. */
+const struct tls_info *conn_tls_info(const struct conn *c);
+/* The TLS mode of the connection's listener. */
+enum tls_mode conn_tls_mode(const struct conn *c);
 
 /*
  * Session io adapters for a protocol's glue: ctx points to a struct whose
@@ -136,5 +153,6 @@ void conn_io_close(void *ctx, const char *reason);
 void conn_io_set_timeout(void *ctx, unsigned seconds);
 void conn_io_resume(void *ctx);
 void conn_io_when_drained(void *ctx, size_t below);
+void conn_io_start_tls(void *ctx);
 
 #endif

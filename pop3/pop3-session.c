@@ -1180,3 +1180,9 @@ void pop3_session_update_done(struct pop3_session *s, struct pop3_update_req *re
 	s->update_uids = NULL;
 	close_session(s, "quit");
 }
+
+void pop3_session_tls_started(struct pop3_session *s, const struct tls_info *info)
+{
+	(void)s;
+	(void)info;
+}

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "lib/config.h"
+#include "lib/tls-types.h"
 
 /*
  * The POP3 service as a pure state machine (RFC 1939, 2449, 3206, 5034):
@@ -93,6 +94,10 @@ struct pop3_io {
 	/* Input was held back while a request was in flight: call
 	 * pop3_session_input() again with the bytes still held. */
 	void (*resume)(void *ctx);
+	/* STLS: the +OK is queued; the glue drops input not consumed, sends the
+	 * replies, runs the handshake and calls pop3_session_tls_started() (or
+	 * closes). */
+	void (*start_tls)(void *ctx);
 };
 
 struct pop3_session_params {
@@ -101,6 +106,8 @@ struct pop3_session_params {
 	const char *sid;          /* session id, in logs */
 	const char *client_addr;  /* "127.0.0.1", in logs */
 	size_t read_block;        /* octets per read request (0: 65536); tests use small ones */
+	enum tls_mode tls_mode;   /* the listener's: STLS offered or required */
+	const struct tls_info *tls; /* non-NULL: encrypted from the start (implicit TLS) */
 };
 
 /* Creates a session and writes the greeting. The params strings are copied. */
@@ -129,6 +136,10 @@ void pop3_session_timeout(struct pop3_session *s);
 void pop3_session_shutdown(struct pop3_session *s);
 /* 1 while a request is in flight. */
 int pop3_session_busy(const struct pop3_session *s);
+
+/* The STLS handshake is done (info valid as long as the session): the
+ * session forgets what it advertised (RFC 2595 4) and stays in AUTHORIZATION. */
+void pop3_session_tls_started(struct pop3_session *s, const struct tls_info *info);
 
 /* Results of the requests. */
 void pop3_session_auth_done(struct pop3_session *s, struct pop3_auth_req *req);

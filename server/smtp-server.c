@@ -321,7 +321,8 @@ static void *h_open(struct conn *c, void *ctx)
 		.sid = conn_sid(c),
 		.client_addr = conn_peer(c),
 		.client_name = NULL,
-		.tls = 0,
+		.tls_mode = conn_tls_mode(c),
+		.tls = conn_tls_info(c),
 	};
 
 	sc->srv = srv;

@@ -120,7 +120,8 @@ struct smtp_session {
 	struct smtp_io io;
 	void *ctx;
 	char *hostname, *sid, *client_addr, *client_name;
-	int tls;
+	enum tls_mode tls_mode;
+	const struct tls_info *tls;      /* NULL while in clear */
 
 	unsigned state;
 	int esmtp;
@@ -939,6 +940,7 @@ struct smtp_session *smtp_session_new(const struct smtp_session_params *p,
 	s->sid = xstrdup(p->sid);
 	s->client_addr = xstrdup(p->client_addr ? p->client_addr : "unknown");
 	s->client_name = p->client_name ? xstrdup(p->client_name) : NULL;
+	s->tls_mode = p->tls_mode;
 	s->tls = p->tls;
 	s->state = S_INIT;
 	buf_init(&s->received, 4096);
@@ -1146,4 +1148,9 @@ void smtp_session_deliver_done(struct smtp_session *s, struct smtp_delivery *dv,
 	}
 	tx_end(s);
 	after_request(s);
+}
+
+void smtp_session_tls_started(struct smtp_session *s, const struct tls_info *info)
+{
+	s->tls = info;
 }

@@ -6,6 +6,7 @@
 
 #include "lib/buf.h"
 #include "lib/config.h"
+#include "lib/tls-types.h"
 
 /*
  * The SMTP receiver as a pure state machine (RFC 5321, 1870, 2920, 3030,
@@ -75,6 +76,11 @@ struct smtp_io {
 	int (*reserve)(void *ctx, size_t n);
 	/* Optional: the memory reserved for the transaction is free again. */
 	void (*release)(void *ctx);
+	/* STARTTLS: the 220 reply is queued; the glue drops input the session
+	 * has not consumed, sends the queued replies, runs the handshake and
+	 * calls smtp_session_tls_started() (or closes). The session consumes
+	 * nothing after the STARTTLS line until then. */
+	void (*start_tls)(void *ctx);
 };
 
 struct smtp_session_params {
@@ -83,7 +89,9 @@ struct smtp_session_params {
 	const char *sid;          /* session id, in logs and Received */
 	const char *client_addr;  /* "127.0.0.1" or "::1" */
 	const char *client_name;  /* reverse DNS name, or NULL */
-	int tls;                  /* the connection is encrypted (ESMTPS) */
+	enum tls_mode tls_mode;   /* the listener's: STARTTLS offered or required */
+	const struct tls_info *tls; /* non-NULL: encrypted from the start (implicit TLS);
+				   * valid as long as the session */
 };
 
 /* Creates a session and writes the 220 greeting. The params strings are
@@ -125,6 +133,11 @@ void smtp_session_timeout(struct smtp_session *s);
 void smtp_session_shutdown(struct smtp_session *s);
 /* 1 while a rcpt or delivery request is in flight. */
 int smtp_session_busy(const struct smtp_session *s);
+
+/* The handshake asked for by io->start_tls is done; info stays valid as
+ * long as the session. The session forgets EHLO and any transaction (RFC
+ * 3207 4.2) and waits for a new EHLO. */
+void smtp_session_tls_started(struct smtp_session *s, const struct tls_info *info);
 
 /* Results of the asynchronous requests. */
 void smtp_session_rcpt_done(struct smtp_session *s, struct smtp_rcpt_req *req);

@@ -221,12 +221,14 @@ static void answer(struct run *r)
 	}
 }
 
+static const struct tls_info fuzz_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+
 static void run(struct run *r, const struct smtp_config *cfg, int tls, int async, unsigned seed,
 		const uint8_t *data, size_t size)
 {
 	struct smtp_session_params p = {
 		.cfg = cfg, .hostname = "mx.test", .sid = "F1",
-		.client_addr = "2001:db8::1", .client_name = NULL, .tls = tls,
+		.client_addr = "2001:db8::1", .client_name = NULL, .tls = tls ? &fuzz_tls : NULL,
 	};
 	size_t off = 0;
 

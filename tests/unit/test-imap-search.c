@@ -185,9 +185,12 @@ int main(void)
 {
 	struct imap_config cfg;
 	struct imap_backend backend = { NULL, "test.example" };
-	struct imap_io io = { io_write, io_close, io_timeout, io_exec, io_resume, io_drained,
-			      io_key, io_key, io_auth_delay, io_auth_result };
-	struct imap_session_params params = { &cfg, &backend, "t", "127.0.0.1" };
+	struct imap_io io = { .write = io_write, .close = io_close, .set_timeout = io_timeout,
+			      .exec = io_exec, .resume = io_resume, .when_drained = io_drained,
+			      .watch = io_key, .publish = io_key, .auth_delay = io_auth_delay,
+			      .auth_result = io_auth_result };
+	struct imap_session_params params = { .cfg = &cfg, .backend = &backend, .sid = "t",
+					      .client_addr = "127.0.0.1" };
 	struct imap_session *s;
 	struct mbox *m = NULL;
 	char err[256], path[1024];

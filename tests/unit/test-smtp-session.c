@@ -313,11 +313,13 @@ static struct smtp_config test_cfg(void)
 	return c;
 }
 
+static const struct tls_info test_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+
 static void fake_start(struct fake *f, const struct smtp_config *cfg, int async, int tls)
 {
 	struct smtp_session_params p = {
 		.cfg = cfg, .hostname = "mx.test", .sid = "S1",
-		.client_addr = "192.0.2.1", .client_name = "client.example.net", .tls = tls,
+		.client_addr = "192.0.2.1", .client_name = "client.example.net", .tls = tls ? &test_tls : NULL,
 	};
 
 	memset(f, 0, sizeof(*f));
