@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lib/sasl.h"
+#include "lib/tls-creds.h"
 #include "lib/xalloc.h"
 
 /* The longest key and section name the reader takes: libinih cuts names at
@@ -50,6 +51,13 @@ struct parse_ctx {
 	char cur_section[MAX_SECTION + 1];
 	char seen[64][MAX_KEY + 1];
 	unsigned n_seen;
+	/* Lines of the TLS keys, for the checks made once the whole file is
+	 * read (a key and its certificate may come in either order): [tls]'s,
+	 * and one per listener and per [certificate "NAME"], parallel to
+	 * cfg->listeners and cfg->tls.extra. 0: not set. */
+	struct tls_lines {
+		unsigned tls, certificate, key;
+	} tls_lines, *listener_lines, *cert_lines;
 };
 
 const char *proto_name(enum proto p)
@@ -86,6 +94,7 @@ void config_defaults(struct config *cfg)
 	cfg->smtp.min_data_rate = 500;
 	pop3_config_defaults(&cfg->pop3);
 	imap_config_defaults(&cfg->imap);
+	cfg->tls.handshake_timeout = 30;
 }
 
 void imap_config_defaults(struct imap_config *c)
@@ -127,8 +136,19 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		free(cfg->listeners[i].name);
 		free(cfg->listeners[i].addrs);
+		free(cfg->listeners[i].certificate);
+		free(cfg->listeners[i].key);
 	}
 	free(cfg->listeners);
+	for (size_t i = 0; i < cfg->tls.n_extra; i++) {
+		free(cfg->tls.extra[i].name);
+		free(cfg->tls.extra[i].certificate);
+		free(cfg->tls.extra[i].key);
+	}
+	free(cfg->tls.extra);
+	free(cfg->tls.certificate);
+	free(cfg->tls.key);
+	free(cfg->tls.priority);
 	free(cfg->hostname);
 	free(cfg->data_dir);
 	free(cfg->log_file);
@@ -545,33 +565,43 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
-static struct listener_config *listener_for(struct parse_ctx *c, const char *section)
+/* The NAME of a [KIND "NAME"] section header into name (64 octets): 0, or
+ * -1 after an error was recorded. */
+static int section_name(struct parse_ctx *c, const char *section, const char *kind, char name[64])
 {
-	struct config *cfg = c->cfg;
-	const char *p = section + strlen("listener");
-	char name[64];
+	const char *p = section + strlen(kind);
 	size_t len;
 
 	while (*p == ' ' || *p == '\t')
 		p++;
 	if (*p != '"') {
-		fail(c, "section [%s]: write listeners as [listener \"name\"]", q(c, section));
-		return NULL;
+		fail(c, "section [%s]: write %ss as [%s \"name\"]", q(c, section), kind, kind);
+		return -1;
 	}
 	p++;
 	len = strcspn(p, "\"");
-	if (p[len] != '"' || p[len + 1] != '\0' || len == 0 || len >= sizeof(name)) {
-		fail(c, "section [%s]: write listeners as [listener \"name\"]", q(c, section));
-		return NULL;
+	if (p[len] != '"' || p[len + 1] != '\0' || len == 0 || len >= 64) {
+		fail(c, "section [%s]: write %ss as [%s \"name\"]", q(c, section), kind, kind);
+		return -1;
 	}
 	memcpy(name, p, len);
 	name[len] = '\0';
 	for (size_t i = 0; i < len; i++) {
 		if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '_' && name[i] != '.') {
-			fail(c, "listener name \"%s\": use letters, digits, '-', '_' and '.'", q(c, name));
-			return NULL;
+			fail(c, "%s name \"%s\": use letters, digits, '-', '_' and '.'", kind, q(c, name));
+			return -1;
 		}
 	}
+	return 0;
+}
+
+static struct listener_config *listener_for(struct parse_ctx *c, const char *section)
+{
+	struct config *cfg = c->cfg;
+	char name[64];
+
+	if (section_name(c, section, "listener", name) < 0)
+		return NULL;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		if (strcmp(cfg->listeners[i].name, name) == 0) {
 			if (cfg->listeners[i].line != c->section_line) {
@@ -583,11 +613,72 @@ static struct listener_config *listener_for(struct parse_ctx *c, const char *sec
 		}
 	}
 	cfg->listeners = xrealloc(cfg->listeners, (cfg->n_listeners + 1) * sizeof(*cfg->listeners));
+	c->listener_lines = xrealloc(c->listener_lines, (cfg->n_listeners + 1) * sizeof(*c->listener_lines));
+	memset(&c->listener_lines[cfg->n_listeners], 0, sizeof(*c->listener_lines));
 	struct listener_config *l = &cfg->listeners[cfg->n_listeners++];
 	memset(l, 0, sizeof(*l));
 	l->name = xstrdup(name);
 	l->line = c->section_line;
 	return l;
+}
+
+/* A [certificate "NAME"] section: an extra certificate chosen by SNI. */
+static struct tls_cert_config *certificate_for(struct parse_ctx *c, const char *section)
+{
+	struct tls_config *t = &c->cfg->tls;
+	char name[64];
+
+	if (section_name(c, section, "certificate", name) < 0)
+		return NULL;
+	for (size_t i = 0; i < t->n_extra; i++) {
+		if (strcmp(t->extra[i].name, name) == 0) {
+			if (t->extra[i].line != c->section_line) {
+				fail(c, "certificate \"%s\" is defined twice (first on line %u)", name, t->extra[i].line);
+				return NULL;
+			}
+			return &t->extra[i];
+		}
+	}
+	t->extra = xrealloc(t->extra, (t->n_extra + 1) * sizeof(*t->extra));
+	c->cert_lines = xrealloc(c->cert_lines, (t->n_extra + 1) * sizeof(*c->cert_lines));
+	memset(&c->cert_lines[t->n_extra], 0, sizeof(*c->cert_lines));
+	struct tls_cert_config *e = &t->extra[t->n_extra++];
+	memset(e, 0, sizeof(*e));
+	e->name = xstrdup(name);
+	e->line = c->section_line;
+	return e;
+}
+
+static int set_path(struct parse_ctx *c, const char *key, const char *value, char **out);
+
+/* A certificate or key path of a listener or a [certificate "NAME"]
+ * section; what says which in error lines. "auto" is [tls]'s alone: it
+ * names the one self-signed certificate of the hostname. */
+static int pair_key(struct parse_ctx *c, const char *what, struct tls_lines *lines, char **certificate, char **key_r,
+		    const char *key, const char *value)
+{
+	char label[128];
+
+	snprintf(label, sizeof(label), "%s: %s", what, key);
+	if (strcmp(key, "certificate") == 0) {
+		if (strcmp(value, "auto") == 0)
+			return fail(c, "%s: certificate = auto is only for [tls] (write ./auto for a file of that name)",
+				    what);
+		lines->certificate = c->line;
+		return set_path(c, label, value, certificate);
+	}
+	lines->key = c->line;
+	return set_path(c, label, value, key_r);
+}
+
+static int certificate_key(struct parse_ctx *c, struct tls_cert_config *e, const char *key, const char *value)
+{
+	char what[96];
+
+	snprintf(what, sizeof(what), "certificate \"%s\"", e->name);
+	if (strcmp(key, "certificate") == 0 || strcmp(key, "key") == 0)
+		return pair_key(c, what, &c->cert_lines[e - c->cfg->tls.extra], &e->certificate, &e->key, key, value);
+	return fail(c, "%s: unknown key '%s'", what, q(c, key));
 }
 
 static int listener_key(struct parse_ctx *c, struct listener_config *l, const char *key, const char *value)
@@ -640,6 +731,30 @@ static int listener_key(struct parse_ctx *c, struct listener_config *l, const ch
 			return fail(c, "listener \"%s\": max_unauthenticated '%s' is not a number from 1 to 1000000",
 				    l->name, q(c, value));
 		return 1;
+	}
+	if (strcmp(key, "tls") == 0) {
+		static const char *const modes[] = { "none", "starttls", "required", "implicit" };
+		static const enum tls_mode values[] = { TLS_MODE_NONE, TLS_MODE_STARTTLS, TLS_MODE_REQUIRED,
+							TLS_MODE_IMPLICIT };
+		size_t i;
+
+		for (i = 0; i < ARRAY_SIZE(modes); i++)
+			if (strcmp(value, modes[i]) == 0)
+				break;
+		if (i == ARRAY_SIZE(modes))
+			return fail(c, "listener \"%s\": tls '%s' is not none, starttls, required or implicit", l->name,
+				    q(c, value));
+		l->tls = values[i];
+		l->have_tls = 1;
+		c->listener_lines[l - c->cfg->listeners].tls = c->line;
+		return 1;
+	}
+	if (strcmp(key, "certificate") == 0 || strcmp(key, "key") == 0) {
+		char what[96];
+
+		snprintf(what, sizeof(what), "listener \"%s\"", l->name);
+		return pair_key(c, what, &c->listener_lines[l - c->cfg->listeners], &l->certificate, &l->key, key,
+				value);
 	}
 	return fail(c, "listener \"%s\": unknown key '%s'", l->name, q(c, key));
 }
@@ -933,7 +1048,45 @@ static int imap_key(struct parse_ctx *c, const char *key, const char *value)
 	return 1;
 }
 
-/* The sections other than [listener "NAME"], each with its key parser. */
+static int tls_key(struct parse_ctx *c, const char *key, const char *value)
+{
+	struct tls_config *t = &c->cfg->tls;
+	char err[256];
+
+	if (!t->line)
+		t->line = c->section_line;
+	if (strcmp(key, "certificate") == 0) {
+		c->tls_lines.certificate = c->line;
+		if (strcmp(value, "auto") == 0) {
+			free(t->certificate);
+			t->certificate = xstrdup("auto");
+			return 1;
+		}
+		return set_path(c, key, value, &t->certificate);
+	} else if (strcmp(key, "key") == 0) {
+		c->tls_lines.key = c->line;
+		return set_path(c, key, value, &t->key);
+	} else if (strcmp(key, "priority") == 0) {
+		/* Checked here, so that a typo names its line; the files are
+		 * read only by tls_creds_new() (config_load() stays a parser). */
+		if (!*value)
+			return fail(c, "priority is empty (leave the key out for the default)");
+		if (tls_priority_check(value, err, sizeof(err)) < 0)
+			return fail(c, "priority: %s", err);
+		free(t->priority);
+		t->priority = xstrdup(value);
+	} else if (strcmp(key, "handshake_timeout") == 0) {
+		if (config_parse_duration(value, &t->handshake_timeout) < 0 || t->handshake_timeout == 0 ||
+		    t->handshake_timeout > 600)
+			return fail(c, "handshake_timeout '%s' is not a duration from 1s to 10m", q(c, value));
+	} else {
+		return fail(c, "[tls]: unknown key '%s'", q(c, key));
+	}
+	return 1;
+}
+
+/* The sections other than [listener "NAME"] and [certificate "NAME"], each
+ * with its key parser. */
 static const struct {
 	const char *name;
 	int (*key)(struct parse_ctx *c, const char *key, const char *value);
@@ -942,12 +1095,20 @@ static const struct {
 	{ "smtp", smtp_key },
 	{ "pop3", pop3_key },
 	{ "imap", imap_key },
+	{ "tls", tls_key },
 };
 
 static int is_listener_section(const char *section)
 {
 	return strncmp(section, "listener", 8) == 0 &&
 	       (section[8] == ' ' || section[8] == '\t' || section[8] == '"');
+}
+
+/* [certificate "NAME"], and a bare [certificate] (to say how to write it). */
+static int is_certificate_section(const char *section)
+{
+	return strncmp(section, "certificate", 11) == 0 &&
+	       (section[11] == ' ' || section[11] == '\t' || section[11] == '"' || section[11] == '\0');
 }
 
 /* Called by the reader at each section header (c->section): an unknown
@@ -958,7 +1119,8 @@ static int section_header(struct parse_ctx *c)
 	const char *name = c->section;
 
 	for (unsigned i = 0; i < c->n_sections; i++)
-		if (strcmp(c->sections[i].name, name) == 0 && !is_listener_section(name))
+		if (strcmp(c->sections[i].name, name) == 0 && !is_listener_section(name) &&
+		    !is_certificate_section(name))
 			return fail(c, "section [%s] is given twice (first on line %u)", q(c, name),
 				    c->sections[i].line);
 	if (c->n_sections == ARRAY_SIZE(c->sections))
@@ -967,6 +1129,8 @@ static int section_header(struct parse_ctx *c)
 	c->sections[c->n_sections++].line = c->line;
 	if (is_listener_section(name))
 		return listener_for(c, name) ? 1 : 0;
+	if (is_certificate_section(name))
+		return certificate_for(c, name) ? 1 : 0;
 	for (size_t i = 0; i < ARRAY_SIZE(plain_sections); i++)
 		if (strcmp(name, plain_sections[i].name) == 0)
 			return 1;
@@ -1001,6 +1165,10 @@ static int handler(void *user, const char *section, const char *key, const char 
 		struct listener_config *l = listener_for(c, section);
 		return l ? listener_key(c, l, key, value) : 0;
 	}
+	if (is_certificate_section(section)) {
+		struct tls_cert_config *e = certificate_for(c, section);
+		return e ? certificate_key(c, e, key, value) : 0;
+	}
 	if (section[0] == '\0' && c->section_line == 0)
 		return fail(c, "key '%s' is outside any section", q(c, key));
 	return fail(c, "unknown section [%s]", q(c, section));
@@ -1013,12 +1181,99 @@ static int port_is_zero(const struct listen_addr *a)
 	return ((const struct sockaddr_in *)&a->ss)->sin_port == 0;
 }
 
+/* A certificate and key that go together (what: "[tls]", "listener \"mx\""):
+ * both or neither, and "auto" ([tls] only) without a key. */
+static int check_pair(struct parse_ctx *c, const char *what, const char *certificate, const char *key,
+		      const struct tls_lines *lines, char *err, size_t errlen)
+{
+	if (certificate && strcmp(certificate, "auto") == 0 && key) {
+		snprintf(err, errlen, "%s:%u: %s key: certificate = auto makes its own key; remove this line", c->name,
+			 lines->key, what);
+		return -1;
+	}
+	if (certificate && !key && strcmp(certificate, "auto") != 0) {
+		snprintf(err, errlen, "%s:%u: %s certificate is set but key is not (set both)", c->name,
+			 lines->certificate, what);
+		return -1;
+	}
+	if (key && !certificate) {
+		snprintf(err, errlen, "%s:%u: %s key is set but certificate is not (set both)", c->name, lines->key,
+			 what);
+		return -1;
+	}
+	return 0;
+}
+
+/* The [tls] and [certificate "NAME"] rules that need the whole file. */
+static int finish_tls(struct parse_ctx *c, char *err, size_t errlen)
+{
+	struct tls_config *t = &c->cfg->tls;
+	char what[96];
+
+	if (check_pair(c, "[tls]", t->certificate, t->key, &c->tls_lines, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < t->n_extra; i++) {
+		struct tls_cert_config *e = &t->extra[i];
+
+		snprintf(what, sizeof(what), "certificate \"%s\":", e->name);
+		if (!e->certificate && !e->key) {
+			snprintf(err, errlen, "%s:%u: %s certificate and key are not set", c->name, e->line, what);
+			return -1;
+		}
+		if (check_pair(c, what, e->certificate, e->key, &c->cert_lines[i], err, errlen) < 0)
+			return -1;
+		/* Clients without SNI (and names no certificate has) get the
+		 * default one: there must be one. */
+		if (!t->certificate) {
+			snprintf(err, errlen, "%s:%u: %s [tls] certificate is not set: the default certificate, "
+				 "for clients that name no server or another one, must be there too", c->name, e->line,
+				 what);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A listener's own pair, and its tls mode: unset, starttls when it has a
+ * certificate ([tls]'s or its own), else none. */
+static int finish_listener_tls(struct parse_ctx *c, struct listener_config *l, const struct tls_lines *lines,
+			       char *err, size_t errlen)
+{
+	char what[96];
+
+	snprintf(what, sizeof(what), "listener \"%s\":", l->name);
+	if (check_pair(c, what, l->certificate, l->key, lines, err, errlen) < 0)
+		return -1;
+	if (!l->have_tls)
+		l->tls = l->certificate || c->cfg->tls.certificate ? TLS_MODE_STARTTLS : TLS_MODE_NONE;
+	else if (l->tls != TLS_MODE_NONE && !l->certificate && !c->cfg->tls.certificate) {
+		snprintf(err, errlen, "%s:%u: %s tls = %s needs a certificate: set [tls] certificate and key, "
+			 "or this listener's", c->name, lines->tls, what, tls_mode_name(l->tls));
+		return -1;
+	}
+	return 0;
+}
+
+static int finish_checks(struct parse_ctx *c, int r, char *err, size_t errlen);
+
+/* The checks once the whole file is read, and the reader's memory freed. */
 static int finish(struct parse_ctx *c, int r, char *err, size_t errlen)
 {
-	struct config *cfg = c->cfg;
+	int ret = finish_checks(c, r, err, errlen);
 
 	free(c->base_dir);
 	c->base_dir = NULL;
+	free(c->listener_lines);
+	c->listener_lines = NULL;
+	free(c->cert_lines);
+	c->cert_lines = NULL;
+	return ret;
+}
+
+static int finish_checks(struct parse_ctx *c, int r, char *err, size_t errlen)
+{
+	struct config *cfg = c->cfg;
+
 	if (c->err[0] || r > 0) {
 		/* The first error in the file, ours or libinih's. */
 		int ours = c->err[0] && (r <= 0 || c->err_line <= (unsigned)r);
@@ -1063,6 +1318,8 @@ static int finish(struct parse_ctx *c, int r, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: no [listener \"name\"] section: buzon would serve nothing", c->name);
 		return -1;
 	}
+	if (finish_tls(c, err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		struct listener_config *l = &cfg->listeners[i];
 		if (!l->have_protocol) {
@@ -1073,6 +1330,8 @@ static int finish(struct parse_ctx *c, int r, char *err, size_t errlen)
 			snprintf(err, errlen, "%s:%u: listener \"%s\": address is not set", c->name, l->line, l->name);
 			return -1;
 		}
+		if (finish_listener_tls(c, l, &c->listener_lines[i], err, errlen) < 0)
+			return -1;
 		if (!l->max_connections)
 			l->max_connections = cfg->max_connections;
 		if (!l->max_connections_per_ip)

@@ -60,6 +60,7 @@ struct tls_cert_config {
 struct tls_config {
 	char *certificate;      /* absolute path, "auto", or NULL: none */
 	char *key;
+	unsigned line;          /* line of the [tls] header, for errors */
 	char *priority;         /* GnuTLS priority string; NULL: the built-in default */
 	unsigned handshake_timeout; /* seconds a handshake may take */
 	struct tls_cert_config *extra; /* [certificate "NAME"] sections, in file order */

@@ -8,6 +8,7 @@
 
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "lib/xalloc.h"
 
 #define IP_BUCKETS 256
@@ -31,6 +32,9 @@ struct lgroup {
 	const struct proto_handler *h;
 	void *ctx;
 	struct listen_limits lim;
+	enum tls_mode tls_mode;
+	struct tls_creds *creds; /* referenced; NULL: no TLS */
+	unsigned handshake_ms;
 	unsigned n_conns;        /* sessions (busy replies excluded) */
 	unsigned n_unauth;       /* of which not logged in yet */
 	unsigned refs;           /* listening sockets and connections */
@@ -82,6 +86,33 @@ enum conn_flags {
 	CONN_WRITING = 1 << 5,    /* a uv_write is in flight */
 	CONN_BUSY_REJECT = 1 << 6,/* over the limits: no session, counted in n_busy */
 	CONN_UNAUTH = 1 << 7,     /* counted in its listener's n_unauth */
+	CONN_TLS_PENDING = 1 << 8,/* STARTTLS: clear input dropped, handshake once output is sent */
+	CONN_HANDSHAKE = 1 << 9,  /* the TLS handshake runs; no session input or output */
+	CONN_TLS = 1 << 10,       /* the TLS transport carries the session */
+};
+
+/*
+ * How bytes cross the socket. Every connection starts on one of the two
+ * tables below and moves from plain to TLS at most once (STARTTLS/STLS, or
+ * at accept on an implicit-TLS listener). The protocol never knows which:
+ * it gets plaintext through proto_handler.input and writes with
+ * conn_write().
+ */
+struct transport {
+	const char *name;
+	/* Where the next socket read goes (a NULL base: no room). */
+	void (*alloc)(struct conn *c, uv_buf_t *b);
+	/* nread > 0 bytes arrived in the buffer alloc gave. */
+	void (*read)(struct conn *c, char *data, size_t len);
+	/* Plaintext from the protocol for the client; 0 or -1 (aborted). */
+	int (*write)(struct conn *c, const void *data, size_t len);
+	/* Gives the protocol what is held (it may take more now), then reads
+	 * on or stops depending on room and queued output. */
+	void (*pump)(struct conn *c);
+	/* 1 when a socket read would have somewhere to go. */
+	int (*want_read)(const struct conn *c);
+	/* The connection closes after its queued output: say goodbye. */
+	void (*shutdown)(struct conn *c);
 };
 
 struct conn {
@@ -92,6 +123,8 @@ struct conn {
 	struct conn *prev, *next;
 	struct lgroup *g;
 	const struct proto_handler *h;
+	const struct transport *tp;
+	struct tls_engine *tls;  /* from STARTTLS or accept on implicit TLS to the end */
 	void *session;
 	struct ipent *ip;
 	unsigned flags;
@@ -101,6 +134,7 @@ struct conn {
 	size_t inflight;        /* bytes handed to uv_write */
 	uv_write_t wreq;
 	char *wdata;
+	size_t dropped;         /* clear input thrown away after STARTTLS */
 	size_t drain_mark;      /* call h->drained when pending <= this */
 	int drain_armed;
 	uint64_t start_ms;
@@ -116,6 +150,8 @@ static void conn_really_close(struct conn *c);
 static void maybe_done(struct net *n);
 static void group_unref(struct lgroup *g);
 static void conn_timeout_cb(uv_timer_t *t);
+static int tls_begin(struct conn *c);
+static const struct transport plain_transport, tls_transport;
 
 struct net *net_new(uv_loop_t *loop, const struct net_limits *lim)
 {
@@ -250,6 +286,7 @@ static void conn_handle_closed(uv_handle_t *h)
 	buf_release(&c->in);
 	buf_release(&c->out);
 	free(c->wdata);
+	tls_engine_free(&c->tls);
 	if (c->g)
 		group_unref(c->g);
 	free(c);
@@ -266,6 +303,7 @@ static void group_unref(struct lgroup *g)
 	for (unsigned i = 0; i < IP_BUCKETS; i++)
 		if (g->ips[i])
 			BUG("listener freed with client addresses counted");
+	tls_creds_unref(&g->creds);
 	for (pp = &n->groups; *pp; pp = &(*pp)->next) {
 		if (*pp == g) {
 			*pp = g->next;
@@ -337,6 +375,7 @@ void conn_close(struct conn *c, const char *reason)
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->flags &= ~CONN_READING;
 	}
+	c->tp->shutdown(c);
 	if (!(c->flags & CONN_WRITING) && c->out.len == 0) {
 		conn_really_close(c);
 		return;
@@ -393,11 +432,13 @@ static void conn_write_done(uv_write_t *req, int status)
 		conn_really_close(c);
 		return;
 	}
+	/* STARTTLS's reply is out: now the handshake. */
+	if (c->flags & CONN_TLS_PENDING) {
+		tls_begin(c);
+		return;
+	}
 	/* Output drained below the high-water mark: take input again. */
-	if (c->in.len)
-		conn_process_input(c);
-	else
-		conn_start_reading(c);
+	c->tp->pump(c);
 }
 
 static void conn_start_write(struct conn *c)
@@ -423,15 +464,31 @@ static void conn_start_write(struct conn *c)
 	}
 }
 
+/* Queues bytes as they go on the wire; 0 or -1 (the connection is aborted). */
+static int conn_queue_raw(struct conn *c, const void *data, size_t len)
+{
+	if (c->flags & CONN_CLOSED)
+		return -1;
+	if (c->inflight + len > c->net->lim.output_max || buf_add(&c->out, data, len) < 0) {
+		conn_abort(c, "output buffer overflow");
+		return -1;
+	}
+	return 0;
+}
+
 void conn_write(struct conn *c, const void *data, size_t len)
 {
 	if (c->flags & CONN_CLOSED)
 		return;
-	if (c->inflight + len > c->net->lim.output_max || buf_add(&c->out, data, len) < 0) {
-		conn_abort(c, "output buffer overflow");
+	/* A session has nothing to say while a handshake runs (it asked for
+	 * it and waits): bytes now would land in the middle of the TLS
+	 * records, so they are dropped. */
+	if (c->flags & CONN_HANDSHAKE) {
+		log_debug("net", c->sid, "output during the TLS handshake dropped octets=%zu", len);
 		return;
 	}
-	conn_start_write(c);
+	if (c->tp->write(c, data, len) == 0)
+		conn_start_write(c);
 }
 
 size_t conn_output_pending(const struct conn *c)
@@ -441,19 +498,26 @@ size_t conn_output_pending(const struct conn *c)
 
 /* ---- reading ---- */
 
-/*
- * Reads go to the loop's shared buffer while the connection holds no input,
- * and to the free tail of its own buffer when the protocol left some: either
- * way at most input_max bytes are held, as if every read went to the
- * connection's buffer, but an idle connection holds no input memory.
- */
-static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+static char *shared_rbuf(struct net *n)
 {
-	struct conn *c = h->data;
-	struct net *n = c->net;
+	if (!n->rbuf) {
+		n->rbuf_size = READ_MAX + 1;
+		n->rbuf = xmalloc(n->rbuf_size);
+	}
+	return n->rbuf;
+}
+
+/*
+ * Clear text: reads go to the loop's shared buffer while the connection
+ * holds no input, and to the free tail of its own buffer when the protocol
+ * left some: either way at most input_max bytes are held, as if every read
+ * went to the connection's buffer, but an idle connection holds no input
+ * memory.
+ */
+static void plain_alloc(struct conn *c, uv_buf_t *b)
+{
 	size_t room = buf_room(&c->in);
 
-	(void)suggested;
 	if (room > READ_MAX)
 		room = READ_MAX;
 	if (room == 0) {
@@ -461,11 +525,7 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 		return;
 	}
 	if (c->in.len == 0) {
-		if (!n->rbuf) {
-			n->rbuf_size = (n->lim.input_max < READ_MAX ? n->lim.input_max : READ_MAX) + 1;
-			n->rbuf = xmalloc(n->rbuf_size);
-		}
-		*b = uv_buf_init(n->rbuf, (unsigned)room);
+		*b = uv_buf_init(shared_rbuf(c->net), (unsigned)room);
 		return;
 	}
 	if (buf_reserve(&c->in, room) < 0) {
@@ -473,6 +533,14 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 		return;
 	}
 	*b = uv_buf_init(c->in.data + c->in.len, (unsigned)room);
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct conn *c = h->data;
+
+	(void)suggested;
+	c->tp->alloc(c, b);
 }
 
 static void conn_stop_reading(struct conn *c)
@@ -485,25 +553,30 @@ static void conn_stop_reading(struct conn *c)
 
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 
+static int reading_allowed(const struct conn *c)
+{
+	if (c->flags & (CONN_CLOSING | CONN_EOF | CONN_TLS_PENDING))
+		return 0;
+	return c->tp->want_read(c) && conn_output_pending(c) <= c->net->lim.output_high;
+}
+
 static void conn_start_reading(struct conn *c)
 {
-	if (c->flags & (CONN_READING | CONN_CLOSING | CONN_EOF))
-		return;
-	if (buf_room(&c->in) == 0 || conn_output_pending(c) > c->net->lim.output_high)
+	if ((c->flags & CONN_READING) || !reading_allowed(c))
 		return;
 	if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read) == 0)
 		c->flags |= CONN_READING;
 }
 
 /* Passes data to the protocol until it takes no more (or output is above
- * the high-water mark); returns the bytes it took. */
+ * the high-water mark, or it asked for TLS); returns the bytes it took. */
 static size_t conn_feed(struct conn *c, const char *data, size_t len)
 {
 	size_t used = 0, n;
 
-	if (c->flags & CONN_IN_INPUT)
+	if (c->flags & (CONN_IN_INPUT | CONN_TLS_PENDING | CONN_HANDSHAKE) || !c->session)
 		return 0;
-	while (used < len && !(c->flags & CONN_CLOSING)) {
+	while (used < len && !(c->flags & (CONN_CLOSING | CONN_TLS_PENDING))) {
 		if (conn_output_pending(c) > c->net->lim.output_high)
 			break;
 		c->flags |= CONN_IN_INPUT;
@@ -518,10 +591,46 @@ static size_t conn_feed(struct conn *c, const char *data, size_t len)
 	return used;
 }
 
+/*
+ * Plaintext arrived at data (the shared buffer, or the tail of c->in):
+ * the protocol takes what it can and the rest is kept in c->in, except
+ * after STARTTLS, when it is thrown away: a command pipelined behind
+ * STARTTLS in clear must never run once the session is encrypted
+ * (CVE-2011-0411).
+ */
+static void conn_take_plain(struct conn *c, char *data, size_t len)
+{
+	size_t used;
+
+	if (data == c->net->rbuf && c->in.len == 0) {
+		data[len] = '\0';
+		used = conn_feed(c, data, len);
+		if (c->flags & CONN_TLS_PENDING)
+			c->dropped += len - used;
+		else if (!(c->flags & CONN_CLOSING) && used < len && buf_add(&c->in, data + used, len - used) < 0)
+			BUG("input over input_max");
+		return;
+	}
+	if (data == c->net->rbuf) {
+		if (buf_add(&c->in, data, len) < 0)
+			BUG("input over input_max");
+	} else {
+		c->in.len += len;
+		c->in.data[c->in.len] = '\0';
+	}
+	buf_consume(&c->in, conn_feed(c, c->in.data, c->in.len));
+}
+
 /* After input was passed on: give back an empty input buffer, then close
  * at EOF, or read or not depending on room and queued output. */
 static void conn_input_done(struct conn *c)
 {
+	if (c->flags & CONN_TLS_PENDING) {
+		c->dropped += c->in.len;
+		buf_release(&c->in);
+		conn_stop_reading(c);
+		return;
+	}
 	if ((c->flags & CONN_CLOSING) || c->in.len == 0)
 		buf_release(&c->in);
 	if (c->flags & CONN_CLOSING)
@@ -531,12 +640,13 @@ static void conn_input_done(struct conn *c)
 			conn_close(c, "client closed");
 		return;
 	}
-	if (buf_room(&c->in) == 0 || conn_output_pending(c) > c->net->lim.output_high)
-		conn_stop_reading(c);
-	else
+	if (reading_allowed(c))
 		conn_start_reading(c);
+	else
+		conn_stop_reading(c);
 }
 
+/* Gives the protocol the input it holds again. */
 static void conn_process_input(struct conn *c)
 {
 	if (c->flags & CONN_IN_INPUT)
@@ -545,10 +655,40 @@ static void conn_process_input(struct conn *c)
 	conn_input_done(c);
 }
 
+static void plain_read(struct conn *c, char *data, size_t len)
+{
+	conn_take_plain(c, data, len);
+	conn_input_done(c);
+}
+
+static int plain_write(struct conn *c, const void *data, size_t len)
+{
+	return conn_queue_raw(c, data, len);
+}
+
+static int plain_want_read(const struct conn *c)
+{
+	return buf_room(&c->in) > 0;
+}
+
+static void plain_shutdown(struct conn *c)
+{
+	(void)c;
+}
+
+static const struct transport plain_transport = {
+	.name = "plain",
+	.alloc = plain_alloc,
+	.read = plain_read,
+	.write = plain_write,
+	.pump = conn_process_input,
+	.want_read = plain_want_read,
+	.shutdown = plain_shutdown,
+};
+
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
 	struct conn *c = s->data;
-	struct net *n = c->net;
 
 	if (nread == 0)
 		return; /* EAGAIN: not EOF */
@@ -561,33 +701,14 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		if (nread == UV_EOF) {
 			c->flags |= CONN_EOF;
 			set_reason(c, "client closed");
-			if (c->in.len == 0)
-				conn_close(c, "client closed");
-			else
-				conn_process_input(c);
+			c->tp->pump(c);
 		} else {
 			conn_abort(c, nread == UV_ECONNRESET ? "connection reset" : "read error");
 		}
 		return;
 	}
-	n->reads++;
-	if (b->base == n->rbuf) {
-		/* The connection held nothing: the protocol reads the shared
-		 * buffer, and what it leaves (at most input_max bytes, as the
-		 * read was no larger) is kept before the buffer is reused. */
-		size_t used;
-
-		n->rbuf[nread] = '\0';
-		used = conn_feed(c, n->rbuf, (size_t)nread);
-		if (!(c->flags & CONN_CLOSING) && used < (size_t)nread &&
-		    buf_add(&c->in, n->rbuf + used, (size_t)nread - used) < 0)
-			BUG("input over input_max");
-		conn_input_done(c);
-		return;
-	}
-	c->in.len += (size_t)nread;
-	c->in.data[c->in.len] = '\0';
-	conn_process_input(c);
+	c->net->reads++;
+	c->tp->read(c, b->base, (size_t)nread);
 }
 
 static void conn_resume_cb(uv_timer_t *t)
@@ -596,12 +717,15 @@ static void conn_resume_cb(uv_timer_t *t)
 
 	if (c->flags & CONN_CLOSING)
 		return;
+	if (c->flags & CONN_TLS_PENDING) {
+		if (!(c->flags & CONN_WRITING) && c->out.len == 0)
+			tls_begin(c);
+		return;
+	}
 	conn_check_drained(c);
 	if (c->flags & CONN_CLOSING)
 		return;
-	conn_process_input(c);
-	if (!(c->flags & CONN_CLOSING) && !(c->flags & CONN_EOF))
-		conn_start_reading(c);
+	c->tp->pump(c);
 }
 
 void conn_resume_input(struct conn *c)
@@ -621,6 +745,202 @@ void conn_when_drained(struct conn *c, size_t below)
 		uv_timer_start(&c->resume, conn_resume_cb, 0, 0);
 }
 
+/* ---- TLS ---- */
+
+/* Ciphertext from the engine, in order, straight into the write queue. */
+static void tls_out(void *arg, const void *data, size_t len)
+{
+	conn_queue_raw(arg, data, len);
+}
+
+/* Socket reads go to the shared buffer and are fed to the engine at once,
+ * so an idle TLS connection holds no read memory either. */
+static void tls_alloc(struct conn *c, uv_buf_t *b)
+{
+	size_t held = tls_engine_buffered(c->tls);
+	size_t room = held < TLS_ENGINE_IN_MAX ? TLS_ENGINE_IN_MAX - held : 0;
+
+	if (room > READ_MAX)
+		room = READ_MAX;
+	*b = room ? uv_buf_init(shared_rbuf(c->net), (unsigned)room) : uv_buf_init(NULL, 0);
+}
+
+static void tls_established(struct conn *c)
+{
+	const struct tls_info *ti = tls_engine_info(c->tls);
+
+	c->flags = (c->flags & ~CONN_HANDSHAKE) | CONN_TLS;
+	uv_timer_stop(&c->timer);
+	log_info("net", c->sid, "tls established client=%s version=%s cipher=%s sni=%s resumed=%s", c->peer,
+		 ti->version, ti->cipher, ti->sni[0] ? ti->sni : "-", tls_engine_resumed(c->tls) ? "yes" : "no");
+	if (!c->session) {
+		/* implicit TLS: the session starts now, its greeting encrypted */
+		c->session = c->h->open(c, c->g->ctx);
+		if (!c->session)
+			conn_close(c, "session refused");
+	} else if (c->h->tls_started) {
+		c->h->tls_started(c->session);
+	}
+}
+
+/* Runs the handshake, then decrypts while the protocol has room. */
+static void tls_pump(struct conn *c)
+{
+	struct net *n = c->net;
+	ssize_t r;
+
+	if (c->flags & (CONN_CLOSING | CONN_IN_INPUT))
+		return;
+	if (c->flags & CONN_HANDSHAKE) {
+		int h = tls_engine_handshake(c->tls);
+
+		conn_start_write(c);
+		if (h < 0) {
+			log_warn("net", c->sid, "tls handshake failed client=%s reason=%s", c->peer,
+				 tls_engine_error(c->tls));
+			conn_close(c, "TLS handshake failed");
+			return;
+		}
+		if (h == 0) {
+			if (c->flags & CONN_EOF)
+				conn_close(c, "client closed during the TLS handshake");
+			else
+				conn_start_reading(c);
+			return;
+		}
+		tls_established(c);
+		if (c->flags & CONN_CLOSING)
+			return;
+	}
+	if (c->in.len)
+		buf_consume(&c->in, conn_feed(c, c->in.data, c->in.len));
+	while (!(c->flags & (CONN_CLOSING | CONN_EOF))) {
+		size_t room = buf_room(&c->in);
+		char *dst;
+
+		if (room == 0 || conn_output_pending(c) > n->lim.output_high)
+			break;
+		if (room > READ_MAX)
+			room = READ_MAX;
+		if (c->in.len == 0) {
+			dst = shared_rbuf(n);
+		} else {
+			if (buf_reserve(&c->in, room) < 0)
+				break;
+			dst = c->in.data + c->in.len;
+		}
+		r = tls_engine_recv(c->tls, dst, room);
+		if (r == -EAGAIN)
+			break;
+		if (r == 0) {
+			/* close_notify: whatever follows it on the socket is not
+			 * read (clear text after it is never taken as input) */
+			c->flags |= CONN_EOF;
+			set_reason(c, "client closed");
+			conn_stop_reading(c);
+			break;
+		}
+		if (r < 0) {
+			log_warn("net", c->sid, "tls error client=%s reason=%s", c->peer, tls_engine_error(c->tls));
+			conn_start_write(c);
+			conn_close(c, "TLS error");
+			return;
+		}
+		conn_take_plain(c, dst, (size_t)r);
+	}
+	conn_input_done(c);
+}
+
+static void tls_read(struct conn *c, char *data, size_t len)
+{
+	if (tls_engine_feed(c->tls, data, len) < 0)
+		BUG("tls input over TLS_ENGINE_IN_MAX");
+	tls_pump(c);
+}
+
+static int tls_write(struct conn *c, const void *data, size_t len)
+{
+	if (tls_engine_send(c->tls, data, len) < 0) {
+		log_warn("net", c->sid, "tls error client=%s reason=%s", c->peer, tls_engine_error(c->tls));
+		conn_abort(c, "TLS error");
+		return -1;
+	}
+	return (c->flags & CONN_CLOSED) ? -1 : 0;
+}
+
+static int tls_want_read(const struct conn *c)
+{
+	if (tls_engine_buffered(c->tls) >= TLS_ENGINE_IN_MAX)
+		return 0;
+	return (c->flags & CONN_HANDSHAKE) || buf_room(&c->in) > 0;
+}
+
+static void tls_shutdown(struct conn *c)
+{
+	if (c->flags & CONN_TLS)
+		tls_engine_bye(c->tls);
+	conn_start_write(c);
+}
+
+static const struct transport tls_transport = {
+	.name = "tls",
+	.alloc = tls_alloc,
+	.read = tls_read,
+	.write = tls_write,
+	.pump = tls_pump,
+	.want_read = tls_want_read,
+	.shutdown = tls_shutdown,
+};
+
+/* Switches c to TLS and waits for the client's hello; 0 or -1 (aborted). */
+static int tls_begin(struct conn *c)
+{
+	char err[160];
+
+	c->flags &= ~CONN_TLS_PENDING;
+	if (c->dropped)
+		log_warn("net", c->sid, "clear text after STARTTLS discarded client=%s octets=%zu", c->peer,
+			 c->dropped);
+	if (!c->g->creds || tls_engine_new(c->g->creds, tls_out, c, &c->tls, err, sizeof(err)) < 0) {
+		log_error("net", c->sid, "tls unavailable listener=%s reason=%s", c->g->name,
+			  c->g->creds ? err : "no certificate");
+		conn_abort(c, "TLS unavailable");
+		return -1;
+	}
+	c->tp = &tls_transport;
+	c->flags |= CONN_HANDSHAKE;
+	buf_release(&c->in);
+	uv_timer_start(&c->timer, conn_timeout_cb, c->g->handshake_ms, 0);
+	conn_start_reading(c);
+	return 0;
+}
+
+void conn_start_tls(struct conn *c)
+{
+	if (c->flags & CONN_CLOSING)
+		return;
+	if (c->tls || (c->flags & CONN_TLS_PENDING) || !c->g->creds) {
+		/* the session offers STARTTLS only when it can be done */
+		log_error("net", c->sid, "STARTTLS asked where it cannot be done listener=%s", c->g->name);
+		conn_abort(c, "STARTTLS not possible");
+		return;
+	}
+	c->flags |= CONN_TLS_PENDING;
+	conn_stop_reading(c);
+	if (!(c->flags & CONN_WRITING) && c->out.len == 0)
+		uv_timer_start(&c->resume, conn_resume_cb, 0, 0);
+}
+
+const struct tls_info *conn_tls_info(const struct conn *c)
+{
+	return (c->flags & CONN_TLS) ? tls_engine_info(c->tls) : NULL;
+}
+
+enum tls_mode conn_tls_mode(const struct conn *c)
+{
+	return c->g->tls_mode;
+}
+
 /* ---- timers ---- */
 
 static void conn_timeout_cb(uv_timer_t *t)
@@ -632,6 +952,11 @@ static void conn_timeout_cb(uv_timer_t *t)
 		conn_abort(c, "close timeout");
 		return;
 	}
+	if (c->flags & CONN_HANDSHAKE) {
+		log_info("net", c->sid, "tls handshake timeout client=%s after_ms=%u", c->peer, c->g->handshake_ms);
+		conn_abort(c, "TLS handshake timeout");
+		return;
+	}
 	if (c->session && c->h->timeout)
 		c->h->timeout(c->session);
 	else
@@ -640,7 +965,8 @@ static void conn_timeout_cb(uv_timer_t *t)
 
 void conn_set_timeout(struct conn *c, unsigned ms)
 {
-	if (c->flags & CONN_CLOSING)
+	/* while a handshake runs, its own timeout rules */
+	if (c->flags & (CONN_CLOSING | CONN_HANDSHAKE))
 		return;
 	if (ms)
 		uv_timer_start(&c->timer, conn_timeout_cb, ms, 0);
@@ -727,6 +1053,7 @@ static void on_connection(uv_stream_t *server, int status)
 	c->g = l;
 	l->refs++;
 	c->h = l->h;
+	c->tp = &plain_transport;
 	uv_tcp_init(n->loop, &c->tcp);
 	c->tcp.data = c;
 	c->handles_open = 1;
@@ -743,8 +1070,9 @@ static void on_connection(uv_stream_t *server, int status)
 	refuse = over_limits(l, c->peer, fd);
 	/* Far past the limits nobody is told why: even the reply costs, and
 	 * the last fd_reserve descriptors belong to the files of the
-	 * sessions already open. */
-	if (refuse && (n->n_busy >= n->lim.max_busy ||
+	 * sessions already open. On an implicit-TLS listener the busy reply
+	 * would cost a handshake: the newcomer is closed at once. */
+	if (refuse && (n->n_busy >= n->lim.max_busy || l->tls_mode == TLS_MODE_IMPLICIT ||
 		       (n->lim.fd_limit && (unsigned)fd + n->lim.fd_reserve >= n->lim.fd_limit))) {
 		warn_closed(n, l->name, refuse);
 		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
@@ -782,6 +1110,11 @@ static void on_connection(uv_stream_t *server, int status)
 	c->flags |= CONN_UNAUTH;
 	c->ip = ip_get(l, c->peer);
 	c->ip->count++;
+	if (l->tls_mode == TLS_MODE_IMPLICIT) {
+		/* the session is opened once the handshake is done */
+		tls_begin(c);
+		return;
+	}
 	c->session = l->h->open(c, l->ctx);
 	if (!c->session) {
 		conn_close(c, "session refused");
@@ -820,6 +1153,7 @@ static struct lgroup *group_get(struct net *n, const char *listener_name, const 
 	g = xcalloc(1, sizeof(*g));
 	g->net = n;
 	g->lim = *ll;
+	g->handshake_ms = 30000;
 	snprintf(g->name, sizeof(g->name), "%s", listener_name);
 	g->next = n->groups;
 	n->groups = g;
@@ -883,6 +1217,23 @@ void net_set_handler(struct net *n, const char *listener_name, const struct prot
 	}
 }
 
+void net_set_tls(struct net *n, const char *listener_name, enum tls_mode mode, struct tls_creds *creds,
+		 unsigned handshake_ms)
+{
+	for (struct lgroup *g = n->groups; g; g = g->next) {
+		if (strcmp(g->name, listener_name) != 0)
+			continue;
+		if (creds)
+			tls_creds_ref(creds);
+		/* connections already in TLS keep the credentials they hold */
+		tls_creds_unref(&g->creds);
+		g->creds = creds;
+		g->tls_mode = creds ? mode : TLS_MODE_NONE;
+		if (handshake_ms)
+			g->handshake_ms = handshake_ms;
+	}
+}
+
 /* ---- stopping ---- */
 
 static void maybe_done(struct net *n)
@@ -933,7 +1284,7 @@ void net_shutdown(struct net *n, unsigned timeout_ms, void (*done)(void *arg), v
 	uv_unref((uv_handle_t *)&n->stop_timer);
 	for (c = n->conns; c; c = next) {
 		next = c->next;
-		if (c->session && c->h->shutdown && !(c->flags & CONN_CLOSING))
+		if (c->session && c->h->shutdown && !(c->flags & (CONN_CLOSING | CONN_TLS_PENDING | CONN_HANDSHAKE)))
 			c->h->shutdown(c->session);
 		else if (!(c->flags & CONN_CLOSING))
 			conn_close(c, "shutdown");
@@ -994,30 +1345,4 @@ void conn_io_start_tls(void *ctx)
 
 	if (c)
 		conn_start_tls(c);
-}
-
-/* ---- TLS (placeholder until the transport lands) ---- */
-
-void conn_start_tls(struct conn *c)
-{
-	conn_abort(c, "TLS not available");
-}
-
-const struct tls_info *conn_tls_info(const struct conn *c)
-{
-	(void)c;
-	return NULL;
-}
-
-enum tls_mode conn_tls_mode(const struct conn *c)
-{
-	(void)c;
-	return TLS_MODE_NONE;
-}
-
-const char *tls_mode_name(enum tls_mode m)
-{
-	static const char *const names[] = { "none", "starttls", "required", "implicit" };
-
-	return (unsigned)m < 4 ? names[m] : "?";
 }

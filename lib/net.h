@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "lib/config.h"
+#include "lib/tls-creds.h"
 #include "lib/tls-types.h"
 
 /*
@@ -95,6 +96,13 @@ int net_listen(struct net *n, const struct listen_addr *a, const char *listener_
 	       char *err, size_t errlen);
 /* Sets the protocol of every listener called listener_name. */
 void net_set_handler(struct net *n, const char *listener_name, const struct proto_handler *h, void *ctx);
+/* Sets how the listeners called listener_name use TLS: mode, and creds
+ * (referenced; NULL: no TLS, mode becomes none) for the handshakes that
+ * start from now on; connections already in TLS keep theirs (a reload
+ * replaces certificates this way). handshake_ms bounds a handshake (0:
+ * unchanged; 30 s until set). */
+void net_set_tls(struct net *n, const char *listener_name, enum tls_mode mode, struct tls_creds *creds,
+		 unsigned handshake_ms);
 /* Stops accepting, asks every session to shut down, and aborts those still
  * open after timeout_ms; done(arg) runs once no connection is left. */
 void net_shutdown(struct net *n, unsigned timeout_ms, void (*done)(void *arg), void *arg);

@@ -36,6 +36,7 @@
 #include "imap/imap-server.h"
 #include "pop3/pop3-server.h"
 #include "storage/directory.h"
+#include "server/tls-setup.h"
 #include "storage/maildir.h"
 
 /* %s: the data_dir, see default_data_dir(). */
@@ -43,6 +44,9 @@ static const char default_config[] =
 	"[server]\n"
 	"hostname = mail.example.test\n"
 	"data_dir = %s\n"
+	"\n"
+	"[tls]\n"
+	"certificate = auto\n"
 	"\n"
 	"[listener \"mx\"]\n"
 	"protocol = smtp\n"
@@ -98,6 +102,10 @@ struct daemon {
 	uv_work_t hup_work;
 	int hup_running, hup_again, hup_result;
 	char hup_err[256];
+	/* the certificates in force, and those SIGHUP read (on the worker) */
+	struct tls_setup *tls, *hup_tls;
+	int hup_tls_result;
+	char hup_tls_err[1024];
 	/* the allocator: see heap_tuning() */
 	uv_timer_t trim_timer;
 	uv_work_t trim_work;
@@ -184,6 +192,9 @@ static void hup_work_cb(uv_work_t *w)
 	struct daemon *d = w->data;
 
 	d->hup_result = dir_reopen(d->dir, d->hup_err, sizeof(d->hup_err));
+	/* Certificates and keys are read again by the service user: a key
+	 * only root can read was good for the start but not for this. */
+	d->hup_tls_result = tls_setup_load(d->cfg, NULL, &d->hup_tls, d->hup_tls_err, sizeof(d->hup_tls_err));
 }
 
 static void hup_after_cb(uv_work_t *w, int status)
@@ -191,8 +202,22 @@ static void hup_after_cb(uv_work_t *w, int status)
 	struct daemon *d = w->data;
 
 	d->hup_running = 0;
-	if (status < 0)
+	if (status < 0) {
+		tls_setup_free(&d->hup_tls);
 		return;
+	}
+	if (d->hup_tls_result < 0) {
+		log_error("server", NULL, "reload: certificates not re-read, the old ones stay in force error=\"%s\"",
+			  d->hup_tls_err);
+	} else if (!d->stopping) {
+		/* new handshakes get the new ones; open sessions keep theirs */
+		tls_setup_apply(d->hup_tls, d->cfg, d->net);
+		tls_setup_free(&d->tls);
+		d->tls = d->hup_tls;
+		d->hup_tls = NULL;
+		log_info("server", NULL, "reload: certificates re-read");
+	}
+	tls_setup_free(&d->hup_tls);
 	if (d->hup_result < 0)
 		log_error("server", NULL, "reload: directory not reopened error=\"%s\"", d->hup_err);
 	else
@@ -206,9 +231,10 @@ static void hup_after_cb(uv_work_t *w, int status)
 }
 
 /*
- * SIGHUP: the log file is opened again by its name (logrotate) and the
- * directory connection follows a buzon.db replaced by a restore. The
- * configuration itself is not read again yet: that needs a restart.
+ * SIGHUP: the log file is opened again by its name (logrotate), the
+ * directory connection follows a buzon.db replaced by a restore, and the
+ * certificates and keys are read again (certbot renewals). The rest of the
+ * configuration is not read again yet: that needs a restart.
  */
 static void on_hup(struct daemon *d)
 {
@@ -216,7 +242,7 @@ static void on_hup(struct daemon *d)
 
 	if (r < 0)
 		log_error("server", NULL, "reload: log file not reopened error=%s", strerror(-r));
-	log_info("server", NULL, "SIGHUP: log %s, directory check queued; other settings need a restart",
+	log_info("server", NULL, "SIGHUP: log %s, directory and certificates queued; other settings need a restart",
 		 r > 0 ? "reopened" : r == 0 ? "on standard error" : "kept");
 	if (d->hup_running) {
 		d->hup_again = 1;
@@ -371,6 +397,14 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 				 l->name, proto_name(l->protocol), bound, ll[i].max_connections);
 		}
 	}
+	/* Certificates while still root: a key readable by root only works. */
+	if (tls_setup_load(cfg, &u, &d.tls, err, sizeof(err)) < 0) {
+		fprintf(stderr, "buzon: %s: %s\n", cfg->path, err);
+		goto out;
+	}
+	if (tls_setup_auto_fingerprint(d.tls))
+		log_info("server", NULL, "tls auto certificate=%s/tls/auto-cert.pem sha256=%s", cfg->data_dir,
+			 tls_setup_auto_fingerprint(d.tls));
 	if (privs_drop(&u, err, sizeof(err)) < 0) {
 		fprintf(stderr, "buzon: %s\n", err);
 		goto out;
@@ -422,6 +456,7 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 			break;
 		}
 	}
+	tls_setup_apply(d.tls, cfg, d.net);
 	/* No other server uses this data_dir (the lock above): what is in tmp/
 	 * was never acknowledged. */
 	r = maildir_sweep_tmp(cfg->data_dir);
@@ -442,8 +477,14 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 	uv_unref((uv_handle_t *)&d.trim_timer);
 	log_info("server", NULL, "ready hostname=%s data_dir=%s version=%s", cfg->hostname, cfg->data_dir,
 		 BUZON_VERSION);
-	if (banner)
+	if (banner) {
 		fputs(banner, stderr);
+		if (tls_setup_auto_fingerprint(d.tls))
+			fprintf(stderr, "TLS uses a self-signed certificate, made for this host name:\n"
+				"  %s/tls/auto-cert.pem\n  SHA-256 %s\n"
+				"Pin it in your client, or set [tls] certificate and key to a real one.\n\n",
+				cfg->data_dir, tls_setup_auto_fingerprint(d.tls));
+	}
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	rc = 0;
@@ -455,6 +496,7 @@ out:
 	uv_run(d.loop, UV_RUN_DEFAULT);
 done:
 	net_free(&d.net);
+	tls_setup_free(&d.tls);
 	smtp_server_free(&smtp);
 	pop3_server_free(&pop3);
 	imap_server_free(&imap);
@@ -610,6 +652,8 @@ static int check(const struct config *cfg)
 		}
 	}
 	free(ll);
+	if (tls_setup_check(cfg) > 0)
+		bad = 1;
 	if (bad)
 		return 1;
 	printf("%s: ok (%zu listener%s, data_dir %s, serving as %s)\n", cfg->path, cfg->n_listeners,

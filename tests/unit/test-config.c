@@ -108,6 +108,64 @@ static const struct bad_case bad[] = {
 	{ "[server]\nhostname = a\ndata_dir =\n", 0, "t.conf:3: data_dir is empty" },
 	{ "[server]\nhostname = a\ndata_dir = /../x\n", 0, "t.conf:3: data_dir '/../x' goes above /" },
 	{ "[server]\nhostname = a\ndata_dir = /x\nlog_file = /a/../..\n", 0, "t.conf:4: log_file '/a/../..' goes above /" },
+
+	/* [tls]: a certificate and its key go together, each error on the
+	 * line of the key that is there. */
+	{ HEAD "[tls]\ncertificate = /c.pem\n" MX, 0, "t.conf:5: [tls] certificate is set but key is not" },
+	{ HEAD "[tls]\nkey = /k.pem\n" MX, 0, "t.conf:5: [tls] key is set but certificate is not" },
+	{ HEAD "[tls]\ncertificate = auto\nkey = /k.pem\n" MX, 0,
+	  "t.conf:6: [tls] key: certificate = auto makes its own key; remove this line" },
+	{ HEAD "[tls]\nkey = /k.pem\ncertificate = auto\n" MX, 0, "t.conf:5: [tls] key: certificate = auto" },
+	{ HEAD "[tls]\ncertificate =\nkey = /k.pem\n", 0, "t.conf:5: certificate is empty" },
+	{ HEAD "[tls]\ncertificate = /../c.pem\n", 0, "t.conf:5: certificate '/../c.pem' goes above /" },
+	{ HEAD "[tls]\ncertificate = /c.pem\ncertificate = /d.pem\n", 0, "t.conf:6: [tls]: key 'certificate' is set twice" },
+	{ HEAD "[tls]\nciphers = HIGH\n", 0, "t.conf:5: [tls]: unknown key 'ciphers'" },
+	{ HEAD "[tls]\n" MX "[tls]\n", 0, "t.conf:8: section [tls] is given twice (first on line 4)" },
+	{ HEAD "[tls]\nhandshake_timeout = 11m\n", 0, "t.conf:5: handshake_timeout '11m' is not a duration from 1s to 10m" },
+	{ HEAD "[tls]\nhandshake_timeout = 0\n", 0, "t.conf:5: handshake_timeout '0' is not a duration from 1s to 10m" },
+	{ HEAD "[tls]\nhandshake_timeout = soon\n", 0, "t.conf:5: handshake_timeout 'soon' is not a duration" },
+	/* The priority string is GnuTLS's to judge, at load, with its line. */
+	{ HEAD "[tls]\npriority = NORMAL:+VERS-FOO\n" MX, 0,
+	  "t.conf:5: priority: '+VERS-FOO' at character 8 is not understood" },
+	{ HEAD "[tls]\npriority = NORMAL:-VERS-ALL\n" MX, 0,
+	  "t.conf:5: priority: it leaves no TLS version, cipher, key exchange or signature to use" },
+	{ HEAD "[tls]\npriority = NORMAL:+caf\xc3\xa9\n" MX, 0, "t.conf:5: priority: '+caf\\xc3\\xa9' at character 8" },
+	{ HEAD "[tls]\npriority =\n" MX, 0, "t.conf:5: priority is empty" },
+	/* Listeners: the mode, a pair of their own, and a certificate for
+	 * any mode but none. */
+	{ HEAD MX "tls = maybe\n", 0, "t.conf:7: listener \"mx\": tls 'maybe' is not none, starttls, required or implicit" },
+	{ HEAD MX "tls = starttls\n", 0, "t.conf:7: listener \"mx\": tls = starttls needs a certificate" },
+	{ HEAD MX "tls = required\n", 0, "t.conf:7: listener \"mx\": tls = required needs a certificate" },
+	{ HEAD "[tls]\npriority = NORMAL\n" MX "tls = implicit\n", 0,
+	  "t.conf:9: listener \"mx\": tls = implicit needs a certificate" },
+	{ HEAD MX "certificate = /c.pem\n", 0, "t.conf:7: listener \"mx\": certificate is set but key is not" },
+	{ HEAD MX "key = /k.pem\ntls = implicit\n", 0, "t.conf:7: listener \"mx\": key is set but certificate is not" },
+	{ HEAD "[tls]\ncertificate = /c.pem\nkey = /k.pem\n" MX "key = /k2.pem\n", 0,
+	  "t.conf:10: listener \"mx\": key is set but certificate is not" },
+	{ HEAD MX "certificate = auto\n", 0, "t.conf:7: listener \"mx\": certificate = auto is only for [tls]" },
+	{ HEAD MX "certificate =\n", 0, "t.conf:7: listener \"mx\": certificate is empty" },
+	{ HEAD MX "key = /a/../../k\n", 0, "t.conf:7: listener \"mx\": key '/a/../../k' goes above /" },
+	{ HEAD MX "tls = none\ntls = implicit\n", 0, "t.conf:8: [listener \"mx\"]: key 'tls' is set twice" },
+	/* [certificate "NAME"]: both keys, a unique name, and the default
+	 * certificate of [tls] before any of them. */
+	{ HEAD "[certificate \"b\"]\ncertificate = /b.pem\nkey = /b.key\n" MX, 0,
+	  "t.conf:4: certificate \"b\": [tls] certificate is not set" },
+	{ HEAD "[tls]\ncertificate = auto\n[certificate \"b\"]\ncertificate = /b.pem\n" MX, 0,
+	  "t.conf:7: certificate \"b\": certificate is set but key is not" },
+	{ HEAD "[tls]\ncertificate = auto\n[certificate \"b\"]\nkey = /b.key\n" MX, 0,
+	  "t.conf:7: certificate \"b\": key is set but certificate is not" },
+	{ HEAD "[tls]\ncertificate = auto\n[certificate \"b\"]\n" MX, 0,
+	  "t.conf:6: certificate \"b\": certificate and key are not set" },
+	{ HEAD "[tls]\ncertificate = auto\n[certificate \"b\"]\ncertificate = /b.pem\nkey = /b.key\n"
+	  "[certificate \"b\"]\n" MX, 0, "t.conf:9: certificate \"b\" is defined twice (first on line 6)" },
+	{ HEAD "[certificate b]\n", 0, "t.conf:4: section [certificate b]: write certificates as [certificate \"name\"]" },
+	{ HEAD "[certificate]\n", 0, "t.conf:4: section [certificate]: write certificates as [certificate \"name\"]" },
+	{ HEAD "[certificate \"a b\"]\n", 0, "t.conf:4: certificate name \"a b\": use letters, digits" },
+	{ HEAD "[certificate \"b\"]\nchain = /x\n", 0, "t.conf:5: certificate \"b\": unknown key 'chain'" },
+	{ HEAD "[certificate \"b\"]\ncertificate = auto\n", 0,
+	  "t.conf:5: certificate \"b\": certificate = auto is only for [tls]" },
+	{ HEAD "[certificate \"b\"]\ncertificate = /../b\n", 0, "t.conf:5: certificate \"b\": certificate '/../b' goes above /" },
+	{ HEAD "[certificate \"b\"]\nkey = /b\nkey = /c\n", 0, "t.conf:6: [certificate \"b\"]: key 'key' is set twice" },
 };
 
 /* Accepted on purpose: each must load, and check() says what it gave. */
@@ -186,6 +244,91 @@ static void test_good(void)
 	}
 }
 
+/* What the TLS keys give: each listener's mode (have_tls only when set),
+ * [tls]'s pair and the extra certificates in file order. */
+struct tls_case {
+	const char *name;
+	const char *text;
+	const char *modes;       /* per listener: n(one) s(tarttls) r(equired) i(mplicit) */
+	const char *certificate; /* [tls] certificate, NULL: none */
+	const char *key;
+	const char *own;         /* the first listener's own certificate, NULL: none */
+	size_t n_extra;
+	unsigned handshake_timeout;
+	const char *priority;
+};
+
+#define TLS_PAIR "[tls]\ncertificate = /etc/buzon/c.pem\nkey = /etc/buzon/k.pem\n"
+#define IMAPS "[listener \"imaps\"]\nprotocol = imap\naddress = 127.0.0.1:993\n"
+
+static const struct tls_case tls_cases[] = {
+	{ "no tls", HEAD MX IMAPS, "nn", NULL, NULL, NULL, 0, 30, NULL },
+	{ "tls without a certificate", HEAD "[tls]\nhandshake_timeout = 2m\n" MX "tls = none\n", "n", NULL, NULL,
+	  NULL, 0, 120, NULL },
+	{ "default starttls", HEAD TLS_PAIR MX IMAPS "tls = implicit\n", "si", "/etc/buzon/c.pem", "/etc/buzon/k.pem",
+	  NULL, 0, 30, NULL },
+	{ "none and required", HEAD TLS_PAIR MX "tls = none\n" IMAPS "tls = required\n", "nr", "/etc/buzon/c.pem",
+	  "/etc/buzon/k.pem", NULL, 0, 30, NULL },
+	{ "own pair only", HEAD MX "certificate = /m/c.pem\nkey = /m//k.pem\n" IMAPS, "sn", NULL, NULL, "/m/c.pem",
+	  0, 30, NULL },
+	{ "own pair, implicit", HEAD MX "key = /m/k.pem\ncertificate = /m/c.pem\ntls = implicit\n", "i", NULL, NULL,
+	  "/m/c.pem", 0, 30, NULL },
+	{ "auto", HEAD "[tls]\ncertificate = auto\nhandshake_timeout = 10m\n" MX IMAPS "tls = required\n", "sr", "auto",
+	  NULL, NULL, 0, 600, NULL },
+	{ "sni", HEAD "[certificate \"b\"]\ncertificate = /b/c.pem\nkey = /b/k.pem\n" TLS_PAIR
+	  "priority = NORMAL:%SERVER_PRECEDENCE\n[certificate \"c.example\"]\nkey = /c/k.pem\ncertificate = /c/c.pem\n" MX,
+	  "s", "/etc/buzon/c.pem", "/etc/buzon/k.pem", NULL, 2, 30, "NORMAL:%SERVER_PRECEDENCE" },
+};
+
+static void test_tls(void)
+{
+	struct config cfg;
+	char err[512];
+
+	for (size_t i = 0; i < sizeof(tls_cases) / sizeof(tls_cases[0]); i++) {
+		const struct tls_case *t = &tls_cases[i];
+
+		if (config_load_string(t->text, "t.conf", &cfg, err, sizeof(err)) < 0) {
+			CHECK(0, "%s: refused: %s", t->name, err);
+			config_free(&cfg);
+			continue;
+		}
+		CHECK(cfg.n_listeners == strlen(t->modes), "%s: %zu listeners", t->name, cfg.n_listeners);
+		for (size_t k = 0; k < cfg.n_listeners && k < strlen(t->modes); k++) {
+			static const char letters[] = "nsri";
+			CHECK(letters[cfg.listeners[k].tls] == t->modes[k], "%s: listener %zu tls = %s", t->name, k,
+			      tls_mode_name(cfg.listeners[k].tls));
+		}
+		CHECK(!t->certificate == !cfg.tls.certificate &&
+		      (!t->certificate || strcmp(t->certificate, cfg.tls.certificate) == 0),
+		      "%s: [tls] certificate '%s'", t->name, cfg.tls.certificate ? cfg.tls.certificate : "(none)");
+		CHECK(!t->key == !cfg.tls.key && (!t->key || strcmp(t->key, cfg.tls.key) == 0), "%s: [tls] key '%s'",
+		      t->name, cfg.tls.key ? cfg.tls.key : "(none)");
+		CHECK(!t->own == !cfg.listeners[0].certificate &&
+		      (!t->own || strcmp(t->own, cfg.listeners[0].certificate) == 0), "%s: own certificate '%s'", t->name,
+		      cfg.listeners[0].certificate ? cfg.listeners[0].certificate : "(none)");
+		CHECK(!cfg.listeners[0].certificate == !cfg.listeners[0].key, "%s: own key", t->name);
+		CHECK(cfg.tls.n_extra == t->n_extra, "%s: %zu extra certificates", t->name, cfg.tls.n_extra);
+		CHECK(cfg.tls.handshake_timeout == t->handshake_timeout, "%s: handshake_timeout %u", t->name,
+		      cfg.tls.handshake_timeout);
+		CHECK(!t->priority == !cfg.tls.priority && (!t->priority || strcmp(t->priority, cfg.tls.priority) == 0),
+		      "%s: priority '%s'", t->name, cfg.tls.priority ? cfg.tls.priority : "(default)");
+		config_free(&cfg);
+	}
+
+	/* The extra certificates: names, lines and paths, in file order. */
+	CHECK(config_load_string(tls_cases[7].text, "t.conf", &cfg, err, sizeof(err)) == 0, "sni: %s", err);
+	if (cfg.tls.n_extra == 2) {
+		CHECK(strcmp(cfg.tls.extra[0].name, "b") == 0 && cfg.tls.extra[0].line == 4 &&
+		      strcmp(cfg.tls.extra[0].certificate, "/b/c.pem") == 0 && strcmp(cfg.tls.extra[0].key, "/b/k.pem") == 0,
+		      "extra 0: %s line %u", cfg.tls.extra[0].name, cfg.tls.extra[0].line);
+		CHECK(strcmp(cfg.tls.extra[1].name, "c.example") == 0 && cfg.tls.extra[1].line == 11 &&
+		      strcmp(cfg.tls.extra[1].certificate, "/c/c.pem") == 0 && strcmp(cfg.tls.extra[1].key, "/c/k.pem") == 0,
+		      "extra 1: %s line %u", cfg.tls.extra[1].name, cfg.tls.extra[1].line);
+	}
+	config_free(&cfg);
+}
+
 /* A relative path: from the current directory for text in memory, from the
  * file's directory for a file, whatever the current directory is then. */
 static void test_relative_paths(void)
@@ -209,13 +352,27 @@ static void test_relative_paths(void)
 	CHECK(fp != NULL, "cannot write %s", file);
 	if (!fp)
 		return;
-	fputs("[server]\nhostname = a\ndata_dir = data\n" MX, fp);
+	fputs("[server]\nhostname = a\ndata_dir = data\n[tls]\ncertificate = tls/c.pem\nkey = ./tls/k.pem\n"
+	      "[certificate \"b\"]\ncertificate = ../b.pem\nkey = b.key\n" MX "certificate = mx.pem\nkey = mx.key\n", fp);
 	fclose(fp);
 	CHECK(chdir("/") == 0, "chdir");
 	CHECK(config_load(file, &cfg, err, sizeof(err)) == 0, "file: %s", err);
 	snprintf(want, sizeof(want), "%s/data", dir);
 	CHECK(cfg.data_dir && strcmp(cfg.data_dir, want) == 0, "data_dir '%s', want '%s'", cfg.data_dir, want);
+	/* Certificates and keys too are taken from the file's directory. */
+	snprintf(want, sizeof(want), "%s/tls/c.pem", dir);
+	CHECK(cfg.tls.certificate && strcmp(cfg.tls.certificate, want) == 0, "certificate '%s'", cfg.tls.certificate);
+	snprintf(want, sizeof(want), "%s/tls/k.pem", dir);
+	CHECK(cfg.tls.key && strcmp(cfg.tls.key, want) == 0, "key '%s'", cfg.tls.key);
+	CHECK(cfg.tls.n_extra == 1 && strcmp(cfg.tls.extra[0].certificate, "/tmp/b.pem") == 0,
+	      "extra certificate '%s'", cfg.tls.n_extra ? cfg.tls.extra[0].certificate : "(none)");
+	snprintf(want, sizeof(want), "%s/b.key", dir);
+	CHECK(cfg.tls.n_extra == 1 && strcmp(cfg.tls.extra[0].key, want) == 0, "extra key");
+	snprintf(want, sizeof(want), "%s/mx.pem", dir);
+	CHECK(cfg.listeners[0].certificate && strcmp(cfg.listeners[0].certificate, want) == 0,
+	      "listener certificate '%s'", cfg.listeners[0].certificate);
 	config_free(&cfg);
+	snprintf(want, sizeof(want), "%s/data", dir);
 	/* The same file named relative to the current directory. */
 	CHECK(chdir("/tmp") == 0, "chdir");
 	CHECK(config_load(file + 5, &cfg, err, sizeof(err)) == 0, "file: %s", err);
@@ -301,6 +458,7 @@ int main(void)
 
 	test_bad();
 	test_good();
+	test_tls();
 	test_relative_paths();
 	test_line_limit();
 	test_quote();
