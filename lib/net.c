@@ -636,7 +636,12 @@ static void conn_input_done(struct conn *c)
 	if (c->flags & CONN_CLOSING)
 		return;
 	if (c->flags & CONN_EOF) {
-		if (c->in.len == 0)
+		/* Nothing more will come. What the protocol left is a command
+		 * that can never be finished, unless the protocol is busy (it
+		 * takes the rest once its request is done) or waits for its
+		 * output to drain. */
+		if (c->in.len == 0 || (c->session && c->h->busy && !c->h->busy(c->session) &&
+					conn_output_pending(c) <= c->net->lim.output_high))
 			conn_close(c, "client closed");
 		return;
 	}

@@ -52,6 +52,12 @@ struct proto_handler {
 	 * its RFC says to forget. (On an implicit-TLS listener open() is
 	 * called only after the handshake, and this is not called.) */
 	void (*tls_started)(void *session);
+	/* Optional: 1 while the session has a request in flight or waits for
+	 * its output to drain, and so takes no input now. Once the client has
+	 * closed its side, input left by a session that is not busy is an
+	 * unfinished command and the connection closes; without this callback
+	 * it stays until the session's own timer. */
+	int (*busy)(void *session);
 	/* Reply sent before closing a connection over the connection limits. */
 	const char *busy_reply;
 };
