@@ -13,12 +13,31 @@
 #include "lib/xalloc.h"
 #include "storage/directory.h"
 
+bool imap_tls_offered(const struct imap_session *s)
+{
+	return !s->tls && (s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED);
+}
+
+bool imap_tls_needed(const struct imap_session *s)
+{
+	return !s->tls && s->tls_mode == TLS_MODE_REQUIRED;
+}
+
+/* STARTTLS only where it may be used: before login, in clear (RFC 3501
+ * 6.2.1; after it the client asks again and no longer sees it). With tls =
+ * required, LOGINDISABLED instead of AUTH=PLAIN until then (RFC 3501 6.2.3). */
 void imap_capabilities(struct imap_session *s, struct buf *out)
 {
 	buf_adds(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
 		      "SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)s->cfg.max_literal);
-	if (s->state == IMAP_NOAUTH)
+	if (s->state != IMAP_NOAUTH)
+		return;
+	if (imap_tls_offered(s))
+		buf_adds(out, " STARTTLS");
+	if (imap_tls_needed(s))
+		buf_adds(out, " LOGINDISABLED");
+	else
 		buf_adds(out, " AUTH=PLAIN");
 }
 
@@ -132,9 +151,37 @@ static void cmd_namespace(struct imap_cmd *cmd)
 	imap_cmd_tagged(cmd, "OK", "Namespace completed");
 }
 
+/* The tagged OK is the last thing read in clear: the session starts TLS
+ * once it is written and reads nothing pipelined behind the command
+ * (imap_session_input()). */
 static void cmd_starttls(struct imap_cmd *cmd)
 {
-	imap_cmd_tagged(cmd, "NO", "TLS is not available on this port");
+	struct imap_session *s = cmd->s;
+
+	if (s->tls) {
+		imap_cmd_bad(cmd, "TLS is already active");
+		return;
+	}
+	if (!imap_tls_offered(s)) {
+		imap_cmd_bad(cmd, "TLS is not available on this port");
+		return;
+	}
+	if (cmd->count) {
+		imap_cmd_bad(cmd, "STARTTLS takes no arguments");
+		return;
+	}
+	imap_cmd_tagged(cmd, "OK", "Begin TLS negotiation now");
+	s->tls_go = true;
+}
+
+/* tls = required before TLS: LOGIN and AUTHENTICATE are refused before
+ * their arguments are looked at (RFC 5530 PRIVACYREQUIRED). */
+static bool refuse_in_clear(struct imap_cmd *cmd)
+{
+	if (!imap_tls_needed(cmd->s))
+		return false;
+	imap_cmd_tagged(cmd, "NO", "[PRIVACYREQUIRED] Must issue a STARTTLS command first");
+	return true;
 }
 
 /* ---- LOGIN and AUTHENTICATE ---- */
@@ -242,6 +289,8 @@ static void cmd_login(struct imap_cmd *cmd)
 	const char *user, *pass;
 	size_t ulen, plen;
 
+	if (refuse_in_clear(cmd))
+		return;
 	if (cmd->count != 2 || !imap_arg_get_astring(&cmd->args[0], &user, &ulen) ||
 	    !imap_arg_get_astring(&cmd->args[1], &pass, &plen)) {
 		imap_cmd_bad(cmd, "LOGIN needs a user name and a password");
@@ -280,6 +329,8 @@ static void cmd_authenticate(struct imap_cmd *cmd)
 	enum sasl_mech m;
 	int r;
 
+	if (refuse_in_clear(cmd))
+		return;
 	if (cmd->count < 1 || cmd->count > 2 || !imap_arg_get_atom(&cmd->args[0], &mech) ||
 	    (cmd->count == 2 && !imap_arg_get_atom(&cmd->args[1], &ir))) {
 		imap_cmd_bad(cmd, "AUTHENTICATE needs a mechanism");

@@ -128,6 +128,12 @@ struct imap_session {
 	bool condstore;             /* CONDSTORE (also turned on by its use) */
 	bool qresync;
 
+	/* TLS (RFC 3501 6.2.1, RFC 8314) */
+	enum tls_mode tls_mode;
+	const struct tls_info *tls; /* NULL while in clear */
+	bool tls_go;                /* STARTTLS answered OK: start TLS after its reply */
+	bool tls_wait;              /* io->start_tls called: nothing is read until tls_started */
+
 	/* AUTHENTICATE waiting for the client's response line */
 	char *auth_tag;
 	int auth_mech;
@@ -144,6 +150,11 @@ struct imap_session {
 
 /* Writes the capabilities of the session's state into out (imap-cmd-any.c). */
 void imap_capabilities(struct imap_session *s, struct buf *out);
+/* STARTTLS can be used now: the listener offers it and the session is in
+ * clear (imap-cmd-any.c). */
+bool imap_tls_offered(const struct imap_session *s);
+/* tls = required and still in clear: no password may be sent. */
+bool imap_tls_needed(const struct imap_session *s);
 /* Sets s->key (the selected folder's notify key; "" for none). */
 void imap_session_set_key(struct imap_session *s, const char *key);
 /* Writes a line (CRLF added) to the client now. */

@@ -182,6 +182,7 @@ static const struct imap_io imap_io = {
 	.publish = io_publish,
 	.auth_delay = io_auth_delay,
 	.auth_result = io_auth_result,
+	.start_tls = conn_io_start_tls,
 };
 
 static void *h_open(struct conn *c, void *ctx)
@@ -193,6 +194,8 @@ static void *h_open(struct conn *c, void *ctx)
 		.backend = &srv->backend,
 		.sid = conn_sid(c),
 		.client_addr = conn_peer(c),
+		.tls_mode = conn_tls_mode(c),
+		.tls = conn_tls_info(c),
 	};
 
 	ic->srv = srv;
@@ -230,6 +233,20 @@ static void h_drained(void *session)
 	struct imap_conn *ic = session;
 
 	imap_session_drained(ic->s);
+}
+
+static void h_tls_started(void *session)
+{
+	struct imap_conn *ic = session;
+
+	imap_session_tls_started(ic->s, conn_tls_info(ic->conn));
+}
+
+static int h_busy(void *session)
+{
+	struct imap_conn *ic = session;
+
+	return imap_session_busy(ic->s);
 }
 
 static void h_closed(void *session)
@@ -280,6 +297,8 @@ struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, u
 		.shutdown = h_shutdown,
 		.drained = h_drained,
 		.closed = h_closed,
+		.tls_started = h_tls_started,
+		.busy = h_busy,
 		.busy_reply = srv->busy,
 	};
 	return srv;

@@ -26,6 +26,17 @@
  * announcing {52428800} literals held the whole max_buffered budget and a
  * client could stay unauthenticated forever by failing logins slowly. The
  * limits are lifted once, when a login succeeds, between two commands.
+ *
+ * STARTTLS (RFC 3501 6.2.1): its tagged OK is the last thing read in
+ * clear. imap_session_input() returns right after the command, before any
+ * byte pipelined behind it, and takes nothing (returns 0) until
+ * imap_session_tls_started(); the glue throws away what it holds, so a
+ * command injected in clear is never run inside TLS (CVE-2011-0411 class,
+ * the 2021 "NO STARTTLS" variants). The parser is reset at the handshake,
+ * and the login deadline keeps running through it. With tls = required,
+ * LOGINDISABLED is advertised and LOGIN and AUTHENTICATE get NO
+ * [PRIVACYREQUIRED] (RFC 5530) until then, a literal of theirs being
+ * refused before the client sends the password in it.
  */
 
 #define OUT_MAX (64 * 1024 * 1024)   /* one run's output; FETCH streams in smaller pieces */
@@ -112,6 +123,10 @@ struct imap_session *imap_session_new(const struct imap_session_params *p, const
 	s->sid = xstrdup(p->sid ? p->sid : "-");
 	s->client = xstrdup(p->client_addr ? p->client_addr : "unknown");
 	s->state = IMAP_NOAUTH;
+	s->tls_mode = p->tls_mode;
+	s->tls = p->tls;
+	if ((s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED) && !io->start_tls)
+		BUG("imap session offers STARTTLS without io->start_tls");
 	s->maildir = xstrdup("");
 	s->key = xstrdup("");
 	imap_parser_limits_default(&lim);
@@ -211,10 +226,20 @@ static void literal_announced(struct imap_session *s)
 	uint64_t max = login ? s->cfg.login_max_buffered : s->cfg.max_buffered;
 
 	imap_parser_literal_info(s->parser, &info);
+	part = imap_parser_partial(s->parser);
+	if (login && imap_tls_needed(s) && part && part->name &&
+	    (strcasecmp(part->name, "LOGIN") == 0 || strcasecmp(part->name, "AUTHENTICATE") == 0)) {
+		/* a synchronizing literal would make the client send the
+		 * password in clear: refused before it does */
+		tag = imap_parser_tag(s->parser);
+		imap_parser_literal_action(s->parser, IMAP_LITERAL_REJECT);
+		literals_release(s);
+		imap_session_printf(s, "%s NO [PRIVACYREQUIRED] Must issue a STARTTLS command first", tag ? tag : "*");
+		return;
+	}
 	if (*held + info.size <= max) {
 		*held += info.size;
 		*mine += info.size;
-		part = imap_parser_partial(s->parser);
 		if ((s->state & IMAP_AUTHED) && !s->cmd && info.size > 0 && part &&
 		    strcasecmp(part->name, "APPEND") == 0) {
 			struct imap_cmd *cmd = imap_cmd_new(s, part->tag, "APPEND");
@@ -823,6 +848,8 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 
 	if (s->closed)
 		return len;
+	if (s->tls_wait)
+		return 0;   /* the glue drops what it holds once the handshake is done */
 	s->in_input = true;
 	/* lit_kick: after IMAP_PARSE_LITERAL the parser must be fed once more,
 	 * with or without bytes, to act on the decision ("+" for a
@@ -842,6 +869,17 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 		case IMAP_PARSE_COMMAND:
 			arm_timeout(s);
 			start_command(s, imap_parser_command(s->parser));
+			if (s->tls_go) {
+				/* STARTTLS: its OK is written; not one byte after
+				 * the command is read in clear */
+				s->tls_go = false;
+				s->in_input = false;
+				if (s->closed)
+					return len;
+				s->tls_wait = true;
+				s->io.start_tls(s->ctx);
+				return used;
+			}
 			if (s->pending) {
 				s->in_input = false;
 				return used;
@@ -927,6 +965,11 @@ void imap_session_timeout(struct imap_session *s)
 {
 	if (s->closed)
 		return;
+	if (s->tls_wait) {
+		/* a clear-text BYE would land in the middle of the handshake */
+		imap_session_close(s, "timeout during tls handshake");
+		return;
+	}
 	if (s->state == IMAP_NOAUTH) {
 		/* The login deadline. A LOGIN being checked is let finish: it
 		 * may succeed; if not, arm_timeout() ends the session. */
@@ -945,14 +988,31 @@ void imap_session_timeout(struct imap_session *s)
 void imap_session_shutdown(struct imap_session *s)
 {
 	s->shutdown = true;
-	if (s->pending || s->closed)
-		return;
+	if (s->pending || s->closed || s->tls_wait)
+		return;   /* after the command, or inside TLS after the handshake */
 	imap_session_printf(s, "* BYE Server shutting down");
 	imap_session_close(s, "shutdown");
 }
 
 void imap_session_tls_started(struct imap_session *s, const struct tls_info *info)
 {
-	(void)s;
-	(void)info;
+	if (!s->tls_wait || !info)
+		BUG("imap tls_started without a STARTTLS in progress");
+	s->tls_wait = false;
+	s->tls = info;
+	if (s->closed)
+		return;
+	/* Still not authenticated; nothing said in clear is kept (the parser
+	 * stopped between commands, reset anyway). What was advertised
+	 * changes: the client asks CAPABILITY again (RFC 3501 6.2.1). */
+	imap_parser_reset(s->parser);
+	imap_parser_trim(s->parser);
+	log_info("imap", s->sid, "tls started version=%s cipher=%s", info->version, info->cipher);
+	if (s->shutdown) {
+		imap_session_printf(s, "* BYE Server shutting down");
+		imap_session_close(s, "shutdown");
+		return;
+	}
+	/* as after a command: before login the deadline from connect runs on */
+	arm_timeout(s);
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "lib/config.h"
+#include "lib/tls-types.h"
 
 /*
  * The IMAP4rev1 session (RFC 3501 and the extensions in CAPABILITY): a state
@@ -66,7 +67,10 @@ struct imap_session_params {
 struct imap_session *imap_session_new(const struct imap_session_params *p, const struct imap_io *io, void *ctx);
 /* Frees the session; not while a command runs (imap_session_busy()). */
 void imap_session_free(struct imap_session **s);
-/* Feeds client bytes; returns how many were consumed (see smtp_session_input()). */
+/* Feeds client bytes; returns how many were consumed (see smtp_session_input()).
+ * After STARTTLS the call returns right after that command, and every later
+ * call returns 0 until imap_session_tls_started(): what the caller holds
+ * then was sent in clear and must be thrown away. */
 size_t imap_session_input(struct imap_session *s, const char *data, size_t len);
 int imap_session_busy(const struct imap_session *s);
 void imap_session_disconnected(struct imap_session *s);

@@ -502,6 +502,7 @@ static const struct pop3_io pop3_io = {
 	.update = io_update,
 	.drain = io_drain,
 	.resume = conn_io_resume,
+	.start_tls = conn_io_start_tls,
 };
 
 /* ---- proto handler ---- */
@@ -515,6 +516,8 @@ static void *h_open(struct conn *c, void *ctx)
 		.hostname = srv->cfg->hostname,
 		.sid = conn_sid(c),
 		.client_addr = conn_peer(c),
+		.tls_mode = conn_tls_mode(c),
+		.tls = conn_tls_info(c),
 	};
 
 	pc->srv = srv;
@@ -549,6 +552,20 @@ static void h_shutdown(void *session)
 	struct pop3_conn *pc = session;
 
 	pop3_session_shutdown(pc->s);
+}
+
+static void h_tls_started(void *session)
+{
+	struct pop3_conn *pc = session;
+
+	pop3_session_tls_started(pc->s, conn_tls_info(pc->conn));
+}
+
+static int h_busy(void *session)
+{
+	struct pop3_conn *pc = session;
+
+	return pop3_session_busy(pc->s);
 }
 
 static void h_closed(void *session)
@@ -606,6 +623,8 @@ struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, u
 		.shutdown = h_shutdown,
 		.drained = h_drained,
 		.closed = h_closed,
+		.tls_started = h_tls_started,
+		.busy = h_busy,
 		.busy_reply = srv->busy,
 	};
 	return srv;

@@ -39,6 +39,17 @@
  * the user exists or not; the glue delays the check (lib/throttle.h) and the
  * session closes after max_auth_failures.
  *
+ * STLS (RFC 2595 4): the +OK is the last thing read in clear. Input stops
+ * right after the STLS line and stays stopped (0 consumed) until
+ * pop3_session_tls_started(); the glue throws away what it holds, so a
+ * command pipelined in clear behind STLS is never run inside TLS (the
+ * CVE-2011-0411 class). The handshake leaves the session in AUTHORIZATION
+ * with no USER given; capabilities change (no STLS), and the client asks
+ * CAPA again. With tls = required, CAPA lists neither USER nor SASL before
+ * TLS and USER, PASS and AUTH are refused with a plain -ERR: RFC 3206 has
+ * no response code for it ([AUTH] would tell the client its credentials
+ * are wrong), and IMAP's PRIVACYREQUIRED has no POP3 counterpart.
+ *
  * idle_timeout is the time allowed for a whole command line: the timer is
  * re-armed when the session becomes ready for a command (greeting, a line
  * done, a request or reply done), never by octets of an unfinished line, so
@@ -85,6 +96,10 @@ struct pop3_session {
 	void *ctx;
 	char *hostname, *sid, *client_addr;
 	size_t read_block;
+	enum tls_mode tls_mode;
+	const struct tls_info *tls;    /* NULL while in clear */
+	int tls_wait;                  /* STLS answered: nothing is read until tls_started */
+	int tls_stop;                  /* the current input call ends here */
 
 	unsigned state;
 	unsigned bad;
@@ -218,6 +233,8 @@ static void maybe_shutdown(struct pop3_session *s)
 {
 	if (!s->shutdown || (s->state & S_CLOSED) || s->pending || s->job)
 		return;
+	if (s->tls_wait)
+		return;  /* no clear-text reply in the middle of a handshake: after it */
 	reply(s, "-ERR [SYS/TEMP] Server shutting down");
 	close_session(s, "shutdown");
 }
@@ -479,25 +496,68 @@ static void start_auth(struct pop3_session *s, const char *user, const char *pas
 	s->io.auth(s->ctx, &s->areq);
 }
 
+/* STLS can be used now: the listener offers it and the session is still in
+ * clear. */
+static int tls_offered(const struct pop3_session *s)
+{
+	return !s->tls && (s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED);
+}
+
+/* tls = required and not encrypted yet: no password may be sent. */
+static int tls_needed(const struct pop3_session *s)
+{
+	return !s->tls && s->tls_mode == TLS_MODE_REQUIRED;
+}
+
 static void cmd_capa(struct pop3_session *s, char *arg)
 {
 	if (*arg) {
 		syntax(s, "CAPA");
 		return;
 	}
-	/* RFC 2449 section 6; USER and SASL only where they can be used */
+	/* RFC 2449 section 6; USER and SASL only where they can be used, STLS
+	 * only where it is permitted (RFC 2595 4) */
 	reply(s, "+OK Capability list follows");
 	reply(s, "TOP");
 	reply(s, "UIDL");
-	if (s->state & S_AUTHORIZATION)
+	if ((s->state & S_AUTHORIZATION) && !tls_needed(s))
 		reply(s, "USER");
 	reply(s, "RESP-CODES");
 	reply(s, "AUTH-RESP-CODE");
 	reply(s, "PIPELINING");
-	if (s->state & S_AUTHORIZATION)
+	if ((s->state & S_AUTHORIZATION) && tls_offered(s))
+		reply(s, "STLS");
+	if ((s->state & S_AUTHORIZATION) && !tls_needed(s))
 		reply(s, "SASL %s", sasl_mech_list());
 	reply(s, "IMPLEMENTATION buzon");
 	reply(s, ".");
+}
+
+static void cmd_stls(struct pop3_session *s, char *arg)
+{
+	if (s->tls) {
+		/* RFC 2595 4's example wording */
+		reply(s, "-ERR Command not permitted when TLS active");
+		bad_command(s);
+		return;
+	}
+	if (!tls_offered(s)) {
+		/* as before STLS existed: the listener has no TLS */
+		reply(s, "-ERR Unknown command");
+		bad_command(s);
+		return;
+	}
+	if (*arg) {
+		syntax(s, "STLS");
+		return;
+	}
+	reply(s, "+OK Begin TLS negotiation");
+	log_info("pop3", s->sid, "stls");
+	/* Nothing after this line is read in clear: see the opening comment. */
+	s->tls_wait = 1;
+	s->tls_stop = 1;
+	if (!s->gone)
+		s->io.start_tls(s->ctx);
 }
 
 static void cmd_user(struct pop3_session *s, char *arg)
@@ -771,6 +831,7 @@ static const struct pop3_cmd commands[] = {
 	{ "RSET", S_TRANS, cmd_rset },
 	{ "TOP", S_TRANS, cmd_top },
 	{ "UIDL", S_TRANS, cmd_uidl },
+	{ "STLS", S_AUTHORIZATION, cmd_stls },
 };
 
 /* Runs one complete line (s->line, LF removed). */
@@ -825,6 +886,13 @@ static void process_line(struct pop3_session *s)
 	}
 	if (!c) {
 		reply(s, "-ERR Unknown command");
+		bad_command(s);
+		return;
+	}
+	if (tls_needed(s) && (c->handler == cmd_user || c->handler == cmd_pass || c->handler == cmd_auth)) {
+		/* the line may hold a password or a SASL response: never read */
+		wipe(s->line, s->line_cap);
+		reply(s, "-ERR Command not permitted before STLS");
 		bad_command(s);
 		return;
 	}
@@ -892,6 +960,10 @@ struct pop3_session *pop3_session_new(const struct pop3_session_params *p, const
 	/* the line buffer holds max_line - 1 octets (the LF is not kept) plus a NUL */
 	s->line_cap = s->cfg.max_line;
 	s->line = xmalloc(s->line_cap + 1);
+	s->tls_mode = p->tls_mode;
+	s->tls = p->tls;
+	if ((s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED) && !io->start_tls)
+		BUG("pop3 session offers STLS without io->start_tls");
 	s->state = S_AUTH;
 	buf_init(&s->out, 1);
 	reply(s, "+OK %s POP3 server ready", s->hostname);
@@ -926,8 +998,12 @@ size_t pop3_session_input(struct pop3_session *s, const char *data, size_t len)
 	unsigned nlines = 0;
 	size_t off = 0;
 
+	if (s->tls_wait && !(s->state & S_CLOSED))
+		return 0;  /* the glue drops what it holds once the handshake is done */
 	s->in_input++;
 	while (off < len) {
+		if (s->tls_stop)
+			break;  /* STLS: not one byte after its line */
 		if (s->state & S_CLOSED) {
 			off = len; /* after QUIT or a close the rest is dropped */
 			break;
@@ -939,7 +1015,8 @@ size_t pop3_session_input(struct pop3_session *s, const char *data, size_t len)
 		off += feed_line(s, data + off, len - off, &nlines);
 	}
 	s->in_input--;
-	if (off < len)
+	s->tls_stop = 0;
+	if (off < len && !s->tls_wait)
 		s->held = 1;
 	/* only a finished line restarts the time: see the opening comment */
 	if (nlines && !s->pending && !s->job)
@@ -969,6 +1046,11 @@ void pop3_session_timeout(struct pop3_session *s)
 	if (s->pending == P_DRAIN) {
 		/* the client stopped reading in the middle of a reply */
 		close_session(s, "timeout while sending");
+		return;
+	}
+	if (s->tls_wait) {
+		/* a clear-text -ERR would land in the middle of the handshake */
+		close_session(s, "timeout during tls handshake");
 		return;
 	}
 	/* autologout: no UPDATE (RFC 1939 section 3) */
@@ -1183,6 +1265,20 @@ void pop3_session_update_done(struct pop3_session *s, struct pop3_update_req *re
 
 void pop3_session_tls_started(struct pop3_session *s, const struct tls_info *info)
 {
-	(void)s;
-	(void)info;
+	if (!s->tls_wait || !info)
+		BUG("pop3 tls_started without a STLS in progress");
+	s->tls_wait = 0;
+	s->tls = info;
+	if (s->gone || (s->state & S_CLOSED))
+		return;
+	/* RFC 2595 4: still AUTHORIZATION; a USER given in clear is forgotten,
+	 * and so is the line buffer (empty: input stopped at a line end). */
+	s->state = S_AUTH;
+	wipe(s->user, sizeof(s->user));
+	s->line_len = 0;
+	s->line_skip = 0;
+	log_info("pop3", s->sid, "tls started version=%s cipher=%s", info->version, info->cipher);
+	maybe_shutdown(s);
+	/* the time for the next command starts now, as after a command */
+	arm_timeout(s);
 }

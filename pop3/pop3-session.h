@@ -122,7 +122,9 @@ void pop3_session_free(struct pop3_session **s);
  * caller keeps the rest and passes them again (with what arrives later) after
  * io->resume, or at once when something was consumed. An over-long line is
  * consumed and discarded as it arrives, so the caller never holds more than
- * one read of it.
+ * one read of it. After STLS the call returns right after its line, and
+ * every later call returns 0 until pop3_session_tls_started(): what the
+ * caller holds then was sent in clear and must be thrown away.
  */
 size_t pop3_session_input(struct pop3_session *s, const char *data, size_t len);
 

@@ -307,6 +307,7 @@ static const struct smtp_io smtp_io = {
 	.resume = conn_io_resume,
 	.reserve = io_reserve,
 	.release = io_release,
+	.start_tls = conn_io_start_tls,
 };
 
 /* ---- proto handler ---- */
@@ -351,6 +352,20 @@ static void h_shutdown(void *session)
 	struct smtp_conn *sc = session;
 
 	smtp_session_shutdown(sc->s);
+}
+
+static void h_tls_started(void *session)
+{
+	struct smtp_conn *sc = session;
+
+	smtp_session_tls_started(sc->s, conn_tls_info(sc->conn));
+}
+
+static int h_busy(void *session)
+{
+	struct smtp_conn *sc = session;
+
+	return smtp_session_busy(sc->s);
 }
 
 static void h_closed(void *session)
@@ -420,6 +435,8 @@ struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, u
 		.timeout = h_timeout,
 		.shutdown = h_shutdown,
 		.closed = h_closed,
+		.tls_started = h_tls_started,
+		.busy = h_busy,
 		.busy_reply = srv->busy,
 	};
 	return srv;

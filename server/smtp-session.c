@@ -62,6 +62,19 @@
  *   larger one (BDAT 18446744073709551615) would keep a slot busy for as
  *   long as the client likes at min_data_rate, so the session closes after
  *   its reply; the client has its permanent answer either way.
+ * - STARTTLS (RFC 3207): the 220 is the last thing read in clear. Input
+ *   stops right after the STARTTLS line, before any byte pipelined behind
+ *   it, and stays stopped (0 consumed) until smtp_session_tls_started():
+ *   the glue throws away what it holds, so a command injected in clear
+ *   behind STARTTLS is never run inside the TLS session (CVE-2011-0411
+ *   and the 2021 "NO STARTTLS" variants). The handshake then resets the
+ *   session to its state after the greeting (RFC 3207 4.2): EHLO and any
+ *   transaction are forgotten. STARTTLS is refused inside a transaction
+ *   (503, as Postfix and OpenSMTPD do): what the client said in clear is
+ *   thrown away by the handshake anyway, and a client that mixes the two
+ *   is confused. With tls = required, only EHLO, HELO, STARTTLS, NOOP,
+ *   RSET and QUIT are served before TLS; the rest get 530 5.7.0 (RFC 3207
+ *   4), a BDAT's chunk still being read and dropped to stay in step.
  */
 
 enum smtp_state {
@@ -148,6 +161,9 @@ struct smtp_session {
 	int held;                        /* input returned with bytes left over */
 	int gone;                        /* disconnected: no more io calls */
 	int shutdown;                    /* close after the current transaction */
+	int tls_wait;                    /* STARTTLS answered: nothing is read until
+					  * smtp_session_tls_started() */
+	int tls_stop;                    /* the current input call ends here */
 };
 
 struct smtp_cmd {
@@ -263,6 +279,8 @@ static void maybe_shutdown(struct smtp_session *s)
 {
 	if (!s->shutdown || (s->state & (S_CLOSED | S_DATA | S_CHUNK | S_BDAT)) || s->pending)
 		return;
+	if (s->tls_wait)
+		return;  /* no clear-text reply in the middle of a handshake: after it */
 	reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
 	close_session(s, "shutdown");
 }
@@ -342,6 +360,22 @@ static void line_end(struct smtp_session *s, int crlf)
 	put(s, "\n", 1, crlf ? 2 : 1);
 }
 
+/* Copies a TLS parameter into a Received comment: printable ASCII without
+ * the characters that would end or escape the comment (RFC 5322 ctext). */
+static void comment_safe(const char *in, char *out, size_t n)
+{
+	size_t i = 0;
+
+	for (; *in && i + 1 < n; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		out[i++] = (c > 0x20 && c < 0x7f && c != '(' && c != ')' && c != '\\') ? (char)c : '_';
+	}
+	if (i == 0 && n > 1)
+		out[i++] = '?';
+	out[i] = '\0';
+}
+
 static void build_received(struct smtp_session *s)
 {
 	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
@@ -367,7 +401,17 @@ static void build_received(struct smtp_session *s)
 	buf_printf(&s->received, "Received: from %s (%s [%s%s])\n",
 		   s->helo, s->client_name ? s->client_name : "unknown",
 		   v6 ? "IPv6:" : "", s->client_addr);
-	buf_printf(&s->received, "\tby %s (buzon) with %s id %s", s->hostname, proto, s->id);
+	buf_printf(&s->received, "\tby %s (buzon) with %s", s->hostname, proto);
+	if (s->tls) {
+		/* What was agreed, as a comment before "id" (the CFWS of RFC 5321
+		 * 4.4's ID clause), on a line of its own to stay short. */
+		char version[sizeof(s->tls->version)], cipher[sizeof(s->tls->cipher)];
+
+		comment_safe(s->tls->version, version, sizeof(version));
+		comment_safe(s->tls->cipher, cipher, sizeof(cipher));
+		buf_printf(&s->received, "\n\t(version=%s cipher=%s)", version, cipher);
+	}
+	buf_printf(&s->received, " id %s", s->id);
 	if (t->n_rcpt == 1)
 		buf_printf(&s->received, "\n\tfor <%s>; %s\n", t->first_rcpt, date);
 	else
@@ -600,6 +644,13 @@ static size_t feed_chunk(struct smtp_session *s, const char *data, size_t len)
 
 /* ---- commands ---- */
 
+/* STARTTLS can be used now: the listener offers it and the session is
+ * still in clear. */
+static int tls_offered(const struct smtp_session *s)
+{
+	return !s->tls && (s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED);
+}
+
 static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 {
 	size_t n = strcspn(arg, " ");
@@ -625,6 +676,8 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 	reply(s, "250-PIPELINING");
 	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg.max_message_size);
 	reply(s, "250-8BITMIME");
+	if (tls_offered(s))
+		reply(s, "250-STARTTLS");
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250-SMTPUTF8");
 	reply(s, "250 CHUNKING");
@@ -731,7 +784,9 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
 		close_session(s, "bdat syntax error");
 		return;
 	}
-	if (s->state == S_INIT)
+	if (s->tls_mode == TLS_MODE_REQUIRED && !s->tls)
+		err = "530 5.7.0 Must issue a STARTTLS command first";
+	else if (s->state == S_INIT)
 		err = "503 5.5.1 Send HELO/EHLO first";
 	else if (s->state == S_READY)
 		err = "503 5.5.1 Need MAIL command";
@@ -819,6 +874,32 @@ static void cmd_help(struct smtp_session *s, const char *arg)
 	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }
 
+static void cmd_starttls(struct smtp_session *s, const char *arg)
+{
+	if (s->tls) {
+		reply(s, "503 5.5.1 TLS already active");
+		bad_command(s);
+		return;
+	}
+	if (!tls_offered(s)) {
+		/* as before STARTTLS existed (and as AUTH): not counted */
+		reply(s, "502 5.5.1 Command not implemented");
+		return;
+	}
+	if (*arg) {
+		reply(s, "501 5.5.4 Syntax: STARTTLS");
+		bad_command(s);
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	log_info("smtp", s->sid, "starttls");
+	/* Nothing after this line is read in clear: see the opening comment. */
+	s->tls_wait = 1;
+	s->tls_stop = 1;
+	if (!s->gone)
+		s->io.start_tls(s->ctx);
+}
+
 static void cmd_not_implemented(struct smtp_session *s, const char *arg)
 {
 	(void)arg;
@@ -838,9 +919,17 @@ static const struct smtp_cmd commands[] = {
 	{ "VRFY", S_ANY_CMD, NULL, cmd_vrfy },
 	{ "EXPN", S_ANY_CMD, NULL, cmd_expn },
 	{ "HELP", S_ANY_CMD, NULL, cmd_help },
-	{ "STARTTLS", S_ANY_CMD, NULL, cmd_not_implemented },
+	{ "STARTTLS", S_INIT | S_READY, "503 5.5.1 Error: MAIL transaction in progress", cmd_starttls },
 	{ "AUTH", S_ANY_CMD, NULL, cmd_not_implemented },
 };
+
+/* The commands tls = required serves before TLS (RFC 3207 4: a server
+ * that requires TLS answers the others with 530). */
+static int tls_free_command(const struct smtp_cmd *c)
+{
+	return c->handler == cmd_ehlo || c->handler == cmd_helo || c->handler == cmd_starttls ||
+	       c->handler == cmd_noop || c->handler == cmd_rset || c->handler == cmd_quit;
+}
 
 /* Runs one complete command line (s->line, LF removed). */
 static void process_line(struct smtp_session *s)
@@ -879,6 +968,18 @@ static void process_line(struct smtp_session *s)
 
 		if (strcmp(c->name, cl.verb) != 0)
 			continue;
+		if (s->tls_mode == TLS_MODE_REQUIRED && !s->tls && !tls_free_command(c)) {
+			if (c->handler == cmd_bdat) {
+				/* its chunk is read and dropped, in step with the client */
+				cmd_bdat(s, cl.arg);
+				if (!(s->state & S_CLOSED))
+					bad_command(s);
+				return;
+			}
+			reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+			bad_command(s);
+			return;
+		}
 		if (!(c->states & s->state)) {
 			if (s->state == S_INIT)
 				reply(s, "503 5.5.1 Send HELO/EHLO first");
@@ -942,6 +1043,8 @@ struct smtp_session *smtp_session_new(const struct smtp_session_params *p,
 	s->client_name = p->client_name ? xstrdup(p->client_name) : NULL;
 	s->tls_mode = p->tls_mode;
 	s->tls = p->tls;
+	if ((s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED) && !io->start_tls)
+		BUG("smtp session offers STARTTLS without io->start_tls");
 	s->state = S_INIT;
 	buf_init(&s->received, 4096);
 	tx_reset(s);
@@ -975,8 +1078,12 @@ size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
 	unsigned ncmd = 0, max_cmd = s->cfg.max_pipeline ? s->cfg.max_pipeline : 1;
 	size_t off = 0;
 
+	if (s->tls_wait && !(s->state & S_CLOSED))
+		return 0;  /* the glue drops what it holds once the handshake is done */
 	s->in_input++;
 	while (off < len) {
+		if (s->tls_stop)
+			break;  /* STARTTLS: not one byte after its line */
 		if (s->state & S_CLOSED) {
 			/* after QUIT or 421 the rest is dropped */
 			off = len;
@@ -1001,7 +1108,8 @@ size_t smtp_session_input(struct smtp_session *s, const char *data, size_t len)
 		}
 	}
 	s->in_input--;
-	if (off < len)
+	s->tls_stop = 0;
+	if (off < len && !s->tls_wait)
 		s->held = 1;
 	arm_timeout(s);
 	return off;
@@ -1024,6 +1132,11 @@ void smtp_session_timeout(struct smtp_session *s)
 		/* the client is waiting for us, not the other way round; the
 		 * timer is armed again when the request is done */
 		s->armed = 0;
+		return;
+	}
+	if (s->tls_wait) {
+		/* a clear-text 421 would land in the middle of the handshake */
+		close_session(s, "timeout during tls handshake");
 		return;
 	}
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
@@ -1152,5 +1265,24 @@ void smtp_session_deliver_done(struct smtp_session *s, struct smtp_delivery *dv,
 
 void smtp_session_tls_started(struct smtp_session *s, const struct tls_info *info)
 {
+	if (!s->tls_wait || !info)
+		BUG("smtp tls_started without a STARTTLS in progress");
+	s->tls_wait = 0;
 	s->tls = info;
+	if (s->gone || (s->state & S_CLOSED))
+		return;
+	/* RFC 3207 4.2: back to the state right after the greeting (no new
+	 * one); what the client said in clear (EHLO, a transaction) is
+	 * forgotten. The line buffer is empty: input stopped at a line end. */
+	tx_reset(s);
+	s->state = S_INIT;
+	s->esmtp = 0;
+	s->helo[0] = '\0';
+	s->line_len = 0;
+	s->line_skip = 0;
+	log_info("smtp", s->sid, "tls started version=%s cipher=%s", info->version, info->cipher);
+	/* a fresh command_timeout for the EHLO that must come now */
+	restart_deadline(s);
+	maybe_shutdown(s);
+	arm_timeout(s);
 }

@@ -111,7 +111,10 @@ void smtp_session_free(struct smtp_session **s);
  *   the caller passes what it holds again;
  * - one call processed max_pipeline command lines: the call returns with
  *   smtp_session_busy() 0; the caller passes the rest again once the
- *   replies it has queued have drained (io->resume is not called for this).
+ *   replies it has queued have drained (io->resume is not called for this);
+ * - a STARTTLS was accepted: the call returns right after its line and
+ *   every later call returns 0 until smtp_session_tls_started(); what the
+ *   caller holds then was sent in clear and must be thrown away.
  * A partial command line is copied into the session and consumed; an
  * over-long line is consumed and discarded before its end arrives, so the
  * caller's buffer never has to hold more than 1024 octets of one line.

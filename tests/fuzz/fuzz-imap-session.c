@@ -17,8 +17,14 @@
  *                     deliverer" and the session notified, between pieces,
  *                   16 the timer fires at the end (BYE: the login deadline
  *                     before login, the idle timeout after),
- *                   32 the server shuts down at the end
- *   octet 1: seed of the split points of the second run
+ *                   32 the server shuts down at the end,
+ *                   64 and 128: the listener's tls mode, octet 0 >> 6: none,
+ *                     starttls, required, implicit (encrypted from the start)
+ *   octet 1: seed of the split points of the second run; its bit 0 tells
+ *            what happens at STARTTLS: 0 the handshake is done at once and
+ *            the stream goes on inside TLS, 1 the stream up to its next LF
+ *            is thrown away first (a command injected behind STARTTLS,
+ *            which the glue drops)
  *
  * The io is synchronous but not recursive: exec, when_drained and resume
  * only queue their request, and a loop answers them (exec runs
@@ -32,6 +38,9 @@
  * of the io contract aborts, and so does a login deadline that is re-armed
  * or stopped before login, or a literal held before login that is counted
  * in the logged-in sessions' budget.
+ * At STARTTLS, io->start_tls must come right after the tagged OK, at a
+ * line end of the stream, and the session must take nothing and write
+ * nothing until imap_session_tls_started(), called with a fixed tls_info.
  * FUZZ_IMAP_SESSION_DUMP=1 in the environment prints what the first run wrote.
  */
 
@@ -269,6 +278,11 @@ struct run {
 	bool drain;              /* imap_session_drained() is due */
 	bool resume;             /* feed the held input again */
 	unsigned drops;
+	const uint8_t *stream;   /* the whole input */
+	size_t consumed;         /* octets of it the session took or the harness dropped */
+	bool drop_line;          /* at STARTTLS, drop the stream up to its next LF */
+	bool tls_wanted;         /* start_tls called, tls_started not yet */
+	bool tls_checked;
 };
 
 static void r_write(void *ctx, const char *data, size_t len)
@@ -277,6 +291,8 @@ static void r_write(void *ctx, const char *data, size_t len)
 
 	if (r->closed)
 		FAIL("write after close");
+	if (r->tls_wanted)
+		FAIL("write during the TLS handshake");
 	if (len == 0)
 		FAIL("empty write");
 	if (buf_add(&r->out, data, len) < 0)
@@ -384,17 +400,71 @@ static void r_auth_result(void *ctx, const char *user, int ok)
 		FAIL("auth_result without a user");
 }
 
+static void r_start_tls(void *ctx)
+{
+	static const char ok[] = " OK Begin TLS negotiation now\r\n";
+	struct run *r = ctx;
+
+	if (r->tls_wanted)
+		FAIL("start_tls twice");
+	if (r->out.len < sizeof(ok) - 1 || memcmp(r->out.data + r->out.len - (sizeof(ok) - 1), ok, sizeof(ok) - 1) != 0)
+		FAIL("start_tls without the tagged OK before it");
+	if (r->s->state != IMAP_NOAUTH)
+		FAIL("start_tls after login");
+	r->tls_wanted = true;
+	r->tls_checked = false;
+}
+
 static const struct imap_io fuzz_io = {
 	.write = r_write, .close = r_close, .set_timeout = r_set_timeout, .exec = r_exec,
 	.resume = r_resume, .when_drained = r_when_drained, .watch = r_watch, .publish = r_publish,
-	.auth_delay = r_auth_delay, .auth_result = r_auth_result,
+	.auth_delay = r_auth_delay, .auth_result = r_auth_result, .start_tls = r_start_tls,
 };
+
+static const struct tls_info fuzz_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+
+/* After start_tls: the session takes nothing; the harness drops what the
+ * glue would (the rest of the line behind STARTTLS, when asked), then the
+ * handshake is done. Returns true while still waiting for more input. */
+static bool tls_step(struct run *r, bool at_end)
+{
+	if (!r->tls_checked) {
+		if (r->consumed == 0 || r->stream[r->consumed - 1] != '\n')
+			FAIL("STARTTLS did not end at a line end");
+		r->tls_checked = true;
+	}
+	if (r->held.len && imap_session_input(r->s, r->held.data, r->held.len) != 0)
+		FAIL("input taken during the TLS handshake");
+	if (imap_session_busy(r->s))
+		FAIL("busy during the TLS handshake");
+	if (r->drop_line) {
+		const char *lf = r->held.len ? memchr(r->held.data, '\n', r->held.len) : NULL;
+		size_t n = lf ? (size_t)(lf - r->held.data) + 1 : r->held.len;
+
+		buf_consume(&r->held, n);
+		r->consumed += n;
+		if (!lf && !at_end)
+			return true;
+	}
+	r->tls_wanted = false;
+	imap_session_tls_started(r->s, &fuzz_tls);
+	return false;
+}
 
 /* What lib/net.c does: pass held input until nothing more is consumed. */
 static void pump(struct run *r)
 {
 	while (r->held.len > 0 && !r->closed) {
-		size_t n = imap_session_input(r->s, r->held.data, r->held.len);
+		size_t n;
+
+		if (r->tls_wanted) {
+			if (tls_step(r, false))
+				return;
+			continue;
+		}
+		n = imap_session_input(r->s, r->held.data, r->held.len);
+		if (!r->closed)
+			r->consumed += n;
 
 		/* a session that has not logged in draws on its own budget only */
 		if (r->s->state == IMAP_NOAUTH && (r->s->lit_held != 0 || imap_literals_held() != 0))
@@ -405,6 +475,8 @@ static void pump(struct run *r)
 		if (n > r->held.len)
 			FAIL("consumed more than given");
 		buf_consume(&r->held, n);
+		if (r->tls_wanted)
+			continue;
 		if (imap_session_busy(r->s))
 			return;
 		if (n == 0 && !r->closed)
@@ -455,15 +527,19 @@ static void drop_message(struct run *r)
 	imap_session_notify(r->s);
 }
 
-static void run(struct run *r, const struct imap_config *cfg, unsigned flags, unsigned seed, const uint8_t *data,
-		size_t size)
+static void run(struct run *r, const struct imap_config *cfg, unsigned flags, unsigned seed, bool drop_line,
+		const uint8_t *data, size_t size)
 {
+	enum tls_mode mode = (enum tls_mode)((flags >> 6) & 3);
 	struct imap_session_params p = {
 		.cfg = cfg, .backend = &backend, .sid = "F1", .client_addr = "2001:db8::1",
+		.tls_mode = mode, .tls = mode == TLS_MODE_IMPLICIT ? &fuzz_tls : NULL,
 	};
 	size_t off = 0;
 
 	memset(r, 0, sizeof(*r));
+	r->stream = data;
+	r->drop_line = drop_line;
 	r->flags = flags;
 	r->cfg = cfg;
 	buf_init(&r->out, OUT_MAX);
@@ -489,6 +565,12 @@ static void run(struct run *r, const struct imap_config *cfg, unsigned flags, un
 		settle(r);
 	}
 	settle(r);
+	while (r->tls_wanted && !r->closed) {
+		/* the stream ended during the handshake */
+		tls_step(r, true);
+		pump(r);
+		settle(r);
+	}
 	if (imap_session_busy(r->s))
 		FAIL("busy after everything was answered");
 	if (r->held.len && !r->closed)
@@ -574,10 +656,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.login_max_literal = 512;
 		cfg.login_max_buffered = 700;   /* one session holds at most 512 */
 	}
-	run(&a, &cfg, flags, 0, stream, stream_len);
+	run(&a, &cfg, flags, 0, seed & 1, stream, stream_len);
 	if (imap_literals_held() != 0 || imap_login_literals_held() != 0)
 		FAIL("a freed session left literal octets counted");
-	run(&b, &cfg, flags, seed, stream, stream_len);
+	run(&b, &cfg, flags, seed, seed & 1, stream, stream_len);
 	if (imap_literals_held() != 0 || imap_login_literals_held() != 0)
 		FAIL("a freed session left literal octets counted");
 	free(stream);

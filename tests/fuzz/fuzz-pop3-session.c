@@ -9,15 +9,24 @@
  *                     prepended),
  *                   8 reading message 2 fails with -ENOENT,
  *                   16 UPDATE fails after one removal,
- *                   32 reading message 3 fails with -EIO after the first block
- *   octet 1: seed of the split points of the second run
+ *                   32 reading message 3 fails with -EIO after the first block,
+ *                   64 and 128: the listener's tls mode, octet 0 >> 6: none,
+ *                     starttls, required, implicit (encrypted from the start)
+ *   octet 1: seed of the split points of the second run; its bit 0 tells
+ *            what happens at STLS: 0 the handshake is done at once and the
+ *            stream goes on inside TLS, 1 the stream up to its next LF is
+ *            thrown away first (a command injected behind STLS, which the
+ *            glue drops)
  *   octet 2: read block size: 1 + (octet % 16), or 65536 when >= 128
  *   octet 3: length L of message 3 of the maildrop, taken from the next L octets
  *
  * The stream runs twice: fed all at once with a synchronous io, and fed in
  * pseudo-random pieces with requests answered later while the input is held
  * back (as pop3/pop3-server.c does). Both runs must produce the same bytes
- * and the same UPDATE; anything else, or a broken invariant, aborts.
+ * and the same UPDATE; anything else, or a broken invariant, aborts. At
+ * STLS, io->start_tls must come right after the +OK, at a line end of the
+ * stream, and the session must take nothing and write nothing until
+ * pop3_session_tls_started(), called with a fixed tls_info.
  */
 
 #include <errno.h>
@@ -56,6 +65,11 @@ struct run {
 	enum q q;
 	void *qreq;
 	int resume_wanted;
+	const uint8_t *stream;   /* the whole input */
+	size_t consumed;         /* octets of it the session took or the harness dropped */
+	int drop_line;           /* at STLS, drop the stream up to its next LF */
+	int tls_wanted;          /* start_tls called, tls_started not yet */
+	int tls_checked;
 };
 
 static void r_write(void *ctx, const char *data, size_t len)
@@ -64,6 +78,8 @@ static void r_write(void *ctx, const char *data, size_t len)
 
 	if (r->closed)
 		FAIL("write after close");
+	if (r->tls_wanted)
+		FAIL("write during the TLS handshake");
 	if (len == 0)
 		FAIL("empty write");
 	if (buf_add(&r->out, data, len) < 0)
@@ -221,20 +237,72 @@ static void r_resume(void *ctx)
 	r->resume_wanted = 1;
 }
 
+static void r_start_tls(void *ctx)
+{
+	static const char ok[] = "+OK Begin TLS negotiation\r\n";
+	struct run *r = ctx;
+
+	if (r->tls_wanted)
+		FAIL("start_tls twice");
+	if (r->out.len < sizeof(ok) - 1 || memcmp(r->out.data + r->out.len - (sizeof(ok) - 1), ok, sizeof(ok) - 1) != 0)
+		FAIL("start_tls without the +OK before it");
+	r->tls_wanted = 1;
+	r->tls_checked = 0;
+}
+
 static const struct pop3_io fuzz_io = {
 	.write = r_write, .close = r_close, .set_timeout = r_set_timeout,
 	.auth = r_auth, .open = r_open, .read = r_read, .update = r_update,
-	.drain = r_drain, .resume = r_resume,
+	.drain = r_drain, .resume = r_resume, .start_tls = r_start_tls,
 };
+
+static const struct tls_info fuzz_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+
+/* After start_tls: the session takes nothing; the harness drops what the
+ * glue would (the rest of the line behind STLS, when asked), then the
+ * handshake is done. Returns 1 while still waiting for more input. */
+static int tls_step(struct run *r, int at_end)
+{
+	if (!r->tls_checked) {
+		if (r->consumed == 0 || r->stream[r->consumed - 1] != '\n')
+			FAIL("STLS did not end at a line end");
+		r->tls_checked = 1;
+	}
+	if (r->held.len && pop3_session_input(r->s, r->held.data, r->held.len) != 0)
+		FAIL("input taken during the TLS handshake");
+	if (r->drop_line) {
+		const char *lf = r->held.len ? memchr(r->held.data, '\n', r->held.len) : NULL;
+		size_t n = lf ? (size_t)(lf - r->held.data) + 1 : r->held.len;
+
+		buf_consume(&r->held, n);
+		r->consumed += n;
+		if (!lf && !at_end)
+			return 1;
+	}
+	r->tls_wanted = 0;
+	pop3_session_tls_started(r->s, &fuzz_tls);
+	return 0;
+}
 
 /* What lib/net.c does: pass held input until nothing more is consumed. */
 static void pump(struct run *r)
 {
 	while (r->held.len > 0 && !r->closed) {
-		size_t n = pop3_session_input(r->s, r->held.data, r->held.len);
+		size_t n;
 
+		if (r->tls_wanted) {
+			if (tls_step(r, 0))
+				return;
+			continue;
+		}
+		n = pop3_session_input(r->s, r->held.data, r->held.len);
 		if (n > r->held.len)
 			FAIL("consumed more than given");
+		r->consumed += n;
+		if (r->tls_wanted) {
+			buf_consume(&r->held, n);
+			continue;
+		}
 		if (n == 0) {
 			if (!pop3_session_busy(r->s))
 				FAIL("idle session consumed nothing");
@@ -257,15 +325,19 @@ static void answer(struct run *r)
 }
 
 static void run(struct run *r, const struct pop3_config *cfg, unsigned flags, size_t block, int async,
-		unsigned seed, const struct fmsg *msgs, size_t n_msgs, const uint8_t *data, size_t size)
+		unsigned seed, int drop_line, const struct fmsg *msgs, size_t n_msgs, const uint8_t *data,
+		size_t size)
 {
+	enum tls_mode mode = (enum tls_mode)((flags >> 6) & 3);
 	struct pop3_session_params p = {
 		.cfg = cfg, .hostname = "pop.test", .sid = "F1", .client_addr = "2001:db8::1",
-		.read_block = block,
+		.read_block = block, .tls_mode = mode, .tls = mode == TLS_MODE_IMPLICIT ? &fuzz_tls : NULL,
 	};
 	size_t off = 0;
 
 	memset(r, 0, sizeof(*r));
+	r->stream = data;
+	r->drop_line = drop_line;
 	r->flags = flags;
 	r->async = async;
 	r->msgs = msgs;
@@ -290,6 +362,12 @@ static void run(struct run *r, const struct pop3_config *cfg, unsigned flags, si
 			answer(r);
 	}
 	answer(r);
+	while (r->tls_wanted && !r->closed) {
+		/* the stream ended during the handshake */
+		tls_step(r, 1);
+		pump(r);
+		answer(r);
+	}
 	if (r->held.len && !r->closed)
 		FAIL("input left over");
 	if (pop3_session_busy(r->s))
@@ -363,9 +441,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.max_auth_failures = 2;
 	}
 
-	run(&a, &cfg, flags, block, 0, 0, msgs, 5, stream, stream_len);
-	run(&b, &cfg, flags, block, flags & 1, seed, msgs, 5, stream, stream_len);
+	run(&a, &cfg, flags, block, 0, 0, seed & 1, msgs, 5, stream, stream_len);
+	run(&b, &cfg, flags, block, flags & 1, seed, seed & 1, msgs, 5, stream, stream_len);
 	free(stream);
+	if (getenv("FUZZ_POP3_SESSION_DUMP"))
+		fprintf(stderr, "%.*s", (int)a.out.len, a.out.data ? a.out.data : "");
 	if (a.out.len != b.out.len || (a.out.len && memcmp(a.out.data, b.out.data, a.out.len) != 0)) {
 		fprintf(stderr, "--- all at once:\n%.*s\n--- in pieces:\n%.*s\n", (int)a.out.len,
 			a.out.data ? a.out.data : "", (int)b.out.len, b.out.data ? b.out.data : "");

@@ -5,8 +5,14 @@
  *   octet 0, flags: 1 answer requests asynchronously in the second run,
  *                   2 bare_newline = reject, 4 small limits (size 300,
  *                   3 recipients, 2 pipelined commands, 5 bad commands,
- *                   timeouts 3 s and 2 s, 1 octet/s), 8 TLS
- *   octet 1: seed of the split points of the second run
+ *                   timeouts 3 s and 2 s, 1 octet/s), 8 TLS from the start,
+ *                   16 and 32: the listener's tls mode, (octet 0 >> 4) & 3:
+ *                   none, starttls, required, implicit (implies 8)
+ *   octet 1: seed of the split points of the second run; its bit 0 tells
+ *            what happens at STARTTLS: 0 the handshake is done at once and
+ *            the stream goes on inside TLS, 1 the stream up to its next LF
+ *            is thrown away first (a command injected behind STARTTLS,
+ *            which the glue drops)
  *
  * The stream runs twice: fed all at once with a synchronous io, and fed in
  * pseudo-random pieces (optionally with requests answered later while the
@@ -14,10 +20,16 @@
  * the same replies and the same deliveries; anything else, or a broken
  * invariant, aborts.
  *
+ * STARTTLS: io->start_tls must come right after the 220, at a line end of
+ * the stream; the session must then take nothing and write nothing until
+ * smtp_session_tls_started(), which the harness calls with a fixed
+ * tls_info as the glue would after a handshake.
+ *
  * A clock moves between pieces (by an amount the seed picks) so that the
  * deadline code runs (command deadlines, the min_data_rate extension); the
  * timer never fires in the middle, which would make the runs differ, but
  * every arming is checked: never 0 ms, never beyond the longer timeout.
+ * FUZZ_SMTP_SESSION_DUMP=1 in the environment prints what the first run wrote.
  */
 
 #include <errno.h>
@@ -47,6 +59,11 @@ struct run {
 	struct smtp_delivery *dv;
 	int resume_wanted;
 	uint64_t now;            /* ms */
+	const uint8_t *stream;   /* the whole input */
+	size_t consumed;         /* octets of it the session took or the harness dropped */
+	int drop_line;           /* at STARTTLS, drop the stream up to its next LF */
+	int tls_wanted;          /* start_tls called, tls_started not yet */
+	int tls_checked;         /* the STARTTLS position was checked */
 };
 
 static void r_write(void *ctx, const char *data, size_t len)
@@ -55,6 +72,8 @@ static void r_write(void *ctx, const char *data, size_t len)
 
 	if (r->closed)
 		FAIL("write after close");
+	if (r->tls_wanted)
+		FAIL("write during the TLS handshake");
 	if (len < 5 || data[len - 2] != '\r' || data[len - 1] != '\n')
 		FAIL("reply without CRLF");
 	for (size_t i = 0; i + 2 < len; i++)
@@ -178,16 +197,70 @@ static void r_resume(void *ctx)
 	r->resume_wanted = 1;
 }
 
+static void r_start_tls(void *ctx)
+{
+	struct run *r = ctx;
+	static const char ready[] = "220 2.0.0 Ready to start TLS\r\n";
+
+	if (r->tls_wanted)
+		FAIL("start_tls twice");
+	if (r->out.len < sizeof(ready) - 1 ||
+	    memcmp(r->out.data + r->out.len - (sizeof(ready) - 1), ready, sizeof(ready) - 1) != 0)
+		FAIL("start_tls without the 220 before it");
+	r->tls_wanted = 1;
+	r->tls_checked = 0;
+}
+
 static const struct smtp_io fuzz_io = {
 	.write = r_write, .close = r_close, .set_timeout = r_set_timeout, .now = r_now,
-	.rcpt = r_rcpt, .deliver = r_deliver, .resume = r_resume,
+	.rcpt = r_rcpt, .deliver = r_deliver, .resume = r_resume, .start_tls = r_start_tls,
 };
+
+static const struct tls_info fuzz_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+
+/* After start_tls: the session takes nothing; the harness drops what the
+ * glue would (the rest of the line behind STARTTLS, when asked), then the
+ * handshake is done. Returns 1 while still waiting for more input. */
+static int tls_step(struct run *r, int at_end)
+{
+	if (!r->tls_checked) {
+		/* the session stopped right after the STARTTLS line */
+		if (r->consumed == 0 || r->stream[r->consumed - 1] != '\n')
+			FAIL("STARTTLS did not end at a line end");
+		r->tls_checked = 1;
+	}
+	if (r->held.len && smtp_session_input(r->s, r->held.data, r->held.len) != 0)
+		FAIL("input taken during the TLS handshake");
+	if (r->drop_line) {
+		const char *lf = r->held.len ? memchr(r->held.data, '\n', r->held.len) : NULL;
+		size_t n = lf ? (size_t)(lf - r->held.data) + 1 : r->held.len;
+
+		buf_consume(&r->held, n);
+		r->consumed += n;
+		if (!lf && !at_end)
+			return 1;
+	}
+	r->tls_wanted = 0;
+	smtp_session_tls_started(r->s, &fuzz_tls);
+	return 0;
+}
 
 static void pump(struct run *r)
 {
 	while (r->held.len > 0) {
-		size_t n = smtp_session_input(r->s, r->held.data, r->held.len);
+		size_t n;
 
+		if (r->tls_wanted) {
+			if (tls_step(r, 0))
+				return;
+			continue;
+		}
+		n = smtp_session_input(r->s, r->held.data, r->held.len);
+		r->consumed += n;
+		if (r->tls_wanted) {
+			buf_consume(&r->held, n);
+			continue;
+		}
 		if (smtp_session_busy(r->s)) {
 			buf_consume(&r->held, n);
 			if (smtp_session_input(r->s, r->held.data, r->held.len) != 0)
@@ -221,14 +294,13 @@ static void answer(struct run *r)
 	}
 }
 
-static const struct tls_info fuzz_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
-
-static void run(struct run *r, const struct smtp_config *cfg, int tls, int async, unsigned seed,
-		const uint8_t *data, size_t size)
+static void run(struct run *r, const struct smtp_config *cfg, int tls, enum tls_mode mode, int drop_line,
+		int async, unsigned seed, const uint8_t *data, size_t size)
 {
 	struct smtp_session_params p = {
 		.cfg = cfg, .hostname = "mx.test", .sid = "F1",
 		.client_addr = "2001:db8::1", .client_name = NULL, .tls = tls ? &fuzz_tls : NULL,
+		.tls_mode = mode,
 	};
 	size_t off = 0;
 
@@ -236,6 +308,8 @@ static void run(struct run *r, const struct smtp_config *cfg, int tls, int async
 	r->cfg = cfg;
 	r->async = async;
 	r->now = 5000;
+	r->stream = data;
+	r->drop_line = drop_line;
 	buf_init(&r->out, 0);
 	buf_init(&r->dl, 0);
 	buf_init(&r->held, 0);
@@ -259,6 +333,12 @@ static void run(struct run *r, const struct smtp_config *cfg, int tls, int async
 			answer(r);
 	}
 	answer(r);
+	while (r->tls_wanted) {
+		/* the stream ended during the handshake */
+		tls_step(r, 1);
+		pump(r);
+		answer(r);
+	}
 	if (r->held.len)
 		FAIL("input left over");
 	smtp_session_timeout(r->s);
@@ -278,6 +358,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct smtp_config cfg;
 	struct run a, b;
 	unsigned flags, seed;
+	enum tls_mode mode;
+	int tls;
 
 	if (size < 2)
 		return 0;
@@ -298,8 +380,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.max_bad_commands = (flags & 4) ? 5 : 20;
 	cfg.max_pipeline = (flags & 4) ? 2 : 100;
 
-	run(&a, &cfg, flags & 8, 0, 0, data, size);
-	run(&b, &cfg, flags & 8, flags & 1, seed, data, size);
+	mode = (enum tls_mode)((flags >> 4) & 3);
+	tls = (flags & 8) || mode == TLS_MODE_IMPLICIT;
+	run(&a, &cfg, tls, mode, seed & 1, 0, 0, data, size);
+	run(&b, &cfg, tls, mode, seed & 1, flags & 1, seed, data, size);
+	if (getenv("FUZZ_SMTP_SESSION_DUMP"))
+		fprintf(stderr, "%.*s", (int)a.out.len, a.out.data ? a.out.data : "");
 	if (a.out.len != b.out.len || (a.out.len && memcmp(a.out.data, b.out.data, a.out.len) != 0)) {
 		fprintf(stderr, "--- all at once:\n%s\n--- in pieces:\n%s\n",
 			a.out.data ? a.out.data : "", b.out.data ? b.out.data : "");

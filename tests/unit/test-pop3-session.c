@@ -93,6 +93,12 @@ struct fake {
 	const char *last_password;  /* the session's memory, to check the wipe */
 	size_t last_password_len;
 	int wipe_failures;
+	/* STLS: what the glue does after io->start_tls: drop the input it
+	 * holds and what arrives before the handshake is done */
+	int tls_wanted;
+	int n_start_tls;
+	char dropped[512];
+	size_t dropped_len;
 };
 
 static void io_write(void *ctx, const char *data, size_t len)
@@ -293,7 +299,22 @@ static void io_resume(void *ctx)
 	f->resume = 1;
 }
 
+static void io_start_tls(void *ctx)
+{
+	static const char ready[] = "+OK Begin TLS negotiation\r\n";
+	struct fake *f = ctx;
+
+	if (f->tls_wanted || f->out_len < sizeof(ready) - 1 ||
+	    memcmp(f->out + f->out_len - (sizeof(ready) - 1), ready, sizeof(ready) - 1) != 0) {
+		fprintf(stderr, "start_tls twice or before the +OK\n");
+		failures++;
+	}
+	f->tls_wanted = 1;
+	f->n_start_tls++;
+}
+
 static const struct pop3_io fake_io = {
+	.start_tls = io_start_tls,
 	.write = io_write,
 	.close = io_close,
 	.set_timeout = io_set_timeout,
@@ -309,7 +330,24 @@ static const struct pop3_io fake_io = {
 static void net_feed(struct fake *f)
 {
 	while (f->in_len && !f->closed) {
-		size_t used = pop3_session_input(f->s, f->in, f->in_len);
+		size_t used;
+
+		if (f->tls_wanted) {
+			/* the handshake runs: the session takes nothing, the glue
+			 * throws the clear text away */
+			used = pop3_session_input(f->s, f->in, f->in_len);
+			if (used != 0) {
+				fprintf(stderr, "session consumed %zu octets while waiting for TLS\n", used);
+				failures++;
+			}
+			if (f->dropped_len + f->in_len < sizeof(f->dropped)) {
+				memcpy(f->dropped + f->dropped_len, f->in, f->in_len);
+				f->dropped_len += f->in_len;
+			}
+			f->in_len = 0;
+			break;
+		}
+		used = pop3_session_input(f->s, f->in, f->in_len);
 		if (used > f->in_len) {
 			fprintf(stderr, "session consumed more than it was given\n");
 			failures++;
@@ -320,6 +358,16 @@ static void net_feed(struct fake *f)
 		memmove(f->in, f->in + used, f->in_len - used);
 		f->in_len -= used;
 	}
+}
+
+static const struct tls_info test_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+
+/* The handshake is done. */
+static void tls_done(struct fake *f)
+{
+	net_feed(f);
+	f->tls_wanted = 0;
+	pop3_session_tls_started(f->s, &test_tls);
 }
 
 /* Bytes arrive from the client. */
@@ -348,7 +396,8 @@ static void settle(struct fake *f)
 	}
 }
 
-static void fake_start(struct fake *f, const struct pop3_config *cfg, size_t block, int async, unsigned flags)
+static void fake_start_tls(struct fake *f, const struct pop3_config *cfg, size_t block, int async, unsigned flags,
+			   enum tls_mode mode, int tls)
 {
 	struct pop3_session_params p = {
 		.cfg = cfg,
@@ -356,6 +405,8 @@ static void fake_start(struct fake *f, const struct pop3_config *cfg, size_t blo
 		.sid = "0123456789ab",
 		.client_addr = "192.0.2.1",
 		.read_block = block,
+		.tls_mode = mode,
+		.tls = tls ? &test_tls : NULL,
 	};
 
 	memset(f, 0, sizeof(*f));
@@ -364,6 +415,11 @@ static void fake_start(struct fake *f, const struct pop3_config *cfg, size_t blo
 	f->msgs = box;
 	f->n_msgs = sizeof(box) / sizeof(box[0]);
 	f->s = pop3_session_new(&p, &fake_io, f);
+}
+
+static void fake_start(struct fake *f, const struct pop3_config *cfg, size_t block, int async, unsigned flags)
+{
+	fake_start_tls(f, cfg, block, async, flags, TLS_MODE_NONE, 0);
 }
 
 static void fake_end(struct fake *f)
@@ -397,6 +453,14 @@ static void fake_end(struct fake *f)
 #define PLAIN_ALICE_AS_ALICE "YWxpY2VAZXhhbXBsZS50ZXN0AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ="
 #define PLAIN_ALICE_WRONG "AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw=="
 
+#define CAPA_STLS "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n" \
+	"PIPELINING\r\nSTLS\r\nSASL PLAIN\r\nIMPLEMENTATION buzon\r\n.\r\n"
+#define CAPA_REQUIRED "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n" \
+	"PIPELINING\r\nSTLS\r\nIMPLEMENTATION buzon\r\n.\r\n"
+#define STLS_OK "+OK Begin TLS negotiation\r\n"
+#define NOT_BEFORE_STLS "-ERR Command not permitted before STLS\r\n"
+#define TLS_ACTIVE "-ERR Command not permitted when TLS active\r\n"
+
 #define RETR1 "+OK 46 octets\r\nSubject: one\r\n\r\nHello\r\n..dot line\r\n...two dots\r\n.\r\n"
 #define RETR2 "+OK 36 octets\r\nSubject: two\r\nX: y\r\n\r\nCRLF body\r\n..\r\n.\r\n"
 #define RETR3 "+OK 34 octets\r\nSubject: three\r\n\r\nno final newline\r\n.\r\n"
@@ -413,6 +477,14 @@ struct tcase {
 	const char *removed;     /* UIDs removed by UPDATE ("" for QUIT with none), NULL: no UPDATE */
 	unsigned flags;
 	unsigned max_commands, max_bad, max_line, max_auth;
+	/* STLS: the listener's mode; input_tls is sent after the handshake;
+	 * dropped is what the glue threw away for it (all the input after the
+	 * STLS line) */
+	enum tls_mode mode;
+	const char *input_tls;
+	const char *dropped;
+	int starttls;            /* start_tls calls expected */
+	int tls;                 /* encrypted from the start (implicit TLS) */
 };
 
 /* name, input, output, then the expectations and limits as designated fields */
@@ -627,6 +699,45 @@ static const struct tcase cases[] = {
 	     .closed = 1, .removed = "3", .max_commands = 4),
 	CASE("input after quit is ignored",
 	     "QUIT\r\nNOOP\r\nQUIT\r\n", GREET BYE, .closed = 1),
+	/* STLS (RFC 2595) */
+	CASE("capa offers STLS", "CAPA\r\nQUIT\r\n", GREET CAPA_STLS BYE, .closed = 1, .mode = TLS_MODE_STARTTLS),
+	CASE("STLS, then capa without it and a login", "STLS\r\n",
+	     GREET STLS_OK CAPA_AUTH TLS_ACTIVE LOGGED_IN CAPA_TRANS "-ERR Already logged in\r\n" BYE,
+	     .input_tls = "CAPA\r\nSTLS\r\n" LOGIN "CAPA\r\nSTLS\r\nQUIT\r\n",
+	     .closed = 1, .removed = "", .mode = TLS_MODE_STARTTLS, .starttls = 1),
+	CASE("injection: commands pipelined behind STLS are never run", "CAPA\r\nSTLS\r\n" LOGIN "STAT\r\n",
+	     GREET CAPA_STLS STLS_OK "-ERR Log in first\r\n" BYE,
+	     .input_tls = "STAT\r\nQUIT\r\n", .dropped = LOGIN "STAT\r\n",
+	     .closed = 1, .mode = TLS_MODE_STARTTLS, .starttls = 1),
+	CASE("injection: a partial line behind STLS is dropped", "STLS\r\nQU",
+	     GREET STLS_OK "-ERR Unknown command\r\n" BYE,
+	     .input_tls = "IT\r\nQUIT\r\n", .dropped = "QU",
+	     .closed = 1, .mode = TLS_MODE_STARTTLS, .starttls = 1),
+	CASE("a USER given in clear is forgotten", "USER alice@example.test\r\nSTLS\r\n",
+	     GREET "+OK Send your password\r\n" STLS_OK "-ERR Send USER first\r\n" BYE,
+	     .input_tls = "PASS secret\r\nQUIT\r\n", .closed = 1, .mode = TLS_MODE_STARTTLS, .starttls = 1),
+	CASE("STLS with an argument", "STLS now\r\nQUIT\r\n", GREET "-ERR Syntax: STLS\r\n" BYE,
+	     .closed = 1, .mode = TLS_MODE_STARTTLS),
+	CASE("STLS after a login in clear", LOGIN "STLS\r\nCAPA\r\nQUIT\r\n",
+	     GREET LOGGED_IN "-ERR Already logged in\r\n" CAPA_TRANS BYE,
+	     .closed = 1, .removed = "", .mode = TLS_MODE_STARTTLS),
+	CASE("STLS on implicit TLS", "CAPA\r\nSTLS\r\nQUIT\r\n", GREET CAPA_AUTH TLS_ACTIVE BYE,
+	     .closed = 1, .mode = TLS_MODE_IMPLICIT, .tls = 1),
+	CASE("tls = required: no login before TLS",
+	     "CAPA\r\nUSER alice@example.test\r\nPASS secret\r\nAUTH PLAIN " PLAIN_ALICE "\r\nAUTH\r\n"
+	     "APOP alice@example.test 0123456789abcdef0123456789abcdef\r\nNOOP\r\nSTLS\r\n",
+	     GREET CAPA_REQUIRED NOT_BEFORE_STLS NOT_BEFORE_STLS NOT_BEFORE_STLS NOT_BEFORE_STLS
+	     "-ERR Unknown command\r\n-ERR Log in first\r\n" STLS_OK CAPA_AUTH LOGGED_IN BYE,
+	     .input_tls = "CAPA\r\n" LOGIN "QUIT\r\n",
+	     .closed = 1, .removed = "", .mode = TLS_MODE_REQUIRED, .starttls = 1),
+	CASE("tls = required: errors still count", "USER a\r\nPASS b\r\nUSER a\r\nCAPA\r\n",
+	     GREET NOT_BEFORE_STLS NOT_BEFORE_STLS NOT_BEFORE_STLS,
+	     .closed = 1, .max_bad = 3, .mode = TLS_MODE_REQUIRED),
+	CASE("tls = required: injection", "STLS\r\n" LOGIN,
+	     GREET STLS_OK "-ERR Send USER first\r\n",
+	     .input_tls = "PASS secret\r\n", .dropped = LOGIN, .mode = TLS_MODE_REQUIRED, .starttls = 1),
+	CASE("tls = required on implicit TLS", "CAPA\r\n" LOGIN "QUIT\r\n", GREET CAPA_AUTH LOGGED_IN BYE,
+	     .closed = 1, .removed = "", .mode = TLS_MODE_REQUIRED, .tls = 1),
 	CASE("pipelined with partial last line",
 	     LOGIN "STAT\r\nNOOP\r\nLIST 1\r\nSTA", GREET LOGGED_IN "+OK 6 177\r\n+OK\r\n+OK 1 46\r\n"),
 };
@@ -646,7 +757,7 @@ static void run_case(const struct tcase *c, size_t block, int async, int bytewis
 		cfg.max_line = c->max_line;
 	if (c->max_auth)
 		cfg.max_auth_failures = c->max_auth;
-	fake_start(&f, &cfg, block, async, c->flags);
+	fake_start_tls(&f, &cfg, block, async, c->flags, c->mode, c->tls);
 	/* inputs may hold a NUL: the table gives them with sizeof-free strings,
 	 * so the "nul" case is measured by its known length */
 	in_len = strlen(c->input);
@@ -660,6 +771,25 @@ static void run_case(const struct tcase *c, size_t block, int async, int bytewis
 	} else {
 		arrive(&f, c->input, in_len);
 		settle(&f);
+	}
+	if (f.tls_wanted) {
+		tls_done(&f);
+		settle(&f);
+	}
+	if (c->input_tls) {
+		size_t n = strlen(c->input_tls);
+
+		for (size_t i = 0; i < n; i += bytewise ? 1 : n) {
+			arrive(&f, c->input_tls + i, bytewise ? 1 : n);
+			settle(&f);
+		}
+	}
+	if (f.n_start_tls != c->starttls || f.dropped_len != (c->dropped ? strlen(c->dropped) : 0) ||
+	    (f.dropped_len && memcmp(f.dropped, c->dropped, f.dropped_len) != 0)) {
+		fprintf(stderr, "case '%s' (%s, %s): start_tls %d (want %d), dropped '%.*s' (want '%s')\n", c->name,
+			async ? "async" : "sync", bytewise ? "bytewise" : "whole", f.n_start_tls, c->starttls,
+			(int)f.dropped_len, f.dropped, c->dropped ? c->dropped : "");
+		failures++;
 	}
 	if (f.out_len != strlen(c->output) || memcmp(f.out, c->output, f.out_len) != 0) {
 		fprintf(stderr, "case '%s' (block %zu, %s, %s): output differs\n--- got ---\n%s\n--- want ---\n%s\n---\n",
@@ -1131,6 +1261,47 @@ static void test_uidl_format(void)
 	CHECK(strcmp(out, "1-2") == 0);
 }
 
+/* STLS outside the table: exact consumption, time and shutdown. */
+static void test_stls(void)
+{
+	static const char in[] = "CAPA\r\nSTLS\r\nUSER a\r\n";
+	struct pop3_config cfg;
+	struct fake f;
+	size_t n;
+
+	pop3_config_defaults(&cfg);
+	/* one call: exactly through the STLS line, then nothing */
+	fake_start_tls(&f, &cfg, 0, 0, 0, TLS_MODE_STARTTLS, 0);
+	n = pop3_session_input(f.s, in, strlen(in));
+	CHECK(n == strlen("CAPA\r\nSTLS\r\n"));
+	CHECK(f.tls_wanted);
+	CHECK(pop3_session_input(f.s, in + n, strlen(in) - n) == 0);
+	CHECK(!pop3_session_busy(f.s));
+	f.n_arms = 0;
+	f.tls_wanted = 0;
+	pop3_session_tls_started(f.s, &test_tls);
+	CHECK(f.n_arms == 1 && f.timeout == cfg.idle_timeout);   /* re-armed as after a command */
+	fake_end(&f);
+
+	/* the timer fires during the handshake: closed, nothing written in clear */
+	fake_start_tls(&f, &cfg, 0, 0, 0, TLS_MODE_REQUIRED, 0);
+	arrive(&f, "STLS\r\n", 6);
+	pop3_session_timeout(f.s);
+	CHECK(f.closed);
+	CHECK(strcmp(f.out, GREET STLS_OK) == 0);
+	fake_end(&f);
+
+	/* shutdown during the handshake: said after it, inside TLS */
+	fake_start_tls(&f, &cfg, 0, 0, 0, TLS_MODE_STARTTLS, 0);
+	arrive(&f, "STLS\r\n", 6);
+	pop3_session_shutdown(f.s);
+	CHECK(!f.closed);
+	tls_done(&f);
+	CHECK(f.closed);
+	CHECK(strcmp(f.out, GREET STLS_OK "-ERR [SYS/TEMP] Server shutting down\r\n") == 0);
+	fake_end(&f);
+}
+
 int main(void)
 {
 	/* the session logs; the failure paths log errors on purpose */
@@ -1143,6 +1314,7 @@ int main(void)
 	test_timeout();
 	test_partial_line_keeps_deadline();
 	test_shutdown();
+	test_stls();
 	test_disconnect();
 	test_holding();
 	test_big_listing();

@@ -73,6 +73,12 @@ struct fake {
 	int resumes;
 	struct buf held;            /* input the session did not consume */
 	size_t max_held_idle;       /* most ever held while the session was idle */
+	/* STARTTLS: after io->start_tls the harness does what the glue does:
+	 * it throws away the input it holds and what arrives before the
+	 * handshake is done, then calls smtp_session_tls_started() */
+	int tls_wanted;             /* start_tls called, tls_started not yet */
+	int n_start_tls;
+	struct buf dropped;         /* input thrown away for the handshake */
 };
 
 static void f_write(void *ctx, const char *data, size_t len)
@@ -220,10 +226,39 @@ static void f_resume(void *ctx)
 	f->resumes++;
 }
 
+static void f_start_tls(void *ctx)
+{
+	static const char ready[] = "220 2.0.0 Ready to start TLS\r\n";
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	CHECK(!f->tls_wanted, "start_tls twice");
+	/* the 220 is queued before the glue is told */
+	CHECK(f->out.len >= sizeof(ready) - 1 &&
+	      memcmp(f->out.data + f->out.len - (sizeof(ready) - 1), ready, sizeof(ready) - 1) == 0,
+	      "start_tls before the 220 was written");
+	f->tls_wanted = 1;
+	f->n_start_tls++;
+}
+
 static const struct smtp_io fake_io = {
 	.write = f_write, .close = f_close, .set_timeout = f_set_timeout, .now = f_now,
-	.rcpt = f_rcpt, .deliver = f_deliver, .resume = f_resume,
+	.rcpt = f_rcpt, .deliver = f_deliver, .resume = f_resume, .start_tls = f_start_tls,
 };
+
+/* While the handshake runs the session takes nothing; the glue drops what
+ * it holds. */
+static void drop_for_tls(struct fake *f)
+{
+	if (f->held.len) {
+		size_t n = smtp_session_input(f->s, f->held.data, f->held.len);
+
+		CHECK(n == 0, "session consumed %zu bytes while waiting for TLS", n);
+		buf_add(&f->dropped, f->held.data, f->held.len);
+		buf_reset(&f->held);
+	}
+}
 
 /* Moves the clock ms forward, firing the timer as the loop would. */
 static void tick(struct fake *f, uint64_t ms)
@@ -244,6 +279,10 @@ static void pump(struct fake *f)
 	while (f->held.len > 0) {
 		size_t n;
 
+		if (f->tls_wanted) {
+			drop_for_tls(f);
+			return;
+		}
 		if (smtp_session_busy(f->s)) {
 			n = smtp_session_input(f->s, f->held.data, f->held.len);
 			CHECK(n == 0, "busy session consumed %zu bytes", n);
@@ -251,6 +290,8 @@ static void pump(struct fake *f)
 		}
 		n = smtp_session_input(f->s, f->held.data, f->held.len);
 		buf_consume(&f->held, n);
+		if (f->tls_wanted)
+			continue;  /* dropped at the top of the loop */
 		if (n == 0 && !smtp_session_busy(f->s)) {
 			CHECK(0, "idle session consumed nothing of %zu bytes", f->held.len);
 			return;
@@ -315,20 +356,37 @@ static struct smtp_config test_cfg(void)
 
 static const struct tls_info test_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
 
-static void fake_start(struct fake *f, const struct smtp_config *cfg, int async, int tls)
+/* The handshake is done: what the harness held was dropped. */
+static void tls_done(struct fake *f)
+{
+	CHECK(f->tls_wanted, "tls_done without start_tls");
+	drop_for_tls(f);
+	f->tls_wanted = 0;
+	smtp_session_tls_started(f->s, &test_tls);
+}
+
+static void fake_start_mode(struct fake *f, const struct smtp_config *cfg, int async, int tls,
+			    enum tls_mode mode)
 {
 	struct smtp_session_params p = {
 		.cfg = cfg, .hostname = "mx.test", .sid = "S1",
 		.client_addr = "192.0.2.1", .client_name = "client.example.net", .tls = tls ? &test_tls : NULL,
+		.tls_mode = mode,
 	};
 
 	memset(f, 0, sizeof(*f));
 	buf_init(&f->out, 0);
 	buf_init(&f->held, 0);
 	buf_init(&f->queries, 0);
+	buf_init(&f->dropped, 0);
 	f->async = async;
 	f->now = 1000000;  /* a clock that does not start at 0 */
 	f->s = smtp_session_new(&p, &fake_io, f);
+}
+
+static void fake_start(struct fake *f, const struct smtp_config *cfg, int async, int tls)
+{
+	fake_start_mode(f, cfg, async, tls, tls ? TLS_MODE_IMPLICIT : TLS_MODE_NONE);
 }
 
 static void fake_end(struct fake *f)
@@ -347,6 +405,7 @@ static void fake_end(struct fake *f)
 	buf_release(&f->out);
 	buf_release(&f->held);
 	buf_release(&f->queries);
+	buf_release(&f->dropped);
 }
 
 /* ---- checks ---- */
@@ -428,10 +487,19 @@ struct scase {
 	uint64_t max_size;
 	unsigned max_rcpt, max_bad, max_pipeline;
 	int deliver_result;
-	int tls;
+	int tls;                /* encrypted from the start (implicit TLS) */
+	/* STARTTLS: the listener's mode; in_tls is sent after the handshake
+	 * (when there was one); dropped is what the harness must have thrown
+	 * away for it: all the input after the STARTTLS line, no more, no less */
+	enum tls_mode mode;
+	const char *in_tls;
+	size_t in_tls_len;
+	const char *dropped;
+	int starttls;           /* start_tls calls expected */
 };
 
 #define IN(s) .in = s, .in_len = sizeof(s) - 1
+#define IN_TLS(s) .in_tls = s, .in_tls_len = sizeof(s) - 1
 #define GREET "220 mx.test ESMTP buzon\r\n"
 #define EHLO "EHLO client.example\r\n"
 #define EHLO_OUT "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n" \
@@ -451,6 +519,11 @@ struct scase {
 #define X100 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 #define X1000 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100
 #define SMUGGLE "MAIL FROM:<evil@x.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nevil\r\n"
+#define EHLO_STARTTLS_OUT "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n" \
+	"250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+#define READY "220 2.0.0 Ready to start TLS\r\n"
+#define MUST_TLS "530 5.7.0 Must issue a STARTTLS command first\r\n"
+#define TLS_COMMENT "\n\t(version=TLS1.3 cipher=TLS_AES_256_GCM_SHA384)"
 
 static const struct scase cases[] = {
 	{ .name = "basic transaction",
@@ -465,7 +538,7 @@ static const struct scase cases[] = {
 	{ .name = "TLS gives ESMTPS", .tls = 1,
 	  IN(START "x\r\n.\r\n"),
 	  .out = START_OUT QUEUED(1),
-	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org", "ESMTPS" } } },
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org", "ESMTPS" TLS_COMMENT } } },
 	{ .name = "lower-case commands, null sender",
 	  IN("ehlo client.example\r\nmail from:<>\r\nrcpt to:<alice@example.org>\r\ndata\r\nx\r\n.\r\n"),
 	  .out = START_OUT QUEUED(1),
@@ -654,7 +727,7 @@ static const struct scase cases[] = {
 	{ .name = "SMTPUTF8 over TLS", .tls = 1,
 	  IN(EHLO "MAIL FROM:<a@remote.example> SMTPUTF8\r\n" RCPT_ALICE "DATA\r\nx\r\n.\r\n"),
 	  .out = GREET EHLO_OUT MAIL_OK RCPT_OK DATA_GO QUEUED(1),
-	  .dl = { { "x\n", "alice@example.org", "a@remote.example", "alice@example.org", "UTF8SMTPS" } } },
+	  .dl = { { "x\n", "alice@example.org", "a@remote.example", "alice@example.org", "UTF8SMTPS" TLS_COMMENT } } },
 	{ .name = "MAIL parameters",
 	  IN(EHLO "MAIL FROM:<a@remote.example> FOO=1\r\nMAIL FROM:<a@remote.example> BODY=BINARYMIME\r\n"
 	     "MAIL FROM:<a@remote.example> SIZE=10001\r\nMAIL FROM:<a@remote.example> SIZE=10000\r\n"
@@ -753,6 +826,91 @@ static const struct scase cases[] = {
 	  .out = GREET "250 mx.test\r\n" MAIL_OK RCPT_OK DATA_GO QUEUED(1),
 	  .dl = { { ".3456789\n", "alice@example.org", "sender@remote.example", "alice@example.org", "SMTP" } } },
 
+	/* STARTTLS (RFC 3207) */
+	{ .name = "EHLO offers STARTTLS", .mode = TLS_MODE_STARTTLS,
+	  IN(EHLO "HELO client.example\r\n"),
+	  .out = GREET EHLO_STARTTLS_OUT "250 mx.test\r\n" },
+	{ .name = "STARTTLS, then a new EHLO without it and a message", .mode = TLS_MODE_STARTTLS,
+	  IN(EHLO "STARTTLS\r\n"),
+	  IN_TLS(START "x\r\n.\r\nSTARTTLS\r\nQUIT\r\n"),
+	  .out = GREET EHLO_STARTTLS_OUT READY EHLO_OUT MAIL_OK RCPT_OK DATA_GO QUEUED(1)
+		 "503 5.5.1 TLS already active\r\n" BYE,
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org",
+		    "ESMTPS" TLS_COMMENT } },
+	  .starttls = 1, .closed = 1 },
+	{ .name = "HELO over STARTTLS is SMTP with the comment", .mode = TLS_MODE_STARTTLS,
+	  IN("STARTTLS\r\n"),
+	  IN_TLS("HELO client.example\r\n" MAIL_A RCPT_ALICE "DATA\r\nx\r\n.\r\n"),
+	  .out = GREET READY "250 mx.test\r\n" MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org", "SMTP" TLS_COMMENT } },
+	  .starttls = 1 },
+	{ .name = "injection: commands pipelined behind STARTTLS are never run", .mode = TLS_MODE_STARTTLS,
+	  IN(EHLO "STARTTLS\r\n" MAIL_A RCPT_BOB "DATA\r\nevil\r\n.\r\n"),
+	  IN_TLS(EHLO "RCPT TO:<alice@example.org>\r\nQUIT\r\n"),
+	  .dropped = MAIL_A RCPT_BOB "DATA\r\nevil\r\n.\r\n",
+	  .out = GREET EHLO_STARTTLS_OUT READY EHLO_OUT "503 5.5.1 Need MAIL command\r\n" BYE,
+	  .queries = "", .starttls = 1, .closed = 1 },
+	{ .name = "injection right after STARTTLS, before any EHLO", .mode = TLS_MODE_STARTTLS,
+	  IN("STARTTLS\r\nMAIL FROM:<a@b>\r\n"),
+	  IN_TLS("NOOP\r\n"),
+	  .dropped = "MAIL FROM:<a@b>\r\n",
+	  .out = GREET READY OK, .starttls = 1 },
+	{ .name = "injection: a partial line behind STARTTLS is dropped", .mode = TLS_MODE_STARTTLS,
+	  IN(EHLO "STARTTLS\r\nMAIL FR"),
+	  IN_TLS("OM:<a@b>\r\n" EHLO),
+	  .dropped = "MAIL FR",
+	  .out = GREET EHLO_STARTTLS_OUT READY "500 5.5.2 Syntax error\r\n" EHLO_OUT, .starttls = 1 },
+	{ .name = "after STARTTLS the EHLO is forgotten", .mode = TLS_MODE_STARTTLS,
+	  IN(EHLO "STARTTLS\r\n"),
+	  IN_TLS(MAIL_A RCPT_ALICE "DATA\r\nRSET\r\n" MAIL_A),
+	  .out = GREET EHLO_STARTTLS_OUT READY "503 5.5.1 Send HELO/EHLO first\r\n"
+		 "503 5.5.1 Send HELO/EHLO first\r\n503 5.5.1 Send HELO/EHLO first\r\n" OK
+		 "503 5.5.1 Send HELO/EHLO first\r\n",
+	  .queries = "", .starttls = 1 },
+	{ .name = "STARTTLS with an argument", .mode = TLS_MODE_STARTTLS,
+	  IN(EHLO "STARTTLS now\r\nNOOP\r\n"),
+	  .out = GREET EHLO_STARTTLS_OUT "501 5.5.4 Syntax: STARTTLS\r\n" OK },
+	{ .name = "STARTTLS inside a transaction is refused", .mode = TLS_MODE_STARTTLS,
+	  IN(EHLO MAIL_A "STARTTLS\r\n" RCPT_ALICE "STARTTLS\r\nRSET\r\nSTARTTLS\r\n"),
+	  IN_TLS(EHLO),
+	  .out = GREET EHLO_STARTTLS_OUT MAIL_OK "503 5.5.1 Error: MAIL transaction in progress\r\n" RCPT_OK
+		 "503 5.5.1 Error: MAIL transaction in progress\r\n" OK READY EHLO_OUT,
+	  .starttls = 1 },
+	{ .name = "STARTTLS not offered (tls = none)",
+	  IN(EHLO "STARTTLS\r\n" MAIL_A),
+	  .out = GREET EHLO_OUT "502 5.5.1 Command not implemented\r\n" MAIL_OK },
+	{ .name = "STARTTLS on implicit TLS", .tls = 1, .mode = TLS_MODE_IMPLICIT,
+	  IN(EHLO "STARTTLS\r\n" MAIL_A),
+	  .out = GREET EHLO_OUT "503 5.5.1 TLS already active\r\n" MAIL_OK },
+	{ .name = "tls = required: only the way to TLS before it", .mode = TLS_MODE_REQUIRED,
+	  IN(EHLO MAIL_A RCPT_ALICE "DATA\r\nVRFY alice\r\nEXPN x\r\nHELP\r\nAUTH PLAIN\r\n"
+	     "NOOP\r\nRSET\r\nHELO client.example\r\n" EHLO "STARTTLS\r\n"),
+	  IN_TLS(START "x\r\n.\r\nQUIT\r\n"),
+	  .out = GREET EHLO_STARTTLS_OUT MUST_TLS MUST_TLS MUST_TLS MUST_TLS MUST_TLS MUST_TLS MUST_TLS
+		 OK OK "250 mx.test\r\n" EHLO_STARTTLS_OUT READY EHLO_OUT MAIL_OK RCPT_OK DATA_GO QUEUED(1) BYE,
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org",
+		    "ESMTPS" TLS_COMMENT } },
+	  .queries = "alice@example.org", .starttls = 1, .closed = 1 },
+	{ .name = "tls = required: a BDAT chunk is still read and dropped", .mode = TLS_MODE_REQUIRED,
+	  IN("BDAT 6\r\nNOOP\r\nBDAT 4 LAST\r\nabcdQUIT\r\n"),
+	  .out = GREET MUST_TLS MUST_TLS BYE, .closed = 1 },
+	{ .name = "tls = required: QUIT before TLS", .mode = TLS_MODE_REQUIRED,
+	  IN("MAIL FROM:<a@b>\r\nQUIT\r\n"),
+	  .out = GREET MUST_TLS BYE, .closed = 1 },
+	{ .name = "tls = required: errors still count", .mode = TLS_MODE_REQUIRED, .max_bad = 3,
+	  IN("MAIL FROM:<a@b>\r\nVRFY a\r\nHELP\r\nNOOP\r\n"),
+	  .out = GREET MUST_TLS MUST_TLS MUST_TLS "421 4.7.0 mx.test Too many errors\r\n", .closed = 1 },
+	{ .name = "tls = required: nothing refused after TLS", .mode = TLS_MODE_REQUIRED,
+	  IN("STARTTLS\r\n" MAIL_A),
+	  IN_TLS(EHLO "VRFY alice\r\nSTARTTLS\r\n"),
+	  .dropped = MAIL_A,
+	  .out = GREET READY EHLO_OUT "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+		 "503 5.5.1 TLS already active\r\n",
+	  .starttls = 1 },
+	{ .name = "tls = required on implicit TLS: no refusal", .tls = 1, .mode = TLS_MODE_REQUIRED,
+	  IN(EHLO MAIL_A),
+	  .out = GREET EHLO_OUT MAIL_OK },
+
 	/* the max_pipeline bound: same replies, only more calls */
 	{ .name = "pipeline bound", .max_pipeline = 2,
 	  IN(EHLO MAIL_A RCPT_ALICE RCPT_BOB "NOOP\r\nDATA\r\nx\r\n.\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n"),
@@ -764,13 +922,39 @@ static const struct scase cases[] = {
 enum feed_mode { FEED_ALL, FEED_BYTES, FEED_RANDOM };
 static const char *const mode_names[] = { "all", "bytes", "random" };
 
+/* Feeds in the way mode says, answering requests now and then when async. */
+static void feed_mode(struct fake *f, const char *in, size_t in_len, enum feed_mode mode, int async,
+		      unsigned *seed, unsigned *step)
+{
+	size_t off = 0;
+
+	while (off < in_len) {
+		size_t n = in_len - off;
+
+		if (mode == FEED_BYTES) {
+			n = 1;
+		} else if (mode == FEED_RANDOM) {
+			*seed = *seed * 1103515245 + 12345;
+			n = 1 + (*seed >> 16) % 23;
+			if (n > in_len - off)
+				n = in_len - off;
+		}
+		feed(f, in + off, n);
+		off += n;
+		/* async: answer now and then, so that input piles up behind
+		 * a request in flight */
+		if (async && (++*step % 5 == 0 || mode == FEED_ALL))
+			answer(f);
+	}
+	answer(f);
+}
+
 static void run_case(const struct scase *c, enum feed_mode mode, int async)
 {
 	struct smtp_config cfg = test_cfg();
 	struct fake f;
 	char name[256];
 	unsigned seed = 12345;
-	size_t off = 0;
 	unsigned step = 0;
 	int n_want = 0;
 
@@ -786,30 +970,24 @@ static void run_case(const struct scase *c, enum feed_mode mode, int async)
 		cfg.max_bad_commands = c->max_bad;
 	if (c->max_pipeline)
 		cfg.max_pipeline = c->max_pipeline;
-	fake_start(&f, &cfg, async, c->tls);
+	fake_start_mode(&f, &cfg, async, c->tls, c->mode);
 	f.deliver_result = c->deliver_result;
 	CHECK(f.timeout == cfg.command_timeout * 1000, "timeout %u ms after greeting", f.timeout);
 
-	while (off < c->in_len) {
-		size_t n = c->in_len - off;
-
-		if (mode == FEED_BYTES) {
-			n = 1;
-		} else if (mode == FEED_RANDOM) {
-			seed = seed * 1103515245 + 12345;
-			n = 1 + (seed >> 16) % 23;
-			if (n > c->in_len - off)
-				n = c->in_len - off;
-		}
-		feed(&f, c->in + off, n);
-		off += n;
-		/* async: answer now and then, so that input piles up behind
-		 * a request in flight */
-		if (async && (++step % 5 == 0 || mode == FEED_ALL))
-			answer(&f);
+	feed_mode(&f, c->in, c->in_len, mode, async, &seed, &step);
+	if (f.tls_wanted) {
+		/* the handshake takes a while: the timer restarts from its end */
+		tick(&f, 50);
+		tls_done(&f);
 	}
-	answer(&f);
+	if (c->in_tls)
+		feed_mode(&f, c->in_tls, c->in_tls_len, mode, async, &seed, &step);
 
+	CHECK(f.n_start_tls == c->starttls, "%d start_tls calls, want %d", f.n_start_tls, c->starttls);
+	CHECK(f.dropped.len == (c->dropped ? strlen(c->dropped) : 0) &&
+	      (f.dropped.len == 0 || memcmp(f.dropped.data, c->dropped, f.dropped.len) == 0),
+	      "dropped for TLS:\n%.*s\nwant:\n%s", (int)f.dropped.len, f.dropped.data ? f.dropped.data : "",
+	      c->dropped ? c->dropped : "");
 	CHECK(f.held.len == 0, "%zu input bytes never consumed", f.held.len);
 	CHECK(f.max_held_idle <= 1024, "caller had to hold %zu bytes", f.max_held_idle);
 	CHECK(f.out.len == strlen(c->out) && memcmp(f.out.data, c->out, f.out.len) == 0,
@@ -1335,6 +1513,71 @@ static void test_logs(void)
 	CHECK(strstr(text, "close reason=quit"), "close not logged:\n%s", text);
 }
 
+/* STARTTLS outside the table: time, shutdown and the Received comment. */
+static void test_starttls(void)
+{
+	static const struct tls_info odd = { "TLS1.2", "AES(256) \\x\r\n", "" };
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+	size_t n;
+
+	current = "starttls: consumed exactly the STARTTLS line";
+	fake_start_mode(&f, &cfg, 0, 0, TLS_MODE_STARTTLS);
+	n = smtp_session_input(f.s, EHLO "STARTTLS\r\nMAIL FROM:<a@b>\r\n", strlen(EHLO "STARTTLS\r\nMAIL FROM:<a@b>\r\n"));
+	CHECK(n == strlen(EHLO "STARTTLS\r\n") && f.tls_wanted, "consumed %zu", n);
+	CHECK(smtp_session_input(f.s, "MAIL FROM:<a@b>\r\n", 17) == 0, "input taken before tls_started");
+	CHECK(!smtp_session_busy(f.s), "busy while waiting for TLS");
+	smtp_session_tls_started(f.s, &test_tls);
+	f.tls_wanted = 0;
+	feed_str(&f, "MAIL FROM:<a@b>\r\n");
+	CHECK(out_ends_with(&f, READY "503 5.5.1 Send HELO/EHLO first\r\n"), "after tls: %s", f.out.data);
+	fake_end(&f);
+
+	current = "starttls: the deadline restarts after the handshake";
+	fake_start_mode(&f, &cfg, 0, 0, TLS_MODE_STARTTLS);
+	tick(&f, 100 * 1000);
+	feed_str(&f, "STARTTLS\r\n");
+	tick(&f, 100 * 1000);  /* 200 s since the greeting, 100 s since STARTTLS */
+	CHECK(!f.closed, "closed during the handshake");
+	tls_done(&f);
+	CHECK(f.timer_at == f.now + cfg.command_timeout * 1000, "timer %llu ms ahead, want %u",
+	      (unsigned long long)(f.timer_at - f.now), cfg.command_timeout * 1000);
+	tick(&f, 110 * 1000);
+	CHECK(!f.closed, "closed before a full command_timeout after the handshake");
+	tick(&f, 1000);
+	CHECK(f.closed && out_ends_with(&f, READY "421 4.4.2 mx.test Error: timeout exceeded\r\n"),
+	      "timeout after tls: %s", f.out.data);
+	fake_end(&f);
+
+	current = "starttls: timeout during the handshake writes nothing";
+	fake_start_mode(&f, &cfg, 0, 0, TLS_MODE_REQUIRED);
+	feed_str(&f, "STARTTLS\r\n");
+	tick(&f, cfg.command_timeout * 1000);
+	CHECK(f.closed && out_ends_with(&f, GREET READY), "timeout in handshake: %s", f.out.data);
+	fake_end(&f);
+
+	current = "starttls: shutdown during the handshake says so after it";
+	fake_start_mode(&f, &cfg, 0, 0, TLS_MODE_STARTTLS);
+	feed_str(&f, EHLO "STARTTLS\r\n");
+	smtp_session_shutdown(f.s);
+	CHECK(!f.closed && out_ends_with(&f, READY), "shutdown in handshake: %s", f.out.data);
+	tls_done(&f);
+	CHECK(f.closed && out_ends_with(&f, READY "421 4.3.2 mx.test Service shutting down\r\n"),
+	      "shutdown after handshake: %s", f.out.data);
+	fake_end(&f);
+
+	current = "starttls: odd characters stay inside the comment";
+	fake_start_mode(&f, &cfg, 0, 0, TLS_MODE_STARTTLS);
+	feed_str(&f, "STARTTLS\r\n");
+	drop_for_tls(&f);
+	f.tls_wanted = 0;
+	smtp_session_tls_started(f.s, &odd);
+	feed_str(&f, START "x\r\n.\r\n");
+	CHECK(f.n_dl == 1 && strstr(f.dl[0].received, "with ESMTPS\n\t(version=TLS1.2 cipher=AES_256___x__) id S1.1\n"),
+	      "received: %s", f.n_dl ? f.dl[0].received : "");
+	fake_end(&f);
+}
+
 int main(void)
 {
 	FILE *devnull = fopen("/dev/null", "w");
@@ -1358,6 +1601,7 @@ int main(void)
 	test_bdat_refused_at_once();
 	test_shutdown();
 	test_async_contract();
+	test_starttls();
 	log_set_fd(2);
 	if (devnull)
 		fclose(devnull);
