@@ -1,116 +1,61 @@
 #include "imap/imap-server.h"
 
-#include <ctype.h>
-#include <gnutls/crypto.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "imap/imap-session.h"
-#include "lib/log.h"
 #include "lib/notify.h"
-#include "lib/throttle.h"
+#include "lib/runner.h"
 #include "lib/xalloc.h"
 
-#define THROTTLE_SLOTS 4096
-
 struct imap_server {
-	const struct config *cfg;
-	uv_loop_t *loop;
+	struct runner *runner;      /* first: this struct is the handler's ctx (lib/runner.h) */
 	struct imap_backend backend;
-	struct throttle *throttle;
-	struct proto_handler handler;
-	char busy[128];
+	const struct config *cfg;
 };
 
 /*
- * One per connection; outlives the connection while a command is on the
- * threadpool (or waiting for its login delay).
+ * One per connection, made and freed by lib/runner.c; outlives the
+ * connection while a command is on the threadpool (or waiting for its
+ * login delay).
  */
 struct imap_conn {
-	/* First: the conn_io_* adapters of lib/net.h read it. */
-	struct conn *conn;          /* NULL once the connection is gone */
-	struct imap_server *srv;
-	struct imap_session *s;
-	uv_work_t work;
-	uv_timer_t delay;
-	int handles;                /* the delay timer is open */
+	struct rconn rc;            /* first: the runner's part (conn, session, sid, peer) */
 	struct imap_cmd *cmd;       /* on the threadpool or waiting for the delay */
 	struct notify_sub *watch;
-	char ip_key[80];
 };
 
-static void delay_closed(uv_handle_t *h)
+/* Runs on a worker thread. */
+static void cmd_work(struct rconn *rc)
 {
-	struct imap_conn *ic = h->data;
-
-	imap_session_free(&ic->s);
-	free(ic);
+	imap_cmd_run(((struct imap_conn *)rc)->cmd);
 }
 
-static void ic_maybe_free(struct imap_conn *ic)
+/* status is not looked at: a command cancelled before it ran (the
+ * connection closed during its login delay) finds its session closed. */
+static void cmd_after(struct rconn *rc, int status)
 {
-	if (ic->conn || ic->cmd)
-		return;
-	notify_unsubscribe(&ic->watch);
-	uv_close((uv_handle_t *)&ic->delay, delay_closed);
-}
-
-static void work_cb(uv_work_t *w)
-{
-	struct imap_conn *ic = w->data;
-
-	imap_cmd_run(ic->cmd);
-}
-
-static void after_work_cb(uv_work_t *w, int status)
-{
-	struct imap_conn *ic = w->data;
+	struct imap_conn *ic = (struct imap_conn *)rc;
 	struct imap_cmd *cmd = ic->cmd;
 
 	(void)status;
 	ic->cmd = NULL;
-	imap_session_cmd_done(ic->s, cmd);
-	ic_maybe_free(ic);
-}
-
-static void queue(struct imap_conn *ic)
-{
-	ic->work.data = ic;
-	if (uv_queue_work(ic->srv->loop, &ic->work, work_cb, after_work_cb) < 0) {
-		/* Cannot happen with a valid loop; run it here rather than lose it. */
-		imap_cmd_run(ic->cmd);
-		after_work_cb(&ic->work, 0);
-	}
-}
-
-static void delay_cb(uv_timer_t *t)
-{
-	struct imap_conn *ic = t->data;
-
-	queue(ic);
+	imap_session_cmd_done(rc->session, cmd);
 }
 
 static void io_exec(void *ctx, struct imap_cmd *cmd, unsigned delay_ms)
 {
 	struct imap_conn *ic = ctx;
 
-	if (ic->cmd)
-		BUG("imap: exec while a command runs");
 	ic->cmd = cmd;
-	if (delay_ms)
-		uv_timer_start(&ic->delay, delay_cb, delay_ms, 0);
-	else
-		queue(ic);
+	runner_submit(&ic->rc, cmd_work, cmd_after, delay_ms);
 }
 
 static void watch_cb(void *ctx)
 {
 	struct imap_conn *ic = ctx;
 
-	if (ic->s && ic->conn)
-		imap_session_notify(ic->s);
+	if (ic->rc.session && ic->rc.conn)
+		imap_session_notify(ic->rc.session);
 }
 
 static void io_watch(void *ctx, const char *key)
@@ -118,7 +63,7 @@ static void io_watch(void *ctx, const char *key)
 	struct imap_conn *ic = ctx;
 
 	notify_unsubscribe(&ic->watch);
-	if (key && ic->conn)
+	if (key && ic->rc.conn)
 		ic->watch = notify_subscribe(key, watch_cb, ic);
 }
 
@@ -133,137 +78,86 @@ static void io_publish(void *ctx, const char *key)
 	ic->watch = mine;
 }
 
-static void user_key(const char *user, char *out, size_t outlen)
-{
-	snprintf(out, outlen, "user:%s", user);
-	for (char *p = out + 5; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-}
-
 static unsigned io_auth_delay(void *ctx, const char *user)
 {
-	struct imap_conn *ic = ctx;
-	uint64_t now = uv_now(ic->srv->loop);
-	char uk[400];
-	unsigned a, b;
-
-	user_key(user, uk, sizeof(uk));
-	a = throttle_delay(ic->srv->throttle, ic->ip_key, now);
-	b = throttle_delay(ic->srv->throttle, uk, now);
-	return a > b ? a : b;
+	return runner_auth_delay(ctx, user);
 }
 
 static void io_auth_result(void *ctx, const char *user, int ok)
 {
-	struct imap_conn *ic = ctx;
-	uint64_t now = uv_now(ic->srv->loop);
-	char uk[400];
-
-	user_key(user, uk, sizeof(uk));
-	if (ok) {
-		throttle_success(ic->srv->throttle, uk);
-		/* from now on in the listener's share kept for users */
-		if (ic->conn)
-			conn_set_authenticated(ic->conn);
-	} else {
-		throttle_failure(ic->srv->throttle, ic->ip_key, now);
-		throttle_failure(ic->srv->throttle, uk, now);
-	}
+	runner_auth_result(ctx, user, ok);
 }
 
 static const struct imap_io imap_io = {
-	.write = conn_io_write,
-	.close = conn_io_close,
-	.set_timeout = conn_io_set_timeout,
+	.write = runner_io_write,
+	.close = runner_io_close,
+	.set_timeout = runner_io_set_timeout,
 	.exec = io_exec,
-	.resume = conn_io_resume,
-	.when_drained = conn_io_when_drained,
+	.resume = runner_io_resume,
+	.when_drained = runner_io_when_drained,
 	.watch = io_watch,
 	.publish = io_publish,
 	.auth_delay = io_auth_delay,
 	.auth_result = io_auth_result,
-	.start_tls = conn_io_start_tls,
+	.start_tls = runner_io_start_tls,
 };
 
-static void *h_open(struct conn *c, void *ctx)
+/* ---- the session's side of the runner ---- */
+
+RUNNER_SESSION_CALLS(imap)
+
+static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 {
 	struct imap_server *srv = ctx;
-	struct imap_conn *ic = xcalloc(1, sizeof(*ic));
 	struct imap_session_params p = {
 		.cfg = &srv->cfg->imap,
 		.backend = &srv->backend,
-		.sid = conn_sid(c),
-		.client_addr = conn_peer(c),
-		.tls_mode = conn_tls_mode(c),
-		.tls = conn_tls_info(c),
+		.sid = o->sid,
+		.client_addr = o->peer,
+		.tls_mode = o->tls_mode,
+		.tls = o->tls,
 	};
 
-	ic->srv = srv;
-	ic->conn = c;
-	snprintf(ic->ip_key, sizeof(ic->ip_key), "ip:%s", conn_peer(c));
-	uv_timer_init(srv->loop, &ic->delay);
-	ic->delay.data = ic;
-	ic->s = imap_session_new(&p, &imap_io, ic);
-	return ic;
+	return imap_session_new(&p, &imap_io, rc);
 }
 
-static size_t h_input(void *session, const char *data, size_t len)
+static void s_drained(struct rconn *rc)
 {
-	struct imap_conn *ic = session;
-
-	return imap_session_input(ic->s, data, len);
+	imap_session_drained(rc->session);
 }
 
-static void h_timeout(void *session)
+static void s_disconnected(struct rconn *rc)
 {
-	struct imap_conn *ic = session;
+	struct imap_conn *ic = (struct imap_conn *)rc;
 
-	imap_session_timeout(ic->s);
-}
-
-static void h_shutdown(void *session)
-{
-	struct imap_conn *ic = session;
-
-	imap_session_shutdown(ic->s);
-}
-
-static void h_drained(void *session)
-{
-	struct imap_conn *ic = session;
-
-	imap_session_drained(ic->s);
-}
-
-static void h_tls_started(void *session)
-{
-	struct imap_conn *ic = session;
-
-	imap_session_tls_started(ic->s, conn_tls_info(ic->conn));
-}
-
-static int h_busy(void *session)
-{
-	struct imap_conn *ic = session;
-
-	return imap_session_busy(ic->s);
-}
-
-static void h_closed(void *session)
-{
-	struct imap_conn *ic = session;
-
-	ic->conn = NULL;
 	notify_unsubscribe(&ic->watch);
-	imap_session_disconnected(ic->s);
-	if (ic->cmd && uv_is_active((uv_handle_t *)&ic->delay)) {
-		/* Waiting for a login delay: nothing runs yet, drop it. */
-		uv_timer_stop(&ic->delay);
-		imap_session_cmd_done(ic->s, ic->cmd);
-		ic->cmd = NULL;
-	}
-	ic_maybe_free(ic);
+	imap_session_disconnected(rc->session);
 }
+
+static int s_free(struct rconn *rc)
+{
+	struct imap_conn *ic = (struct imap_conn *)rc;
+	struct imap_session *s = rc->session;
+
+	notify_unsubscribe(&ic->watch);
+	imap_session_free(&s);
+	return 0;
+}
+
+static const struct runner_proto imap_proto = {
+	.name = "imap",
+	.busy_reply = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+	.conn_size = sizeof(struct imap_conn),
+	.open = s_open,
+	.input = imap_rs_input,
+	.timeout = imap_rs_timeout,
+	.shutdown = imap_rs_shutdown,
+	.drained = s_drained,
+	.disconnected = s_disconnected,
+	.busy = imap_rs_busy,
+	.free = s_free,
+	.tls_started = imap_rs_tls_started,
+};
 
 struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop)
 {
@@ -274,46 +168,25 @@ struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, u
 		.base_ms = ic->auth_delay_base * 1000,
 		.max_ms = ic->auth_delay_max * 1000,
 		.decay_ms = ic->auth_delay_decay * 1000,
-		.slots = THROTTLE_SLOTS,
 	};
-	unsigned char key[16];
 
 	srv->cfg = cfg;
-	srv->loop = loop;
 	srv->backend.dir = dir;
 	srv->backend.hostname = cfg->hostname;
-	if (gnutls_rnd(GNUTLS_RND_NONCE, key, sizeof(key)) < 0) {
-		uint64_t v = uv_hrtime() ^ (uint64_t)getpid() << 32;
-		memset(key, 0x5a, sizeof(key));
-		memcpy(key, &v, sizeof(v));
-	}
-	srv->throttle = throttle_new(&tp, key);
-	snprintf(srv->busy, sizeof(srv->busy), "* BYE [UNAVAILABLE] Too many connections, try again later\r\n");
-	srv->handler = (struct proto_handler){
-		.name = "imap",
-		.open = h_open,
-		.input = h_input,
-		.timeout = h_timeout,
-		.shutdown = h_shutdown,
-		.drained = h_drained,
-		.closed = h_closed,
-		.tls_started = h_tls_started,
-		.busy = h_busy,
-		.busy_reply = srv->busy,
-	};
+	srv->runner = runner_new(&imap_proto, loop, srv, NULL, &tp);
 	return srv;
 }
 
 const struct proto_handler *imap_server_handler(const struct imap_server *srv)
 {
-	return &srv->handler;
+	return runner_handler(srv->runner);
 }
 
 void imap_server_free(struct imap_server **srv)
 {
 	if (!*srv)
 		return;
-	throttle_free(&(*srv)->throttle);
+	runner_free(&(*srv)->runner);
 	free(*srv);
 	*srv = NULL;
 }

@@ -1,9 +1,7 @@
 #include "pop3/pop3-server.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <gnutls/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +10,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
-#include "lib/throttle.h"
+#include "lib/runner.h"
 #include "lib/xalloc.h"
 #include "pop3/pop3-session.h"
 #include "storage/mailbox.h"
@@ -21,7 +19,6 @@
 #define LOCK_FILE "buzon-pop3.lock"
 /* Another block of a message is read once the queued output is below this. */
 #define DRAIN_LOW (64 * 1024)
-#define THROTTLE_SLOTS 4096
 
 /* One locked maildrop. */
 struct maildrop_lock {
@@ -30,44 +27,27 @@ struct maildrop_lock {
 };
 
 struct pop3_server {
+	struct runner *runner;      /* first: this struct is the handler's ctx (lib/runner.h) */
 	const struct config *cfg;
 	struct pop3_config pcfg;
 	struct dir *dir;
-	uv_loop_t *loop;
-	struct proto_handler handler;
-	struct throttle *throttle;
 	struct maildrop_lock *locks[LOCK_BUCKETS];
-	char busy[128];
 };
 
-enum req { R_NONE, R_AUTH, R_OPEN, R_READ, R_UPDATE, R_CLEANUP };
-
 /*
- * One per connection. It outlives the connection while a request is on the
- * threadpool or a handle is closing: the session and this struct are freed
- * once the connection is gone, no request is in flight and the maildrop is
- * closed (on the threadpool: closing SQLite may checkpoint its WAL).
+ * One per connection, made and freed by lib/runner.c. It outlives the
+ * connection while a request is on the threadpool; at the end the maildrop
+ * is closed on the threadpool (closing SQLite may checkpoint its WAL) before
+ * the struct is freed.
  */
 struct pop3_conn {
-	/* First: the conn_io_* adapters of lib/net.h read it. */
-	struct conn *conn;          /* NULL once the connection is gone */
+	struct rconn rc;            /* first: the runner's part (conn, session, sid, peer) */
 	struct pop3_server *srv;
-	struct pop3_session *s;
-	char sid[16];
-	char peer[64];
-	uv_work_t work;
-	uv_timer_t delay;           /* the failed-login delay before a check */
-	int handles;                /* libuv handles not yet closed */
-	enum req req;               /* the request on the threadpool or the delay timer */
-	int delaying;               /* the delay timer runs for req == R_AUTH */
-	int draining;               /* waiting for the connection's drained callback */
-	int freeing;
+	/* the request on the threadpool or waiting for its login delay */
 	struct pop3_auth_req *areq;
 	struct pop3_open_req *oreq;
 	struct pop3_read_req *rreq;
 	struct pop3_update_req *ureq;
-	char ip_key[80];
-	char user_key[340];
 	int result;
 	char locked[320];           /* the maildrop locked in the table, "" when none */
 	/* touched only by work functions, one at a time */
@@ -76,6 +56,11 @@ struct pop3_conn {
 	int msg_fd;
 	size_t msg_idx;
 };
+
+static struct pop3_conn *pconn(struct rconn *rc)
+{
+	return (struct pop3_conn *)rc;
+}
 
 /* ---- the maildrop lock table (loop thread only) ---- */
 
@@ -119,84 +104,34 @@ static void lock_release(struct pop3_server *srv, const char *user)
 	BUG("pop3 maildrop lock released twice");
 }
 
-/* ---- freeing ---- */
-
-static void handle_closed(uv_handle_t *h)
+/* Closes the message file, the maildrop and its lock file (which releases
+ * the flock). On a worker thread (closing SQLite may checkpoint its WAL),
+ * or on the loop only when libuv cancelled the job meant to do it. */
+static void close_maildrop(struct pop3_conn *pc)
 {
-	struct pop3_conn *pc = h->data;
-
-	if (--pc->handles == 0)
-		free(pc);
-}
-
-static void close_handles(struct pop3_conn *pc)
-{
-	uv_close((uv_handle_t *)&pc->delay, handle_closed);
-}
-
-/* Runs on a worker thread. */
-static void cleanup_work(uv_work_t *w)
-{
-	struct pop3_conn *pc = w->data;
-
 	if (pc->msg_fd >= 0)
 		close(pc->msg_fd);
 	pc->msg_fd = -1;
 	mbox_close(&pc->mbox);
 	if (pc->lock_fd >= 0)
-		close(pc->lock_fd); /* releases the flock */
+		close(pc->lock_fd);
 	pc->lock_fd = -1;
-}
-
-static void cleanup_after(uv_work_t *w, int status)
-{
-	struct pop3_conn *pc = w->data;
-
-	if (status == UV_ECANCELED)
-		cleanup_work(w);
-	pc->req = R_NONE;
-	close_handles(pc);
-}
-
-static void pc_maybe_free(struct pop3_conn *pc)
-{
-	if (pc->conn || pc->freeing || pc->req != R_NONE || pop3_session_busy(pc->s))
-		return;
-	pc->freeing = 1;
-	pop3_session_free(&pc->s);
-	/* the in-process lock goes now: the flock follows with the file */
-	if (pc->locked[0]) {
-		lock_release(pc->srv, pc->locked);
-		pc->locked[0] = '\0';
-	}
-	if (pc->mbox || pc->msg_fd >= 0 || pc->lock_fd >= 0) {
-		pc->req = R_CLEANUP;
-		pc->work.data = pc;
-		if (uv_queue_work(pc->srv->loop, &pc->work, cleanup_work, cleanup_after) == 0)
-			return;
-		cleanup_work(&pc->work);
-		pc->req = R_NONE;
-	}
-	close_handles(pc);
 }
 
 /* ---- io for the session ---- */
 
-static void queue(struct pop3_conn *pc, enum req req, uv_work_cb work, uv_after_work_cb after)
+static void submit(struct pop3_conn *pc, runner_work_fn *work, runner_after_fn *after, unsigned delay_ms)
 {
-	pc->req = req;
 	pc->result = -EIO;
-	pc->work.data = pc;
-	if (uv_queue_work(pc->srv->loop, &pc->work, work, after) < 0)
-		after(&pc->work, UV_ECANCELED);
+	runner_submit(&pc->rc, work, after, delay_ms);
 }
 
 /* -- login -- */
 
 /* Runs on a worker thread. */
-static void auth_work(uv_work_t *w)
+static void auth_work(struct rconn *rc)
 {
-	struct pop3_conn *pc = w->data;
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_auth_req *req = pc->areq;
 	int r;
 
@@ -208,74 +143,38 @@ static void auth_work(uv_work_t *w)
 	pc->result = r;
 }
 
-static void auth_after(uv_work_t *w, int status)
+/* A closed connection during the delay answers -ECANCELED (lib/runner.h). */
+static void auth_after(struct rconn *rc, int status)
 {
-	struct pop3_conn *pc = w->data;
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_auth_req *req = pc->areq;
-	struct pop3_server *srv = pc->srv;
-	uint64_t now = uv_now(srv->loop);
 
-	pc->req = R_NONE;
 	pc->areq = NULL;
-	req->result = status == UV_ECANCELED ? -ECANCELED : pc->result;
-	if (req->result == -EACCES) {
-		unsigned fi = throttle_failure(srv->throttle, pc->ip_key, now);
-		unsigned fu = throttle_failure(srv->throttle, pc->user_key, now);
-		log_debug("pop3", pc->sid, "login failure counted client_failures=%u user_failures=%u", fi, fu);
-	} else if (req->result == 0) {
-		/* the user's counter only: a valid account must not clear its address */
-		throttle_success(srv->throttle, pc->user_key);
-		/* from now on in the listener's share kept for users */
-		if (pc->conn)
-			conn_set_authenticated(pc->conn);
-	}
-	pop3_session_auth_done(pc->s, req);
-	pc_maybe_free(pc);
-}
-
-static void delay_done(uv_timer_t *t)
-{
-	struct pop3_conn *pc = t->data;
-
-	pc->delaying = 0;
-	queue(pc, R_AUTH, auth_work, auth_after);
+	req->result = status ? status : pc->result;
+	if (req->result == -EACCES)
+		runner_auth_result(rc, req->user, 0);
+	else if (req->result == 0)
+		runner_auth_result(rc, req->user, 1);
+	pop3_session_auth_done(rc->session, req);
 }
 
 static void io_auth(void *ctx, struct pop3_auth_req *req)
 {
 	struct pop3_conn *pc = ctx;
-	struct pop3_server *srv = pc->srv;
-	uint64_t now = uv_now(srv->loop);
-	unsigned d_ip, d_user, d;
-	size_t i;
+	unsigned d = runner_auth_delay(&pc->rc, req->user);
 
-	if (pc->req != R_NONE)
-		BUG("pop3 request while another is in flight");
 	pc->areq = req;
-	snprintf(pc->ip_key, sizeof(pc->ip_key), "ip:%s", pc->peer);
-	/* the name as typed, lower-cased: the same key whether it exists or not */
-	snprintf(pc->user_key, sizeof(pc->user_key), "user:%s", req->user);
-	for (i = 5; pc->user_key[i]; i++)
-		pc->user_key[i] = (char)tolower((unsigned char)pc->user_key[i]);
-	d_ip = throttle_delay(srv->throttle, pc->ip_key, now);
-	d_user = throttle_delay(srv->throttle, pc->user_key, now);
-	d = d_ip > d_user ? d_ip : d_user;
-	if (d) {
-		log_info("pop3", pc->sid, "login delayed ms=%u client=%s", d, pc->peer);
-		pc->req = R_AUTH;
-		pc->delaying = 1;
-		uv_timer_start(&pc->delay, delay_done, d, 0);
-		return;
-	}
-	queue(pc, R_AUTH, auth_work, auth_after);
+	if (d)
+		log_info("pop3", pc->rc.sid, "login delayed ms=%u client=%s", d, pc->rc.peer);
+	submit(pc, auth_work, auth_after, d);
 }
 
 /* -- opening the maildrop -- */
 
 /* Runs on a worker thread. */
-static void open_work(uv_work_t *w)
+static void open_work(struct rconn *rc)
 {
-	struct pop3_conn *pc = w->data;
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_open_req *req = pc->oreq;
 	struct dir_target *t = xcalloc(DIR_MAX_TARGETS, sizeof(*t));
 	char path[4200], err[256];
@@ -285,7 +184,7 @@ static void open_work(uv_work_t *w)
 
 	st = dir_resolve(pc->srv->dir, req->user, "", t, &n);
 	if (st != DIR_OK || n != 1) {
-		log_error("pop3", pc->sid, "maildrop cannot be resolved status=%d", (int)st);
+		log_error("pop3", pc->rc.sid, "maildrop cannot be resolved status=%d", (int)st);
 		r = st == DIR_TEMPFAIL ? -EIO : -ENOENT;
 		goto out;
 	}
@@ -293,7 +192,7 @@ static void open_work(uv_work_t *w)
 	pc->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (pc->lock_fd < 0) {
 		r = errno == ENOENT ? -ENOENT : -errno;
-		log_error("pop3", pc->sid, "cannot open the lock file error=%s", strerror(errno));
+		log_error("pop3", pc->rc.sid, "cannot open the lock file error=%s", strerror(errno));
 		goto out;
 	}
 	if (flock(pc->lock_fd, LOCK_EX | LOCK_NB) < 0) {
@@ -303,7 +202,7 @@ static void open_work(uv_work_t *w)
 	/* no MBOX_TAKE_RECENT: POP3 leaves \Recent to IMAP */
 	r = mbox_open(t[0].maildir, "INBOX", 0, &pc->mbox, err, sizeof(err));
 	if (r < 0) {
-		log_error("pop3", pc->sid, "maildrop open failed error=%s", err);
+		log_error("pop3", pc->rc.sid, "maildrop open failed error=%s", err);
 		goto out;
 	}
 	req->uidvalidity = mbox_uidvalidity(pc->mbox);
@@ -323,44 +222,42 @@ out:
 	pc->result = r;
 }
 
-static void open_after(uv_work_t *w, int status)
+static void open_after(struct rconn *rc, int status)
 {
-	struct pop3_conn *pc = w->data;
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_open_req *req = pc->oreq;
 
-	pc->req = R_NONE;
 	pc->oreq = NULL;
-	req->result = status == UV_ECANCELED ? -ECANCELED : pc->result;
+	req->result = status ? status : pc->result;
 	if (req->result < 0 && pc->locked[0]) {
 		lock_release(pc->srv, pc->locked);
 		pc->locked[0] = '\0';
 	}
-	pop3_session_open_done(pc->s, req);
-	pc_maybe_free(pc);
+	pop3_session_open_done(rc->session, req);
 }
 
 static void io_open(void *ctx, struct pop3_open_req *req)
 {
 	struct pop3_conn *pc = ctx;
 
-	if (pc->req != R_NONE || pc->locked[0] || pc->mbox)
+	if (runner_busy(&pc->rc) || pc->locked[0] || pc->mbox)
 		BUG("pop3 open while another request is in flight or a maildrop is open");
 	if (lock_take(pc->srv, req->user) < 0) {
 		req->result = -EBUSY;
-		pop3_session_open_done(pc->s, req);
+		pop3_session_open_done(pc->rc.session, req);
 		return;
 	}
 	snprintf(pc->locked, sizeof(pc->locked), "%s", req->user);
 	pc->oreq = req;
-	queue(pc, R_OPEN, open_work, open_after);
+	submit(pc, open_work, open_after, 0);
 }
 
 /* -- reading a message -- */
 
 /* Runs on a worker thread. */
-static void read_work(uv_work_t *w)
+static void read_work(struct rconn *rc)
 {
-	struct pop3_conn *pc = w->data;
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_read_req *req = pc->rreq;
 	ssize_t n;
 	int e;
@@ -395,35 +292,31 @@ static void read_work(uv_work_t *w)
 	req->result = n < 0 ? -e : n;
 }
 
-static void read_after(uv_work_t *w, int status)
+static void read_after(struct rconn *rc, int status)
 {
-	struct pop3_conn *pc = w->data;
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_read_req *req = pc->rreq;
 
-	pc->req = R_NONE;
 	pc->rreq = NULL;
-	if (status == UV_ECANCELED || pc->result < 0)
-		req->result = status == UV_ECANCELED ? -ECANCELED : pc->result;
-	pop3_session_read_done(pc->s, req);
-	pc_maybe_free(pc);
+	if (status || pc->result < 0)
+		req->result = status ? status : pc->result;
+	pop3_session_read_done(rc->session, req);
 }
 
 static void io_read(void *ctx, struct pop3_read_req *req)
 {
 	struct pop3_conn *pc = ctx;
 
-	if (pc->req != R_NONE)
-		BUG("pop3 request while another is in flight");
 	pc->rreq = req;
-	queue(pc, R_READ, read_work, read_after);
+	submit(pc, read_work, read_after, 0);
 }
 
 /* -- UPDATE -- */
 
 /* Runs on a worker thread. */
-static void update_work(uv_work_t *w)
+static void update_work(struct rconn *rc)
 {
-	struct pop3_conn *pc = w->data;
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_update_req *req = pc->ureq;
 
 	if (pc->msg_fd >= 0) {
@@ -433,38 +326,31 @@ static void update_work(uv_work_t *w)
 	req->done = 0;
 	pc->result = pc->mbox ? mbox_expunge(pc->mbox, req->uids, req->n, &req->done) : -EBADF;
 	/* the session ends here: release the maildrop before the reply */
-	mbox_close(&pc->mbox);
-	if (pc->lock_fd >= 0)
-		close(pc->lock_fd);
-	pc->lock_fd = -1;
+	close_maildrop(pc);
 }
 
-static void update_after(uv_work_t *w, int status)
+static void update_after(struct rconn *rc, int status)
 {
-	struct pop3_conn *pc = w->data;
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_update_req *req = pc->ureq;
 
-	pc->req = R_NONE;
 	pc->ureq = NULL;
-	req->result = status == UV_ECANCELED ? -ECANCELED : pc->result;
-	if (status == UV_ECANCELED)
-		update_work(w); /* never run: close the maildrop all the same */
+	req->result = status ? status : pc->result;
+	if (status)
+		close_maildrop(pc); /* never run: close the maildrop all the same */
 	if (pc->locked[0]) {
 		lock_release(pc->srv, pc->locked);
 		pc->locked[0] = '\0';
 	}
-	pop3_session_update_done(pc->s, req);
-	pc_maybe_free(pc);
+	pop3_session_update_done(rc->session, req);
 }
 
 static void io_update(void *ctx, struct pop3_update_req *req)
 {
 	struct pop3_conn *pc = ctx;
 
-	if (pc->req != R_NONE)
-		BUG("pop3 request while another is in flight");
 	pc->ureq = req;
-	queue(pc, R_UPDATE, update_work, update_after);
+	submit(pc, update_work, update_after, 0);
 }
 
 /* -- output flow control -- */
@@ -473,166 +359,117 @@ static void io_drain(void *ctx)
 {
 	struct pop3_conn *pc = ctx;
 
-	if (!pc->conn || conn_output_pending(pc->conn) <= DRAIN_LOW) {
-		pop3_session_drained(pc->s);
+	if (!pc->rc.conn || conn_output_pending(pc->rc.conn) <= DRAIN_LOW) {
+		pop3_session_drained(pc->rc.session);
 		return;
 	}
-	/* h_drained() continues once the client has taken the queue. */
-	pc->draining = 1;
-	conn_when_drained(pc->conn, DRAIN_LOW);
-}
-
-static void h_drained(void *session)
-{
-	struct pop3_conn *pc = session;
-
-	if (!pc->draining)
-		return;
-	pc->draining = 0;
-	pop3_session_drained(pc->s);
+	/* s_drained() continues once the client has taken the queue. */
+	runner_when_drained(&pc->rc, DRAIN_LOW);
 }
 
 static const struct pop3_io pop3_io = {
-	.write = conn_io_write,
-	.close = conn_io_close,
-	.set_timeout = conn_io_set_timeout,
+	.write = runner_io_write,
+	.close = runner_io_close,
+	.set_timeout = runner_io_set_timeout,
 	.auth = io_auth,
 	.open = io_open,
 	.read = io_read,
 	.update = io_update,
 	.drain = io_drain,
-	.resume = conn_io_resume,
-	.start_tls = conn_io_start_tls,
+	.resume = runner_io_resume,
+	.start_tls = runner_io_start_tls,
 };
 
-/* ---- proto handler ---- */
+/* ---- the session's side of the runner ---- */
 
-static void *h_open(struct conn *c, void *ctx)
+RUNNER_SESSION_CALLS(pop3)
+
+static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 {
+	struct pop3_conn *pc = pconn(rc);
 	struct pop3_server *srv = ctx;
-	struct pop3_conn *pc = xcalloc(1, sizeof(*pc));
 	struct pop3_session_params p = {
 		.cfg = &srv->pcfg,
 		.hostname = srv->cfg->hostname,
-		.sid = conn_sid(c),
-		.client_addr = conn_peer(c),
-		.tls_mode = conn_tls_mode(c),
-		.tls = conn_tls_info(c),
+		.sid = o->sid,
+		.client_addr = o->peer,
+		.tls_mode = o->tls_mode,
+		.tls = o->tls,
 	};
 
 	pc->srv = srv;
-	pc->conn = c;
 	pc->lock_fd = -1;
 	pc->msg_fd = -1;
-	snprintf(pc->sid, sizeof(pc->sid), "%s", conn_sid(c));
-	snprintf(pc->peer, sizeof(pc->peer), "%s", conn_peer(c));
-	uv_timer_init(srv->loop, &pc->delay);
-	pc->delay.data = pc;
-	pc->handles = 1;
-	pc->s = pop3_session_new(&p, &pop3_io, pc);
-	return pc;
+	return pop3_session_new(&p, &pop3_io, pc);
 }
 
-static size_t h_input(void *session, const char *data, size_t len)
+static void s_drained(struct rconn *rc)
 {
-	struct pop3_conn *pc = session;
-
-	return pop3_session_input(pc->s, data, len);
+	pop3_session_drained(rc->session);
 }
 
-static void h_timeout(void *session)
+static void s_disconnected(struct rconn *rc)
 {
-	struct pop3_conn *pc = session;
-
-	pop3_session_timeout(pc->s);
+	pop3_session_disconnected(rc->session);
 }
 
-static void h_shutdown(void *session)
+/* Loop thread: the session and the in-process lock go now; the maildrop
+ * and the flock follow on a worker (s_release) when one is open. */
+static int s_free(struct rconn *rc)
 {
-	struct pop3_conn *pc = session;
+	struct pop3_conn *pc = pconn(rc);
+	struct pop3_session *s = rc->session;
 
-	pop3_session_shutdown(pc->s);
-}
-
-static void h_tls_started(void *session)
-{
-	struct pop3_conn *pc = session;
-
-	pop3_session_tls_started(pc->s, conn_tls_info(pc->conn));
-}
-
-static int h_busy(void *session)
-{
-	struct pop3_conn *pc = session;
-
-	return pop3_session_busy(pc->s);
-}
-
-static void h_closed(void *session)
-{
-	struct pop3_conn *pc = session;
-
-	pc->conn = NULL;
-	pop3_session_disconnected(pc->s);
-	if (pc->delaying) {
-		/* nobody waits for this login any more */
-		struct pop3_auth_req *req = pc->areq;
-		uv_timer_stop(&pc->delay);
-		pc->delaying = 0;
-		pc->req = R_NONE;
-		pc->areq = NULL;
-		req->result = -ECANCELED;
-		pop3_session_auth_done(pc->s, req);
+	pop3_session_free(&s);
+	if (pc->locked[0]) {
+		lock_release(pc->srv, pc->locked);
+		pc->locked[0] = '\0';
 	}
-	if (pc->draining) {
-		pc->draining = 0;
-		pop3_session_drained(pc->s);
-	}
-	pc_maybe_free(pc);
+	return pc->mbox || pc->msg_fd >= 0 || pc->lock_fd >= 0;
 }
+
+/* Runs on a worker thread (on the loop if libuv cancelled it). */
+static void s_release(struct rconn *rc)
+{
+	close_maildrop(pconn(rc));
+}
+
+static const struct runner_proto pop3_proto = {
+	.name = "pop3",
+	.busy_reply = "-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+	.conn_size = sizeof(struct pop3_conn),
+	.open = s_open,
+	.input = pop3_rs_input,
+	.timeout = pop3_rs_timeout,
+	.shutdown = pop3_rs_shutdown,
+	.drained = s_drained,
+	.disconnected = s_disconnected,
+	.busy = pop3_rs_busy,
+	.free = s_free,
+	.release = s_release,
+	.tls_started = pop3_rs_tls_started,
+};
 
 struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop)
 {
 	struct pop3_server *srv = xcalloc(1, sizeof(*srv));
-	struct throttle_params tp;
-	unsigned char key[16];
+	struct throttle_params tp = {
+		.free_failures = cfg->pop3.auth_delay_free,
+		.base_ms = cfg->pop3.auth_delay_base * 1000,
+		.max_ms = cfg->pop3.auth_delay_max * 1000,
+		.decay_ms = cfg->pop3.auth_delay_decay * 1000,
+	};
 
 	srv->cfg = cfg;
 	srv->dir = dir;
-	srv->loop = loop;
 	srv->pcfg = cfg->pop3;
-	tp = (struct throttle_params){
-		.free_failures = srv->pcfg.auth_delay_free,
-		.base_ms = srv->pcfg.auth_delay_base * 1000,
-		.max_ms = srv->pcfg.auth_delay_max * 1000,
-		.decay_ms = srv->pcfg.auth_delay_decay * 1000,
-		.slots = THROTTLE_SLOTS,
-	};
-	if (gnutls_rnd(GNUTLS_RND_NONCE, key, sizeof(key)) < 0) {
-		uint64_t v = uv_hrtime() ^ (uint64_t)getpid() << 32;
-		memset(key, 0x5a, sizeof(key));
-		memcpy(key, &v, sizeof(v));
-	}
-	srv->throttle = throttle_new(&tp, key);
-	snprintf(srv->busy, sizeof(srv->busy), "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
-	srv->handler = (struct proto_handler){
-		.name = "pop3",
-		.open = h_open,
-		.input = h_input,
-		.timeout = h_timeout,
-		.shutdown = h_shutdown,
-		.drained = h_drained,
-		.closed = h_closed,
-		.tls_started = h_tls_started,
-		.busy = h_busy,
-		.busy_reply = srv->busy,
-	};
+	srv->runner = runner_new(&pop3_proto, loop, srv, NULL, &tp);
 	return srv;
 }
 
 const struct proto_handler *pop3_server_handler(const struct pop3_server *srv)
 {
-	return &srv->handler;
+	return runner_handler(srv->runner);
 }
 
 void pop3_server_free(struct pop3_server **srvp)
@@ -648,7 +485,7 @@ void pop3_server_free(struct pop3_server **srvp)
 			free(l);
 		}
 	}
-	throttle_free(&srv->throttle);
+	runner_free(&srv->runner);
 	free(srv);
 	*srvp = NULL;
 }

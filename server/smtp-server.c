@@ -9,31 +9,26 @@
 
 #include "lib/log.h"
 #include "lib/notify.h"
+#include "lib/runner.h"
 #include "lib/xalloc.h"
 #include "server/smtp-session.h"
 #include "storage/maildir.h"
 
 struct smtp_server {
+	struct runner *runner;        /* first: this struct is the handler's ctx (lib/runner.h) */
 	const struct config *cfg;
 	struct dir *dir;
 	uv_loop_t *loop;
 	uint64_t held;                /* message octets held by all sessions */
-	struct proto_handler handler;
-	char busy[160];
 };
 
 /*
- * One per connection. It outlives the connection while a request is on the
- * threadpool: the session and this struct are freed by whichever comes last,
- * the connection's close or the request's completion.
+ * One per connection, made and freed by lib/runner.c: it outlives the
+ * connection while a request is on the threadpool.
  */
 struct smtp_conn {
-	/* First: the conn_io_* adapters of lib/net.h read it. */
-	struct conn *conn;            /* NULL once the connection is gone */
+	struct rconn rc;              /* first: the runner's part (conn, session, sid) */
 	struct smtp_server *srv;
-	struct smtp_session *s;
-	char sid[16];                 /* for the worker threads' log lines */
-	uv_work_t work;
 	/* the request on the threadpool, one at a time */
 	struct smtp_rcpt_req *rcpt;
 	struct smtp_delivery *dv;
@@ -63,15 +58,6 @@ static int io_reserve(void *ctx, size_t n)
 	return 0;
 }
 
-static void sc_maybe_free(struct smtp_conn *sc)
-{
-	if (sc->conn || smtp_session_busy(sc->s))
-		return;
-	io_release(sc);
-	smtp_session_free(&sc->s);
-	free(sc);
-}
-
 /* ---- io for the session ---- */
 
 /* The session's deadlines are kept in loop time, the clock libuv's timers
@@ -87,8 +73,8 @@ static void io_set_timeout(void *ctx, unsigned ms)
 {
 	struct smtp_conn *sc = ctx;
 
-	if (sc->conn)
-		conn_set_timeout(sc->conn, ms ? ms : 1);  /* 0 would stop the timer */
+	if (sc->rc.conn)
+		conn_set_timeout(sc->rc.conn, ms ? ms : 1);  /* 0 would stop the timer */
 }
 
 /* The domain of a postmaster address (local part "postmaster" in any case,
@@ -118,17 +104,17 @@ static enum dir_status resolve_postmaster(struct smtp_conn *sc, const char *doma
 	if (st != DIR_OK)
 		return st;
 	if (src == DIR_PM_OLDEST && cfg->postmaster)
-		log_warn("smtp", sc->sid, "postmaster address not deliverable postmaster=%s, mail goes to to=%s",
+		log_warn("smtp", sc->rc.sid, "postmaster address not deliverable postmaster=%s, mail goes to to=%s",
 			 cfg->postmaster, t[0].address);
 	else
-		log_info("smtp", sc->sid, "postmaster resolved to=%s via=%s", t[0].address, names[src]);
+		log_info("smtp", sc->rc.sid, "postmaster resolved to=%s via=%s", t[0].address, names[src]);
 	return st;
 }
 
 /* Runs on a worker thread. */
-static void rcpt_work(uv_work_t *w)
+static void rcpt_work(struct rconn *rc)
 {
-	struct smtp_conn *sc = w->data;
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
 	struct smtp_rcpt_req *req = sc->rcpt;
 	struct dir_target *t = xcalloc(DIR_MAX_TARGETS, sizeof(*t));
 	const char *pm = postmaster_domain(req->address);
@@ -182,37 +168,29 @@ static void rcpt_work(uv_work_t *w)
 	free(t);
 }
 
-static void rcpt_after(uv_work_t *w, int status)
+static void rcpt_after(struct rconn *rc, int status)
 {
-	struct smtp_conn *sc = w->data;
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
 	struct smtp_rcpt_req *req = sc->rcpt;
 
 	sc->rcpt = NULL;
-	if (status == UV_ECANCELED)
+	if (status == -ECANCELED)
 		req->status = SMTP_RCPT_TEMPFAIL;
-	smtp_session_rcpt_done(sc->s, req);
-	sc_maybe_free(sc);
+	smtp_session_rcpt_done(rc->session, req);
 }
 
 static void io_rcpt(void *ctx, struct smtp_rcpt_req *req)
 {
 	struct smtp_conn *sc = ctx;
 
-	if (sc->rcpt || sc->dv)
-		BUG("smtp request while another is in flight");
 	sc->rcpt = req;
-	sc->work.data = sc;
-	if (uv_queue_work(sc->srv->loop, &sc->work, rcpt_work, rcpt_after) < 0) {
-		sc->rcpt = NULL;
-		req->status = SMTP_RCPT_TEMPFAIL;
-		smtp_session_rcpt_done(sc->s, req);
-	}
+	runner_submit(&sc->rc, rcpt_work, rcpt_after, 0);
 }
 
 /* Runs on a worker thread. */
-static void deliver_work(uv_work_t *w)
+static void deliver_work(struct rconn *rc)
 {
-	struct smtp_conn *sc = w->data;
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
 	struct smtp_delivery *dv = sc->dv;
 	struct maildir_copy *copies = xcalloc(dv->n_targets, sizeof(*copies));
 	char **prefixes = xcalloc(dv->n_targets, sizeof(char *));
@@ -263,9 +241,9 @@ out:
 	sc->result = r;
 }
 
-static void deliver_after(uv_work_t *w, int status)
+static void deliver_after(struct rconn *rc, int status)
 {
-	struct smtp_conn *sc = w->data;
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
 	struct smtp_delivery *dv = sc->dv;
 
 	sc->dv = NULL;
@@ -278,104 +256,79 @@ static void deliver_after(uv_work_t *w, int status)
 	free(sc->maildirs);
 	sc->maildirs = NULL;
 	sc->n_maildirs = 0;
-	smtp_session_deliver_done(sc->s, dv, status == UV_ECANCELED ? -ECANCELED : sc->result);
-	sc_maybe_free(sc);
+	smtp_session_deliver_done(rc->session, dv, status ? status : sc->result);
 }
 
 static void io_deliver(void *ctx, struct smtp_delivery *dv)
 {
 	struct smtp_conn *sc = ctx;
 
-	if (sc->rcpt || sc->dv)
-		BUG("smtp request while another is in flight");
 	sc->dv = dv;
 	sc->result = 0;
-	sc->work.data = sc;
-	if (uv_queue_work(sc->srv->loop, &sc->work, deliver_work, deliver_after) < 0) {
-		sc->dv = NULL;
-		smtp_session_deliver_done(sc->s, dv, -EIO);
-	}
+	runner_submit(&sc->rc, deliver_work, deliver_after, 0);
 }
 
 static const struct smtp_io smtp_io = {
-	.write = conn_io_write,
-	.close = conn_io_close,
+	.write = runner_io_write,
+	.close = runner_io_close,
 	.set_timeout = io_set_timeout,
 	.now = io_now,
 	.rcpt = io_rcpt,
 	.deliver = io_deliver,
-	.resume = conn_io_resume,
+	.resume = runner_io_resume,
 	.reserve = io_reserve,
 	.release = io_release,
-	.start_tls = conn_io_start_tls,
+	.start_tls = runner_io_start_tls,
 };
 
-/* ---- proto handler ---- */
+/* ---- the session's side of the runner ---- */
 
-static void *h_open(struct conn *c, void *ctx)
+RUNNER_SESSION_CALLS(smtp)
+
+static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 {
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
 	struct smtp_server *srv = ctx;
-	struct smtp_conn *sc = xcalloc(1, sizeof(*sc));
 	struct smtp_session_params p = {
 		.cfg = &srv->cfg->smtp,
 		.hostname = srv->cfg->hostname,
-		.sid = conn_sid(c),
-		.client_addr = conn_peer(c),
+		.sid = o->sid,
+		.client_addr = o->peer,
 		.client_name = NULL,
-		.tls_mode = conn_tls_mode(c),
-		.tls = conn_tls_info(c),
+		.tls_mode = o->tls_mode,
+		.tls = o->tls,
 	};
 
 	sc->srv = srv;
-	sc->conn = c;
-	snprintf(sc->sid, sizeof(sc->sid), "%s", conn_sid(c));
-	sc->s = smtp_session_new(&p, &smtp_io, sc);
-	return sc;
+	return smtp_session_new(&p, &smtp_io, sc);
 }
 
-static size_t h_input(void *session, const char *data, size_t len)
+static void s_disconnected(struct rconn *rc)
 {
-	struct smtp_conn *sc = session;
-
-	return smtp_session_input(sc->s, data, len);
+	smtp_session_disconnected(rc->session);
 }
 
-static void h_timeout(void *session)
+static int s_free(struct rconn *rc)
 {
-	struct smtp_conn *sc = session;
+	struct smtp_session *s = rc->session;
 
-	smtp_session_timeout(sc->s);
+	io_release(rc);
+	smtp_session_free(&s);
+	return 0;
 }
 
-static void h_shutdown(void *session)
-{
-	struct smtp_conn *sc = session;
-
-	smtp_session_shutdown(sc->s);
-}
-
-static void h_tls_started(void *session)
-{
-	struct smtp_conn *sc = session;
-
-	smtp_session_tls_started(sc->s, conn_tls_info(sc->conn));
-}
-
-static int h_busy(void *session)
-{
-	struct smtp_conn *sc = session;
-
-	return smtp_session_busy(sc->s);
-}
-
-static void h_closed(void *session)
-{
-	struct smtp_conn *sc = session;
-
-	sc->conn = NULL;
-	smtp_session_disconnected(sc->s);
-	sc_maybe_free(sc);
-}
+static const struct runner_proto smtp_proto = {
+	.name = "smtp",
+	.conn_size = sizeof(struct smtp_conn),
+	.open = s_open,
+	.input = smtp_rs_input,
+	.timeout = smtp_rs_timeout,
+	.shutdown = smtp_rs_shutdown,
+	.disconnected = s_disconnected,
+	.busy = smtp_rs_busy,
+	.free = s_free,
+	.tls_started = smtp_rs_tls_started,
+};
 
 int smtp_server_check_postmaster(const struct config *cfg, struct dir *dir, char *msg, size_t msglen)
 {
@@ -416,7 +369,7 @@ int smtp_server_check_postmaster(const struct config *cfg, struct dir *dir, char
 struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
-	char msg[512];
+	char msg[512], busy[160];
 
 	if (smtp_server_check_postmaster(cfg, dir, msg, sizeof(msg)) < 0)
 		log_error("smtp", NULL, "%s", msg);
@@ -426,29 +379,22 @@ struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, u
 	srv->loop = loop;
 	srv->cfg = cfg;
 	srv->dir = dir;
-	snprintf(srv->busy, sizeof(srv->busy), "421 4.7.0 %s too many connections, try again later\r\n",
-		 cfg->hostname);
-	srv->handler = (struct proto_handler){
-		.name = "smtp",
-		.open = h_open,
-		.input = h_input,
-		.timeout = h_timeout,
-		.shutdown = h_shutdown,
-		.closed = h_closed,
-		.tls_started = h_tls_started,
-		.busy = h_busy,
-		.busy_reply = srv->busy,
-	};
+	/* the busy reply names the host, as a 421 does (RFC 5321 4.2.3) */
+	snprintf(busy, sizeof(busy), "421 4.7.0 %s too many connections, try again later\r\n", cfg->hostname);
+	srv->runner = runner_new(&smtp_proto, loop, srv, busy, NULL);
 	return srv;
 }
 
 const struct proto_handler *smtp_server_handler(const struct smtp_server *srv)
 {
-	return &srv->handler;
+	return runner_handler(srv->runner);
 }
 
 void smtp_server_free(struct smtp_server **srv)
 {
+	if (!*srv)
+		return;
+	runner_free(&(*srv)->runner);
 	free(*srv);
 	*srv = NULL;
 }

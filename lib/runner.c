@@ -1,0 +1,431 @@
+#include "lib/runner.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#define THROTTLE_SLOTS 4096
+
+struct runner {
+	const struct runner_proto *proto;
+	uv_loop_t *loop;
+	void *ctx;
+	struct throttle *throttle;   /* NULL: no login throttling */
+	char *busy;
+	struct proto_handler handler;
+};
+
+/* ---- freeing ---- */
+
+static void delay_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* The last step: the struct goes, with its delay timer if it was ever used. */
+static void rc_drop(struct rconn *rc)
+{
+	if (rc->flags & RCONN_TIMER)
+		uv_close((uv_handle_t *)&rc->delay, delay_closed);
+	else
+		free(rc);
+}
+
+/* Runs on a worker thread. */
+static void release_work(uv_work_t *w)
+{
+	struct rconn *rc = w->data;
+
+	rc->runner->proto->release(rc);
+}
+
+static void release_after(uv_work_t *w, int status)
+{
+	struct rconn *rc = w->data;
+
+	if (status == UV_ECANCELED)
+		rc->runner->proto->release(rc);
+	rc_drop(rc);
+}
+
+/*
+ * Frees the session and the struct when nobody needs them any more. Called
+ * only from the runner's own entry points (proto_handler.closed, a job's
+ * completion, the delay timer), never from inside a session's io call, so a
+ * session is never freed under its own feet.
+ */
+static void rc_maybe_free(struct rconn *rc)
+{
+	const struct runner_proto *p = rc->runner->proto;
+	int need_release;
+
+	if (rc->conn || (rc->flags & (RCONN_JOB | RCONN_FREEING)))
+		return;
+	if (p->busy(rc))
+		return;
+	rc->flags |= RCONN_FREEING;
+	need_release = p->free(rc);
+	rc->session = NULL;
+	if (need_release && p->release) {
+		rc->work.data = rc;
+		if (uv_queue_work(rc->runner->loop, &rc->work, release_work, release_after) == 0)
+			return;
+		p->release(rc);
+	}
+	rc_drop(rc);
+}
+
+/* ---- jobs ---- */
+
+static void job_run(uv_work_t *w)
+{
+	struct rconn *rc = w->data;
+
+	rc->work_fn(rc);
+}
+
+/* Answers the job: the connection's next job may start from inside after. */
+static void job_finish(struct rconn *rc, int status)
+{
+	runner_after_fn *after = rc->after_fn;
+
+	rc->flags &= ~(unsigned)(RCONN_JOB | RCONN_DELAYING);
+	rc->work_fn = NULL;
+	rc->after_fn = NULL;
+	after(rc, status);
+}
+
+static void job_after(uv_work_t *w, int status)
+{
+	struct rconn *rc = w->data;
+
+	job_finish(rc, status == UV_ECANCELED ? -ECANCELED : 0);
+	rc_maybe_free(rc);
+}
+
+/* 0, or -1 after the job was answered as cancelled (libuv refused it). */
+static int job_queue(struct rconn *rc)
+{
+	rc->work.data = rc;
+	if (uv_queue_work(rc->runner->loop, &rc->work, job_run, job_after) == 0)
+		return 0;
+	job_finish(rc, -ECANCELED);
+	return -1;
+}
+
+static void delay_done(uv_timer_t *t)
+{
+	struct rconn *rc = t->data;
+
+	rc->flags &= ~(unsigned)RCONN_DELAYING;
+	if (job_queue(rc) < 0)
+		rc_maybe_free(rc);
+}
+
+void runner_submit(struct rconn *rc, runner_work_fn *work, runner_after_fn *after, unsigned delay_ms)
+{
+	if (rc->flags & (RCONN_JOB | RCONN_FREEING))
+		BUG("runner: a job while another is in flight");
+	rc->flags |= RCONN_JOB;
+	rc->work_fn = work;
+	rc->after_fn = after;
+	if (!delay_ms) {
+		/* a refusal is answered from inside this call, as sessions allow */
+		job_queue(rc);
+		return;
+	}
+	if (!(rc->flags & RCONN_TIMER)) {
+		uv_timer_init(rc->runner->loop, &rc->delay);
+		rc->delay.data = rc;
+		rc->flags |= RCONN_TIMER;
+	}
+	rc->flags |= RCONN_DELAYING;
+	uv_timer_start(&rc->delay, delay_done, delay_ms, 0);
+}
+
+int runner_busy(const struct rconn *rc)
+{
+	return (rc->flags & RCONN_JOB) != 0;
+}
+
+void runner_when_drained(struct rconn *rc, size_t below)
+{
+	if (!rc->conn)
+		return;
+	rc->flags |= RCONN_DRAIN;
+	conn_when_drained(rc->conn, below);
+}
+
+/* ---- the proto_handler ---- */
+
+/* ctx: the protocol's server, whose first member is its struct runner *. */
+static void *h_open(struct conn *c, void *ctx)
+{
+	struct runner *r = *(struct runner **)ctx;
+	const struct runner_proto *p = r->proto;
+	struct rconn *rc;
+	struct runner_open o;
+
+	if (p->conn_size < sizeof(*rc))
+		BUG("runner: conn_size smaller than struct rconn");
+	rc = xcalloc(1, p->conn_size);
+	rc->conn = c;
+	rc->runner = r;
+	snprintf(rc->sid, sizeof(rc->sid), "%s", conn_sid(c));
+	snprintf(rc->peer, sizeof(rc->peer), "%s", conn_peer(c));
+	o = (struct runner_open){
+		.sid = conn_sid(c),
+		.peer = conn_peer(c),
+		.tls_mode = conn_tls_mode(c),
+		.tls = conn_tls_info(c),
+	};
+	rc->session = p->open(rc, r->ctx, &o);
+	if (!rc->session) {
+		if (rc->flags & RCONN_JOB)
+			BUG("runner: open failed with a job in flight");
+		rc_drop(rc);
+		return NULL;
+	}
+	return rc;
+}
+
+static size_t h_input(void *session, const char *data, size_t len)
+{
+	struct rconn *rc = session;
+
+	return rc->runner->proto->input(rc, data, len);
+}
+
+static void h_timeout(void *session)
+{
+	struct rconn *rc = session;
+
+	rc->runner->proto->timeout(rc);
+}
+
+static void h_shutdown(void *session)
+{
+	struct rconn *rc = session;
+
+	rc->runner->proto->shutdown(rc);
+}
+
+static void h_drained(void *session)
+{
+	struct rconn *rc = session;
+
+	if (!(rc->flags & RCONN_DRAIN))
+		return;
+	rc->flags &= ~(unsigned)RCONN_DRAIN;
+	if (rc->runner->proto->drained)
+		rc->runner->proto->drained(rc);
+}
+
+static void h_tls_started(void *session)
+{
+	struct rconn *rc = session;
+
+	if (rc->conn && rc->runner->proto->tls_started)
+		rc->runner->proto->tls_started(rc, conn_tls_info(rc->conn));
+}
+
+/* For lib/net.c at the client's end: input held while a job runs or the
+ * session waits is taken later; held otherwise, it is never taken. */
+static int h_busy(void *session)
+{
+	struct rconn *rc = session;
+
+	return (rc->flags & (RCONN_JOB | RCONN_DRAIN)) || rc->runner->proto->busy(rc);
+}
+
+static void h_closed(void *session)
+{
+	struct rconn *rc = session;
+	const struct runner_proto *p = rc->runner->proto;
+
+	rc->conn = NULL;
+	p->disconnected(rc);
+	if (rc->flags & RCONN_DELAYING) {
+		/* nobody waits for this job any more: answer it without running it */
+		uv_timer_stop(&rc->delay);
+		job_finish(rc, -ECANCELED);
+	}
+	if (rc->flags & RCONN_DRAIN) {
+		/* the drain will never come: a session waiting for it goes on (and ends) */
+		rc->flags &= ~(unsigned)RCONN_DRAIN;
+		if (p->drained)
+			p->drained(rc);
+	}
+	rc_maybe_free(rc);
+}
+
+/* ---- failed-login throttling ---- */
+
+static void user_key(const char *user, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "user:%s", user);
+	/* the name as typed, lower-cased: the same key whether it exists or not */
+	for (char *q = out + 5; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+}
+
+unsigned runner_auth_delay(struct rconn *rc, const char *user)
+{
+	struct runner *r = rc->runner;
+	uint64_t now = uv_now(r->loop);
+	char ip[80], uk[400];
+	unsigned a, b;
+
+	if (!r->throttle)
+		return 0;
+	snprintf(ip, sizeof(ip), "ip:%s", rc->peer);
+	user_key(user, uk, sizeof(uk));
+	a = throttle_delay(r->throttle, ip, now);
+	b = throttle_delay(r->throttle, uk, now);
+	return a > b ? a : b;
+}
+
+void runner_auth_result(struct rconn *rc, const char *user, int ok)
+{
+	struct runner *r = rc->runner;
+	uint64_t now = uv_now(r->loop);
+	char ip[80], uk[400];
+
+	if (ok) {
+		/* from now on in the listener's share kept for users */
+		if (rc->conn)
+			conn_set_authenticated(rc->conn);
+	}
+	if (!r->throttle)
+		return;
+	user_key(user, uk, sizeof(uk));
+	if (ok) {
+		/* the user's counter only: a valid account must not clear its address */
+		throttle_success(r->throttle, uk);
+	} else {
+		unsigned fi, fu;
+
+		snprintf(ip, sizeof(ip), "ip:%s", rc->peer);
+		fi = throttle_failure(r->throttle, ip, now);
+		fu = throttle_failure(r->throttle, uk, now);
+		log_debug(r->proto->name, rc->sid, "login failure counted client_failures=%u user_failures=%u", fi,
+			  fu);
+	}
+}
+
+/* ---- io adapters ---- */
+
+void runner_io_write(void *ctx, const char *data, size_t len)
+{
+	struct rconn *rc = ctx;
+
+	if (rc->conn)
+		conn_write(rc->conn, data, len);
+}
+
+void runner_io_close(void *ctx, const char *reason)
+{
+	struct rconn *rc = ctx;
+
+	if (rc->conn)
+		conn_close(rc->conn, reason);
+}
+
+void runner_io_set_timeout(void *ctx, unsigned seconds)
+{
+	struct rconn *rc = ctx;
+
+	if (rc->conn)
+		conn_set_timeout(rc->conn, seconds * 1000);
+}
+
+void runner_io_resume(void *ctx)
+{
+	struct rconn *rc = ctx;
+
+	if (rc->conn)
+		conn_resume_input(rc->conn);
+}
+
+void runner_io_when_drained(void *ctx, size_t below)
+{
+	runner_when_drained(ctx, below);
+}
+
+void runner_io_start_tls(void *ctx)
+{
+	struct rconn *rc = ctx;
+
+	if (rc->conn)
+		conn_start_tls(rc->conn);
+}
+
+/* ---- the runner ---- */
+
+struct runner *runner_new(const struct runner_proto *proto, uv_loop_t *loop, void *ctx, const char *busy_reply,
+			  const struct throttle_params *tp)
+{
+	struct runner *r = xcalloc(1, sizeof(*r));
+
+	r->proto = proto;
+	r->loop = loop;
+	r->ctx = ctx;
+	if (!busy_reply)
+		busy_reply = proto->busy_reply;
+	r->busy = busy_reply ? xstrdup(busy_reply) : NULL;
+	if (tp) {
+		struct throttle_params p = *tp;
+		unsigned char key[16];
+
+		if (!p.slots)
+			p.slots = THROTTLE_SLOTS;
+		if (gnutls_rnd(GNUTLS_RND_NONCE, key, sizeof(key)) < 0) {
+			uint64_t v = uv_hrtime() ^ (uint64_t)getpid() << 32;
+			memset(key, 0x5a, sizeof(key));
+			memcpy(key, &v, sizeof(v));
+		}
+		r->throttle = throttle_new(&p, key);
+	}
+	r->handler = (struct proto_handler){
+		.name = proto->name,
+		.open = h_open,
+		.input = h_input,
+		.timeout = h_timeout,
+		.shutdown = h_shutdown,
+		.closed = h_closed,
+		.drained = h_drained,
+		.tls_started = h_tls_started,
+		.busy = h_busy,
+		.busy_reply = r->busy,
+	};
+	return r;
+}
+
+void runner_free(struct runner **rp)
+{
+	struct runner *r = *rp;
+
+	if (!r)
+		return;
+	throttle_free(&r->throttle);
+	free(r->busy);
+	free(r);
+	*rp = NULL;
+}
+
+const struct proto_handler *runner_handler(const struct runner *r)
+{
+	return &r->handler;
+}
+
+uv_loop_t *runner_loop(const struct runner *r)
+{
+	return r->loop;
+}

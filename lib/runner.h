@@ -1,0 +1,178 @@
+#ifndef BUZON_RUNNER_H
+#define BUZON_RUNNER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "lib/net.h"
+#include "lib/throttle.h"
+#include "lib/tls-types.h"
+
+/*
+ * The session runner: what the SMTP, POP3 and IMAP glue share between a
+ * connection (lib/net.h), a protocol's session state machine and the libuv
+ * threadpool.
+ *
+ * A protocol describes itself once with a static const struct runner_proto;
+ * runner_new() makes the struct proto_handler to give to net_listen(). For
+ * every accepted connection the runner allocates the protocol's
+ * per-connection struct (proto->conn_size bytes, zeroed), which begins with
+ * a struct rconn, and calls proto->open to create the session. That struct
+ * is the ctx of the session's io calls: the runner_io_* adapters below take
+ * it and do nothing once the connection is gone.
+ *
+ * Requests: runner_submit() runs one job at a time per connection: work on
+ * a worker thread, then after on the loop thread. A session may outlive its
+ * connection while a job is in flight; its memory is freed once
+ *   - the connection is gone (proto_handler.closed), and
+ *   - no job is in flight or waiting for its delay, and
+ *   - proto->busy() says 0,
+ * by proto->free on the loop thread, then proto->release on a worker when
+ * proto->free asked for it, then the struct itself.
+ *
+ * Everything here runs on the loop thread except work and release.
+ */
+
+struct runner;
+struct rconn;
+
+/* Runs on a worker thread; touches only what the job owns. */
+typedef void runner_work_fn(struct rconn *rc);
+/* Runs on the loop thread once the job is over. status: 0 after work ran,
+ * -ECANCELED when it never ran (libuv cancelled it, or the connection closed
+ * while the job waited for its delay). */
+typedef void runner_after_fn(struct rconn *rc, int status);
+
+enum rconn_flags {
+	RCONN_JOB = 1 << 0,       /* a job is queued, running or waiting for its delay */
+	RCONN_DELAYING = 1 << 1,  /* the job waits for the delay timer */
+	RCONN_TIMER = 1 << 2,     /* the delay timer is initialised (closed before the free) */
+	RCONN_DRAIN = 1 << 3,     /* runner_when_drained() armed, proto->drained not yet called */
+	RCONN_FREEING = 1 << 4,   /* proto->free ran; the struct goes soon */
+};
+
+/*
+ * The runner's part of a per-connection struct: its FIRST member. The glue
+ * reads conn, session, sid and peer; the rest is the runner's.
+ */
+struct rconn {
+	/* First, as lib/net.h's conn_io_* adapters expect. NULL once the
+	 * connection is gone; the session may live on while a job runs. */
+	struct conn *conn;
+	struct runner *runner;
+	void *session;            /* what proto->open returned */
+	char sid[16];             /* copies, valid after the connection: worker log lines */
+	char peer[64];
+	unsigned flags;           /* enum rconn_flags */
+	runner_work_fn *work_fn;
+	runner_after_fn *after_fn;
+	uv_work_t work;
+	uv_timer_t delay;         /* the failed-login delay before a job */
+};
+
+/* What a new connection brings to its session's params. */
+struct runner_open {
+	const char *sid;
+	const char *peer;
+	enum tls_mode tls_mode;       /* conn_tls_mode() */
+	const struct tls_info *tls;   /* conn_tls_info(): non-NULL on implicit TLS */
+};
+
+/*
+ * A protocol's table. rc is the per-connection struct (cast it to the
+ * protocol's own type: struct rconn is its first member).
+ */
+struct runner_proto {
+	const char *name;             /* "smtp", in logs and the net's handler */
+	const char *busy_reply;       /* sent to connections over the caps */
+	size_t conn_size;             /* sizeof the per-connection struct */
+	/* Creates the session (it may write its greeting through the io);
+	 * returns it or NULL to drop the connection. ctx: runner_new()'s. */
+	void *(*open)(struct rconn *rc, void *ctx, const struct runner_open *o);
+	size_t (*input)(struct rconn *rc, const char *data, size_t len);
+	void (*timeout)(struct rconn *rc);
+	void (*shutdown)(struct rconn *rc);
+	/* Optional: the drain asked for with runner_when_drained() happened;
+	 * also called (once) after disconnected when the connection closed
+	 * before, so that a session waiting for it is never stuck. */
+	void (*drained)(struct rconn *rc);
+	/* The connection is gone; rc->conn is already NULL. */
+	void (*disconnected)(struct rconn *rc);
+	/* 1 while the session waits for something (a request, a drain). */
+	int (*busy)(struct rconn *rc);
+	/* Frees the session and what the glue holds on the loop thread;
+	 * returns 1 when release must still run (on a worker) before the
+	 * struct is freed, 0 otherwise. */
+	int (*free)(struct rconn *rc);
+	/* Optional: closes on a worker what must not be closed on the loop
+	 * thread (files, SQLite); run on the loop if libuv cancels it. */
+	void (*release)(struct rconn *rc);
+	/* The STARTTLS/STLS handshake is done; info from conn_tls_info(). */
+	void (*tls_started)(struct rconn *rc, const struct tls_info *info);
+};
+
+/* Calls that every protocol's table makes the same way: defines static
+ * <p>_rs_input, _timeout, _shutdown, _busy and _tls_started, which call
+ * <p>_session_*() on rc->session. */
+#define RUNNER_SESSION_CALLS(p) \
+	static size_t p##_rs_input(struct rconn *rc, const char *data, size_t len) \
+	{ return p##_session_input(rc->session, data, len); } \
+	static void p##_rs_timeout(struct rconn *rc) { p##_session_timeout(rc->session); } \
+	static void p##_rs_shutdown(struct rconn *rc) { p##_session_shutdown(rc->session); } \
+	static int p##_rs_busy(struct rconn *rc) { return p##_session_busy(rc->session); } \
+	static void p##_rs_tls_started(struct rconn *rc, const struct tls_info *info) \
+	{ p##_session_tls_started(rc->session, info); }
+
+/*
+ * Creates a protocol's runner. ctx (the protocol's server, see
+ * runner_handler()) is given to proto->open. busy_reply replaces proto->busy_reply when not NULL (copied:
+ * SMTP's names the host). tp, when not NULL, makes the failed-login table of
+ * runner_auth_delay() with a random key. proto and loop must outlive it.
+ */
+struct runner *runner_new(const struct runner_proto *proto, uv_loop_t *loop, void *ctx, const char *busy_reply,
+			  const struct throttle_params *tp);
+/* Frees the runner once every connection is closed and uv_run() returned. */
+void runner_free(struct runner **r);
+/* The handler to pass to net_listen() / net_set_handler(). Its ctx there
+ * is runner_new()'s ctx, the protocol's server, whose FIRST member must be
+ * the struct runner * that runner_new() returned. */
+const struct proto_handler *runner_handler(const struct runner *r);
+uv_loop_t *runner_loop(const struct runner *r);
+
+/*
+ * Starts a job: after delay_ms (0: at once) work(rc) runs on a worker, then
+ * after(rc, status) on the loop. One job at a time per connection (a second
+ * one is a bug). If the connection closes during the delay, after() is
+ * called with -ECANCELED from inside proto_handler.closed, after
+ * proto->disconnected, and work never runs.
+ */
+void runner_submit(struct rconn *rc, runner_work_fn *work, runner_after_fn *after, unsigned delay_ms);
+/* 1 while a job is in flight or waiting for its delay. */
+int runner_busy(const struct rconn *rc);
+
+/* Arms proto->drained for when at most below bytes are queued. */
+void runner_when_drained(struct rconn *rc, size_t below);
+
+/*
+ * Failed-login throttling (runner_new()'s tp) with the keys "ip:<peer>" and
+ * "user:<user lower-cased>". auth_delay: the ms a login for user must wait
+ * before it is checked (the longer of the two). auth_result: ok = 1 forgets
+ * the user's failures (never the address's) and calls
+ * conn_set_authenticated(); ok = 0 counts a failure for both keys.
+ */
+unsigned runner_auth_delay(struct rconn *rc, const char *user);
+void runner_auth_result(struct rconn *rc, const char *user, int ok);
+
+/*
+ * Session io adapters: ctx is the per-connection struct. After the
+ * connection is gone they do nothing. set_timeout takes seconds;
+ * when_drained is runner_when_drained(); start_tls is conn_start_tls().
+ */
+void runner_io_write(void *ctx, const char *data, size_t len);
+void runner_io_close(void *ctx, const char *reason);
+void runner_io_set_timeout(void *ctx, unsigned seconds);
+void runner_io_resume(void *ctx);
+void runner_io_when_drained(void *ctx, size_t below);
+void runner_io_start_tls(void *ctx);
+
+#endif
