@@ -14,7 +14,7 @@
 #include "lib/xalloc.h"
 
 /*
- * The POP3 state machine. Layout as in server/smtp-session.c: a session with
+ * The POP3 state machine. Layout as in smtp/smtp-session.c: a session with
  * a state, a command table of {name, allowed states, handler}, and requests
  * to the glue while which no input is consumed.
  *

@@ -32,7 +32,7 @@
 #include "lib/xalloc.h"
 #include "server/cli.h"
 #include "server/privs.h"
-#include "server/smtp-server.h"
+#include "smtp/smtp-server.h"
 #include "imap/imap-server.h"
 #include "pop3/pop3-server.h"
 #include "storage/directory.h"

@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the SMTP session (server/smtp-session.c).
+ * Fuzz target for the SMTP session (smtp/smtp-session.c).
  *
  * Input: two header octets, then the bytes a client sends.
  *   octet 0, flags: 1 answer requests asynchronously in the second run,
@@ -41,7 +41,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
-#include "server/smtp-session.h"
+#include "smtp/smtp-session.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

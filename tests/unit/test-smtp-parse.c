@@ -1,10 +1,10 @@
-/* Unit tests for server/smtp-parse.c: table-driven, every failure printed. */
+/* Unit tests for smtp/smtp-parse.c: table-driven, every failure printed. */
 
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "server/smtp-parse.h"
+#include "smtp/smtp-parse.h"
 
 #include "tests/common/check.h"
 

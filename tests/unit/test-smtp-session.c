@@ -1,5 +1,5 @@
 /*
- * Unit tests for the SMTP session state machine (server/smtp-session.c).
+ * Unit tests for the SMTP session state machine (smtp/smtp-session.c).
  *
  * Every table case runs six times: input fed all at once, one byte at a
  * time, and in pseudo-random pieces, each with a synchronous io (requests
@@ -26,7 +26,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
-#include "server/smtp-session.h"
+#include "smtp/smtp-session.h"
 
 static int failures;
 static const char *current = "";

@@ -1,4 +1,4 @@
-#include "server/smtp-server.h"
+#include "smtp/smtp-server.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #include "lib/notify.h"
 #include "lib/runner.h"
 #include "lib/xalloc.h"
-#include "server/smtp-session.h"
+#include "smtp/smtp-session.h"
 #include "storage/maildir.h"
 
 struct smtp_server {
@@ -79,7 +79,7 @@ static void io_set_timeout(void *ctx, unsigned ms)
 
 /* The domain of a postmaster address (local part "postmaster" in any case,
  * RFC 5321 4.5.1), or NULL. "<Postmaster>" reaches the glue as
- * Postmaster@<hostname> (server/smtp-session.c). */
+ * Postmaster@<hostname> (smtp/smtp-session.c). */
 static const char *postmaster_domain(const char *address)
 {
 	const char *at = strrchr(address, '@');

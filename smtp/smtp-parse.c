@@ -1,4 +1,4 @@
-#include "server/smtp-parse.h"
+#include "smtp/smtp-parse.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -7,7 +7,7 @@
 
 /*
  * The glue between connections (lib/net.h), the SMTP session state machine
- * (server/smtp-session.h) and storage: recipient checks and deliveries run on
+ * (smtp/smtp-session.h) and storage: recipient checks and deliveries run on
  * the libuv threadpool, never on the loop thread.
  */
 struct smtp_server;

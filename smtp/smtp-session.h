@@ -12,7 +12,7 @@
  * The SMTP receiver as a pure state machine (RFC 5321, 1870, 2920, 3030,
  * 3463, 6152, 6531): bytes in, replies out through struct smtp_io. It never
  * touches a socket, a file or the directory; recipient checks and delivery
- * are asynchronous requests to the glue (server/smtp-server.c), whose results
+ * are asynchronous requests to the glue (smtp/smtp-server.c), whose results
  * come back through smtp_session_rcpt_done() and smtp_session_deliver_done().
  * Unit tests and the fuzzer plug in a synchronous io.
  */

@@ -1,4 +1,4 @@
-#include "server/smtp-session.h"
+#include "smtp/smtp-session.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 
 #include "lib/log.h"
 #include "lib/xalloc.h"
-#include "server/smtp-parse.h"
+#include "smtp/smtp-parse.h"
 
 /*
  * The SMTP receiver state machine. Layout follows OpenSMTPD's smtp_session.c:
