@@ -126,6 +126,29 @@ class RawSocket:
     def send(self, data):
         self.sock.sendall(data if isinstance(data, bytes) else data.encode('utf-8'))
 
+    def start_tls(self, context, server_hostname='127.0.0.1'):
+        """The TLS handshake over this connection (after STARTTLS/STLS was
+        accepted). The server must have sent nothing after its reply."""
+        if self.buf:
+            raise AssertionError('clear-text bytes after the STARTTLS reply: %r' % self.buf[:200])
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        return self.sock
+
+    def nothing_pending(self, seconds=0.5):
+        """True when the server sends nothing within seconds (and has not closed)."""
+        if self.buf:
+            return False
+        before = self.sock.gettimeout()
+        self.sock.settimeout(seconds)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return True
+        finally:
+            self.sock.settimeout(before)
+        self.buf += chunk
+        return False
+
     def wait_closed(self, timeout):
         """True when the server closes the connection within timeout seconds;
         what it sends meanwhile goes to self.buf."""
@@ -145,7 +168,7 @@ class RawSocket:
 class RawSMTP(RawSocket):
     """A byte-exact SMTP client: we choose every octet that goes out."""
 
-    def __init__(self, addr, timeout=10.0, source=None, read_greeting=True):
+    def __init__(self, addr, timeout=10.0, source=None, read_greeting=True, tls=None):
         host, port = addr
         family = socket.AF_INET6 if ':' in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -153,6 +176,8 @@ class RawSMTP(RawSocket):
         if source:
             self.sock.bind((source, 0))
         self.sock.connect((host, port))
+        if tls is not None:     # implicit TLS: an ssl.SSLContext
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
         self.buf = b''
         self.eof = False
         self.greeting = self.reply() if read_greeting else None
@@ -272,9 +297,11 @@ class RawIMAP(RawSocket):
     take their seconds as they are.
     """
 
-    def __init__(self, addr, timeout=20.0, binary=False):
+    def __init__(self, addr, timeout=20.0, binary=False, tls=None):
         self.sock = socket.create_connection(addr, timeout=scaled(timeout))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:     # implicit TLS: an ssl.SSLContext
+            self.sock = tls.wrap_socket(self.sock, server_hostname=addr[0])
         self.binary = binary
         self.buf = b''
         self.n = 0
@@ -391,6 +418,59 @@ class RawIMAP(RawSocket):
 
 
 # ----------------------------------------------------------------------------
+# POP3 over a raw socket
+
+
+class RawPOP3(RawSocket):
+    """A byte-exact POP3 client: every reply line must end in CRLF.
+    tls: an ssl.SSLContext for implicit TLS (the greeting comes inside)."""
+
+    def __init__(self, addr, timeout=20.0, tls=None):
+        self.sock = socket.create_connection(addr, timeout=scaled(timeout))
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=addr[0])
+        self.buf = b''
+        self.greeting = self.line()
+
+    def line(self):
+        while b'\r\n' not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b''
+            if not chunk:
+                raise EOFError('connection closed; pending %r' % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b'\r\n', 1)
+        if b'\n' in line:
+            raise AssertionError('bare LF in reply line %r' % line)
+        return line
+
+    def cmd(self, line):
+        self.send((line if isinstance(line, bytes) else line.encode()) + b'\r\n')
+        return self.line()
+
+    def multi(self):
+        """The lines of a multi-line reply after its status line, unstuffed."""
+        out = []
+        while True:
+            l = self.line()
+            if l == b'.':
+                return out
+            out.append(l[1:] if l.startswith(b'.') else l)
+
+    def capa(self):
+        r = self.cmd('CAPA')
+        assert r.startswith(b'+OK'), r
+        return [l.decode('latin-1') for l in self.multi()]
+
+    def login(self, user=ALICE, password=PASSWORD):
+        r = self.cmd('USER ' + user)
+        assert r.startswith(b'+OK'), r
+        return self.cmd('PASS ' + password)
+
+
+# ----------------------------------------------------------------------------
 # Delivered files
 
 ADDED_HEADERS = ('return-path', 'delivered-to', 'received')
@@ -475,11 +555,14 @@ class Server:
 
     # -- configuration --------------------------------------------------------
 
-    def write_config(self, server=None, smtp=None, listeners=None, raw=None, imap=None, pop3=None):
-        """Writes the config file. server, smtp, imap, pop3: the keys of those
-        sections ([server] has hostname, data_dir and log_level = info unless
-        given); listeners: {name: "addr [addr]"} for SMTP or {name: (protocol,
-        "addr [addr]")}, as IMAP_LISTENERS and POP3_LISTENERS; raw: text as is."""
+    def write_config(self, server=None, smtp=None, listeners=None, raw=None, imap=None, pop3=None,
+                     tls=None):
+        """Writes the config file. server, smtp, imap, pop3, tls: the keys of
+        those sections ([server] has hostname, data_dir and log_level = info
+        unless given); listeners: {name: "addr [addr]"} for SMTP or {name:
+        (protocol, "addr [addr]")}, as IMAP_LISTENERS and POP3_LISTENERS, or
+        {name: (protocol, "addr", {key: value})} for more keys of the
+        listener (tls = implicit, ...); raw: text as is."""
         if raw is not None:
             text = raw
         else:
@@ -488,12 +571,17 @@ class Server:
             if 'shutdown_timeout' in s:
                 self.shutdown_timeout = int(str(s['shutdown_timeout']).rstrip('s'))
             text = '[server]\n' + ''.join('%s = %s\n' % kv for kv in s.items())
-            for section, keys in (('smtp', smtp), ('imap', imap), ('pop3', pop3)):
+            for section, keys in (('smtp', smtp), ('imap', imap), ('pop3', pop3), ('tls', tls)):
                 if keys:
                     text += '\n[%s]\n' % section + ''.join('%s = %s\n' % kv for kv in keys.items())
             for name, addr in (listeners or {'mx': '127.0.0.1:0'}).items():
-                protocol, addr = addr if isinstance(addr, tuple) else ('smtp', addr)
+                extra = {}
+                if isinstance(addr, tuple) and len(addr) == 3:
+                    protocol, addr, extra = addr
+                else:
+                    protocol, addr = addr if isinstance(addr, tuple) else ('smtp', addr)
                 text += '\n[listener "%s"]\nprotocol = %s\naddress = %s\n' % (name, protocol, addr)
+                text += ''.join('%s = %s\n' % kv for kv in extra.items())
         with open(self.config_path, 'w') as f:
             f.write(text)
         return self.config_path
@@ -691,13 +779,13 @@ class BuzonTestCase(unittest.TestCase):
     """Gives each test a fresh Server; stops it and checks for sanitizer reports."""
 
     def new_server(self, start=True, users=True, server=None, smtp=None, listeners=None, imap=None,
-                   pop3=None):
+                   pop3=None, tls=None):
         """A Server (see write_config) stopped and checked after the test.
         users: True for alice, bob, carol and dave of DOMAIN, a tuple of local
         parts for those, False for no domain and no users."""
         s = Server()
         self.servers.append(s)
-        s.write_config(server=server, smtp=smtp, listeners=listeners, imap=imap, pop3=pop3)
+        s.write_config(server=server, smtp=smtp, listeners=listeners, imap=imap, pop3=pop3, tls=tls)
         if users is True:
             s.setup_users()
         elif users:
@@ -764,3 +852,197 @@ class BuzonTestCase(unittest.TestCase):
         self.assertTrue(any(sid in rec for sid in sids),
                         'Received must carry the session id (one of %r): %s' % (sorted(sids), rec))
         self.assertEqual(rest, stored_form(sent), 'message body must be stored byte-exact')
+
+
+# ----------------------------------------------------------------------------
+# TLS: a test CA and certificates made with certtool (gnutls-bin)
+
+TLS_LISTENERS = {
+    'mx': ('smtp', '127.0.0.1:0', {'tls': 'starttls'}),
+    'smtps': ('smtp', '127.0.0.1:0', {'tls': 'implicit'}),
+    'imap': ('imap', '127.0.0.1:0', {'tls': 'starttls'}),
+    'imaps': ('imap', '127.0.0.1:0', {'tls': 'implicit'}),
+    'pop': ('pop3', '127.0.0.1:0', {'tls': 'starttls'}),
+    'pops': ('pop3', '127.0.0.1:0', {'tls': 'implicit'}),
+}
+
+
+def pem_fingerprint(path):
+    """The SHA-256 of the (first) certificate of a PEM file, lower-case hex."""
+    import hashlib
+    import ssl
+    with open(path) as f:
+        text = f.read()
+    begin = text.index('-----BEGIN CERTIFICATE-----')
+    end = text.index('-----END CERTIFICATE-----', begin) + len('-----END CERTIFICATE-----')
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(text[begin:end] + '\n')).hexdigest()
+
+
+def der_fingerprint(der):
+    import hashlib
+    return hashlib.sha256(der).hexdigest()
+
+
+class TestCA:
+    """A certificate authority for the tests and certificates it signs, in
+    a temporary directory that lives as long as the test process.
+
+    self.cert/self.key: the server's pair, for HOSTNAME and 127.0.0.1
+    (SAN dNSName and iPAddress), ECDSA P-256, valid for 30 days.
+    self.ca_cert: what the clients trust. Files are readable by the
+    service user (buzon drops to it when started as root)."""
+
+    def __init__(self):
+        import atexit
+        if not shutil.which('certtool'):
+            raise unittest.SkipTest('certtool is not installed (Debian package: gnutls-bin)')
+        self.dir = tempfile.mkdtemp(prefix='buzon-ca-')
+        os.chmod(self.dir, 0o711)
+        atexit.register(shutil.rmtree, self.dir, True)
+        self.n = 0
+        self.ca_key = self.new_key('ca')
+        self.ca_cert = os.path.join(self.dir, 'ca.pem')
+        tmpl = self._template('ca', ['cn = "buzon test CA"', 'ca', 'cert_signing_key', 'crl_signing_key',
+                                     'expiration_days = 30'])
+        self._certtool('--generate-self-signed', '--load-privkey', self.ca_key, '--template', tmpl,
+                       '--outfile', self.ca_cert)
+        self._readable(self.ca_cert)
+        self.cert, self.key = self.issue('server')
+
+    def _certtool(self, *args):
+        p = subprocess.run(['certtool'] + list(args), capture_output=True, text=True, timeout=30,
+                           env=subprocess_env())
+        if p.returncode != 0:
+            raise AssertionError('certtool %s -> %d\n%s%s' % (' '.join(args), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def _template(self, name, lines):
+        path = os.path.join(self.dir, name + '.tmpl')
+        with open(path, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        return path
+
+    def _readable(self, path, mode=0o644):
+        os.chmod(path, mode)
+        as_service_user(path)
+
+    def new_key(self, name, key_type='ecdsa'):
+        path = os.path.join(self.dir, name + '.key')
+        args = ['--generate-privkey', '--key-type', key_type, '--outfile', path]
+        if key_type == 'rsa':
+            args += ['--bits', '2048']
+        self._certtool(*args)
+        self._readable(path, 0o600)
+        return path
+
+    def issue(self, name=None, cn=HOSTNAME, dns=(HOSTNAME,), ips=('127.0.0.1',), days=30,
+              activation=None, expiration=None, key=None, key_type='ecdsa', self_signed=False):
+        """A new certificate and key signed by the CA (or self-signed):
+        returns (cert path, key path). activation/expiration: dates as
+        "YYYY-MM-DD HH:MM:SS" (UTC), instead of now and now + days."""
+        self.n += 1
+        name = name or 'cert%d' % self.n
+        key = key or self.new_key(name, key_type)
+        lines = ['cn = "%s"' % cn, 'serial = %d' % (1000 + self.n), 'tls_www_server', 'signing_key',
+                 'encryption_key']
+        lines += ['dns_name = "%s"' % d for d in dns]
+        lines += ['ip_address = "%s"' % i for i in ips]
+        if activation:
+            lines.append('activation_date = "%s"' % activation)
+        if expiration:
+            lines.append('expiration_date = "%s"' % expiration)
+        else:
+            lines.append('expiration_days = %d' % days)
+        tmpl = self._template(name, lines)
+        cert = os.path.join(self.dir, name + '.pem')
+        if self_signed:
+            self._certtool('--generate-self-signed', '--load-privkey', key, '--template', tmpl, '--outfile', cert)
+        else:
+            self._certtool('--generate-certificate', '--load-privkey', key, '--load-ca-certificate',
+                           self.ca_cert, '--load-ca-privkey', self.ca_key, '--template', tmpl,
+                           '--outfile', cert)
+        self._readable(cert)
+        return cert, key
+
+    def copy_pair(self, dest_dir, cert=None, key=None, name='server'):
+        """Copies a pair (the server's by default) to dest_dir/NAME.pem and
+        NAME.key, readable by the service user; returns the new paths."""
+        out = []
+        for src, ext, mode in ((cert or self.cert, '.pem', 0o644), (key or self.key, '.key', 0o600)):
+            dst = os.path.join(dest_dir, name + ext)
+            shutil.copyfile(src, dst + '.tmp')
+            self._readable(dst + '.tmp', mode)
+            os.rename(dst + '.tmp', dst)
+            out.append(dst)
+        return tuple(out)
+
+    def client_context(self):
+        """An ssl.SSLContext of a careful client: it verifies the chain up to
+        this CA and the host name (127.0.0.1 is in the certificate)."""
+        import ssl
+        return ssl.create_default_context(cafile=self.ca_cert)
+
+    def tls_section(self, **extra):
+        """The keys of a [tls] section with the server's pair."""
+        keys = {'certificate': self.cert, 'key': self.key}
+        keys.update(extra)
+        return keys
+
+
+_shared_ca = None
+
+
+def shared_ca():
+    """The TestCA of this test process, made on first use."""
+    global _shared_ca
+    if _shared_ca is None:
+        _shared_ca = TestCA()
+    return _shared_ca
+
+
+def tls_wrap(sock, context, server_hostname='127.0.0.1'):
+    """The TLS client handshake over a connected socket; returns the SSLSocket."""
+    return context.wrap_socket(sock, server_hostname=server_hostname)
+
+
+def peer_fingerprint(sslsock):
+    """SHA-256 (hex) of the certificate the server presented."""
+    return der_fingerprint(sslsock.getpeercert(binary_form=True))
+
+
+class TLSTestCase(BuzonTestCase):
+    """Servers with TLS: [tls] holds the test CA's server pair; by default
+    the six listeners of TLS_LISTENERS (SMTP, IMAP, POP3, each with
+    STARTTLS and implicit TLS)."""
+
+    def setUp(self):
+        super().setUp()
+        self.ca = shared_ca()
+        self.ctx = self.ca.client_context()
+
+    def tls_server(self, listeners=None, tls=None, start=True, **kw):
+        """A server with [tls] (plus the keys of tls) and alice only (each
+        user costs a password hash)."""
+        keys = self.ca.tls_section()
+        keys.update(tls or {})
+        kw.setdefault('users', ('alice',))
+        return self.new_server(start=start, listeners=listeners or TLS_LISTENERS, tls=keys, **kw)
+
+    def wait_log(self, s, regex, timeout=10, start=0):
+        """Waits until a log line of s (from line index start) matches regex;
+        returns it (AssertionError after timeout seconds)."""
+        deadline = time.monotonic() + scaled(timeout)
+        with s.log_lock:
+            while True:
+                for l in s.log_lines[start:]:
+                    if re.search(regex, l):
+                        return l
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError('no log line matching %r after %ss:\n%s' %
+                                         (regex, timeout, '\n'.join(s.log_lines[-30:])))
+                s.log_lock.wait(min(left, 0.2))
+
+    def log_mark(self, s):
+        with s.log_lock:
+            return len(s.log_lines)
