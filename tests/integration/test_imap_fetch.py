@@ -12,7 +12,9 @@ import imaplib
 import os
 import re
 import smtplib
+import socket
 import sqlite3
+import struct
 import time
 import unittest
 
@@ -585,6 +587,29 @@ class Cache(FetchCase):
         os.unlink(paths[1])
         c.ok('NOOP')
         self.assertEqual(rows(), [(1, 1, 1, 1), (3, 1, 1, 1)])
+
+
+class DropMidFetch(FetchCase):
+
+    def test_client_drops_while_a_large_fetch_waits_to_drain(self):
+        # The session waits for the write queue to drain before it reads
+        # more of the body; a client that resets then must not leave the
+        # server freeing a session whose command still runs (a BUG() abort
+        # before the session runner answered the drain at close).
+        s = self.imap_server()
+        self.drop(s, b'Subject: big\n\n' + (b'x' * 75 + b'\n') * 60000)   # 4.5 MB
+        for _ in range(3):
+            c = self.raw(s)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sock.sendall(b'f1 FETCH 1 BODY.PEEK[]\r\n')
+            time.sleep(0.3)
+            c.sock.recv(1000)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            c.sock.close()
+            time.sleep(0.3)
+        c = self.raw(s)
+        c.ok('NOOP')
+        self.assertIsNone(s.proc.poll(), s.log()[-3000:])
 
 
 if __name__ == '__main__':
