@@ -73,23 +73,31 @@ static int set_keywords(struct mbox *m, uint32_t uid, const char *keywords)
 	return r == SQLITE_DONE ? 0 : mbox_db_err(m, "update mailbox");
 }
 
-/* Indexes one file just put into a folder: the next UID and modseq, in one
- * write transaction. A sync that ran in between may have indexed it
- * already: then its UID is the answer. */
-static int append_row(const char *maildir, const char *name, const char *base, const char *file, uint32_t flags,
-		      const char *keywords, uint64_t size, uint64_t vsize, int64_t mtime, uint32_t *uidvalidity_r,
-		      uint32_t *uid_r)
+/*
+ * Puts a file written to tmp/ into the folder's cur/ and gives it the next
+ * UID, in one write transaction of the index: the rename happens under the
+ * index's write lock, which every sync holds while it reads the folder, so
+ * no sync sees the file before its row exists. (A sync that took the file
+ * first gave it a UID of its own; a session could then expunge it before
+ * the APPEND wrote its row, and the APPEND gave the vanished file a second
+ * UID.) On failure nothing is left in cur/: the file is taken out again
+ * before the write lock goes, so no sync indexed it; tmp/ is the caller's.
+ */
+static int append_row(const char *maildir, const char *name, const struct mbox_dirs *d, const char *base,
+		      const char *final, uint32_t flags, const char *keywords, uint64_t size, uint64_t vsize,
+		      int64_t mtime, uint32_t *uidvalidity_r, uint32_t *uid_r)
 {
 	struct mbox *m = xcalloc(1, sizeof(*m));
 	sqlite3_stmt *st = NULL;
-	char *bases[1] = { (char *)base };
-	int r;
+	char *file = xasprintf("cur/%s", final);
+	bool fs_failed = false;   /* the rename or the fsync failed, not the index */
+	int r, placed = 0;
 
 	m->maildir = xstrdup(maildir);
 	m->name = xstrdup(name);
 	if (mbox_folder_path(maildir, name, &m->dir) < 0) {
-		mbox_close(&m);
-		return -EINVAL;
+		r = -EINVAL;
+		goto out;
 	}
 	if ((r = mbox_index_open(maildir, &m->db, &m->ident)) < 0)
 		goto out;
@@ -98,7 +106,19 @@ static int append_row(const char *maildir, const char *name, const char *base, c
 		goto out;
 	if ((r = mbox_load_row(m)) < 0)
 		goto fail;
-	if (sqlite3_prepare_v2(m->db, "INSERT OR IGNORE INTO messages (mailbox_id, uid, base, file, flags, keywords, "
+	if (FAILPOINT_ERRNO("storage/mailbox-save/rename") || renameat(d->tmp, base, d->cur, final) < 0) {
+		r = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
+		fs_failed = true;
+		goto fail;
+	}
+	placed = 1;
+	/* OK to APPEND means the directory entry is on disk too. */
+	if (FAILPOINT_ERRNO("storage/mailbox-save/fsync-dir") || fsync(d->cur) < 0) {
+		r = -errno;
+		fs_failed = true;
+		goto fail;
+	}
+	if (sqlite3_prepare_v2(m->db, "INSERT INTO messages (mailbox_id, uid, base, file, flags, keywords, "
 			       "size, vsize, internaldate, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st,
 			       NULL) != SQLITE_OK) {
 		r = mbox_db_err(m, "prepare");
@@ -118,27 +138,21 @@ static int append_row(const char *maildir, const char *name, const char *base, c
 		r = mbox_db_err(m, "insert message");
 		goto fail;
 	}
-	if (sqlite3_changes(m->db) == 1) {
-		*uid_r = m->uidnext++;
-		m->highestmodseq++;
-		sqlite3_finalize(st);
-		if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, gen = gen + 1 "
-				       "WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
-			st = NULL;
-			r = mbox_db_err(m, "prepare");
-			goto fail;
-		}
-		sqlite3_bind_int64(st, 1, m->uidnext);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)m->highestmodseq);
-		sqlite3_bind_int64(st, 3, m->id);
-		if (mbox_step(st) != SQLITE_DONE) {
-			r = mbox_db_err(m, "update mailbox");
-			goto fail;
-		}
-	} else {
-		/* A sync got there first; keep its UID, give the keywords. */
-		if ((r = find_uids(m, bases, 1, uid_r)) < 0 || (r = set_keywords(m, *uid_r, keywords)) < 0)
-			goto fail;
+	*uid_r = m->uidnext++;
+	m->highestmodseq++;
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(m->db, "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, gen = gen + 1 "
+			       "WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
+		st = NULL;
+		r = mbox_db_err(m, "prepare");
+		goto fail;
+	}
+	sqlite3_bind_int64(st, 1, m->uidnext);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)m->highestmodseq);
+	sqlite3_bind_int64(st, 3, m->id);
+	if (mbox_step(st) != SQLITE_DONE) {
+		r = mbox_db_err(m, "update mailbox");
+		goto fail;
 	}
 	sqlite3_finalize(st);
 	st = NULL;
@@ -148,10 +162,23 @@ static int append_row(const char *maildir, const char *name, const char *base, c
 	goto out;
 fail:
 	sqlite3_finalize(st);
+	/* Out of cur/ while the write lock is held (a COMMIT that failed
+	 * keeps its transaction, or lost it to a rollback: then a sync may
+	 * have indexed the file meanwhile, and drops the row when the file
+	 * has gone; a burnt UID, never a reused one). NO must mean not
+	 * stored: a client would append it again. */
+	if (placed) {
+		unlinkat(d->cur, final, 0);
+		fsync(d->cur);
+	}
 	mbox_exec(m, "ROLLBACK");
 out:
+	if (r < 0 && !fs_failed)
+		log_error("store", NULL, "append not indexed, file removed maildir=%s folder=%s error=\"%s\"", maildir,
+			  name, strerror(-r));
 	mbox_durable(m, false);
 	mbox_close(&m);
+	free(file);
 	return r;
 }
 
@@ -197,7 +224,7 @@ int mbox_append(const char *maildir, const char *name, const char *data, size_t 
 		const char *keywords, int64_t internaldate, const char *host, uint32_t *uidvalidity_r,
 		uint32_t *uid_r)
 {
-	char base[300], final[340], file[344], info[8], *dir;
+	char base[300], final[340], info[8], *dir;
 	struct mbox_dirs d;
 	struct stat st;
 	uint64_t vsize = len;
@@ -220,39 +247,24 @@ int mbox_append(const char *maildir, const char *name, const char *data, size_t 
 	storage_unique_name(host, len, vsize, base, sizeof(base));
 	mbox_flags_to_info(flags & ~(uint32_t)MBOX_RECENT, info);
 	snprintf(final, sizeof(final), "%s:2,%s", base, info);
-	snprintf(file, sizeof(file), "cur/%s", final);
 	r = write_tmp(d.tmp, base, data, len, internaldate);
-	if (r == 0 && (FAILPOINT_ERRNO("storage/mailbox-save/rename") || renameat(d.tmp, base, d.cur, final) < 0)) {
-		r = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
-		unlinkat(d.tmp, base, 0);
-	}
-	/* OK to APPEND means the directory entry is on disk too. */
-	if (r == 0 && (FAILPOINT_ERRNO("storage/mailbox-save/fsync-dir") || fsync(d.cur) < 0)) {
-		r = -errno;
-		unlinkat(d.cur, final, 0);
-	}
 	if (r < 0) {
 		mbox_dirs_close(&d);
 		return r;
 	}
+	mtime = internaldate > 0 ? internaldate : (int64_t)time(NULL);
+	if (fstatat(d.tmp, base, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		mtime = st.st_mtime;
 	/* The next UID, given here rather than by a sync: no scan of the
 	 * folder, so an APPEND costs the same in a folder of 10 or 100,000
-	 * messages. The folder's recorded mtimes stay as they were (cur/ just
-	 * moved): the next sync rescans and finds this file indexed. */
-	mtime = internaldate > 0 ? internaldate : (int64_t)time(NULL);
-	if (fstatat(d.cur, final, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		mtime = st.st_mtime;
-	/* UIDs are given under the folder's lock (see mbox_move()). */
+	 * messages. The folder's recorded mtimes stay as they were (cur/
+	 * moves): the next sync rescans and finds this file indexed. UIDs are
+	 * given under the folder's lock (see mbox_move()). */
 	r = flock(d.dir, LOCK_SH) < 0 ? -errno :
-		append_row(maildir, name, base, file, flags & ~(uint32_t)MBOX_RECENT, keywords, len, vsize, mtime,
-			   uidvalidity_r, uid_r);
-	if (r < 0) {
-		/* NO must mean not stored: a client would append it again. */
-		log_error("store", NULL, "append not indexed, file removed maildir=%s folder=%s error=\"%s\"", maildir,
-			  name, strerror(-r));
-		unlinkat(d.cur, final, 0);
-		fsync(d.cur);
-	}
+		append_row(maildir, name, &d, base, final, flags & ~(uint32_t)MBOX_RECENT, keywords, len, vsize,
+			   mtime, uidvalidity_r, uid_r);
+	if (r < 0)
+		unlinkat(d.tmp, base, 0);   /* still there unless the rename happened */
 	mbox_dirs_close(&d);
 	return r;
 }

@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "storage/folder.h"
@@ -356,6 +358,107 @@ static void test_move(void)
 }
 
 #ifdef FIU_ENABLE
+/* Another session of test_append_race: opens the folder (a sync), marks
+ * the appended message \Deleted and expunges it, as an IMAP client's
+ * STORE and EXPUNGE would. */
+static struct {
+	const char *dir;
+	uint32_t before;        /* the folder's UIDNEXT before the APPEND */
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int started, done;
+	uint32_t uid;           /* the UID that session saw on the appended message */
+} race = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void *race_session(void *arg)
+{
+	struct mbox *o = NULL;
+	char err[256];
+	size_t done;
+
+	(void)arg;
+	if (mbox_open(race.dir, "INBOX", 0, &o, err, sizeof(err)) == 0) {
+		for (size_t i = 0; i < mbox_count(o); i++) {
+			uint32_t uid = mbox_get(o, i)->uid;
+			if (uid < race.before)
+				continue;
+			race.uid = uid;
+			if (mbox_set_flags(o, i, MBOX_DELETED, NULL) == 0)
+				mbox_expunge(o, &uid, 1, &done);
+			break;
+		}
+		mbox_close(&o);
+	}
+	pthread_mutex_lock(&race.lock);
+	race.done = 1;
+	pthread_cond_signal(&race.cond);
+	pthread_mutex_unlock(&race.lock);
+	return NULL;
+}
+
+/* At the APPEND's fsync of cur/ (its file is in cur/ by then): the other
+ * session runs, and gets up to a second to finish. */
+static int race_point(const char *name, int *failnum, void **failinfo, unsigned int *flags)
+{
+	struct timespec until;
+
+	(void)name, (void)failnum, (void)failinfo, (void)flags;
+	if (race.started)
+		return 0;
+	race.started = 1;
+	if (pthread_create(&race.thread, NULL, race_session, NULL) != 0) {
+		race.started = 0;
+		return 0;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	pthread_mutex_lock(&race.lock);
+	while (!race.done && pthread_cond_timedwait(&race.cond, &race.lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&race.lock);
+	return 0;   /* the step itself does not fail */
+}
+
+/*
+ * An APPEND whose file another session sees before the APPEND has its
+ * row: that session's sync ran, and it expunged the message, between the
+ * file's arrival in cur/ and its indexing. The message has one UID all the
+ * same: the one the APPEND answers is the one the other session saw, and
+ * UIDNEXT moved by one (it moved by two when the sync gave the file a UID
+ * and the APPEND then gave the expunged file another).
+ */
+static void test_append_race(void)
+{
+	char *d = mk("append-race"), err[256];
+	struct mbox *m = NULL;
+	uint32_t uv = 0, uid = 0, next;
+
+	put_in(d, "new", "1.M1P1Q1.h", "a: 1\n\nx\n");
+	CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	if (!m)
+		return;
+	next = mbox_uidnext(m);
+	mbox_close(&m);
+	race.dir = d;
+	race.before = next;
+	fiu_enable_external("storage/mailbox-save/fsync-dir", 1, NULL, 0, race_point);
+	CHECK(mbox_append(d, "INBOX", "a: b\n\nc\n", 8, MBOX_SEEN, "", 0, "h", &uv, &uid) == 0);
+	fiu_disable("storage/mailbox-save/fsync-dir");
+	CHECK(race.started);
+	if (race.started)
+		pthread_join(race.thread, NULL);
+	CHECK(race.done && race.uid == uid && uid == next);
+	CHECK(mbox_open(d, "INBOX", 0, &m, err, sizeof(err)) == 0);
+	if (m) {
+		CHECK(mbox_uidnext(m) == next + 1);
+		CHECK(mbox_count(m) == 1 && mbox_get(m, 0)->uid == 1);
+	}
+	mbox_close(&m);
+	CHECK(count_prefix(xpath(d, "cur"), "") == 2 && count_prefix(xpath(d, "tmp"), "") == 2);
+	free(d);
+}
+
 /* The index file cannot be written (each step of it in turn): system
  * flags and expunge go on through the stand-in, the Maildir carries the
  * change and the index file takes it at its next sync; keywords are
@@ -600,6 +703,7 @@ int main(void)
 	test_move();
 #ifdef FIU_ENABLE
 	test_index_faults();
+	test_append_race();
 #endif
 
 	mbox_flags_to_info(MBOX_SEEN | MBOX_DRAFT | MBOX_DELETED | MBOX_ANSWERED | MBOX_FLAGGED, info);
