@@ -26,177 +26,31 @@
 #include "lib/log.h"
 #include "storage/directory.h"
 #include "tests/common/check.h"
+#include "tests/common/imap-fake-io.h"
+#include "tests/common/imap-test-world.h"
 
-#define ALICE "alice@example.test"
+#define ALICE IMAP_TEST_ALICE
 #define BOB "bob@example.test"
-/* SHA-256 crypt of "secret", 1000 rounds: a login costs little */
-#define ALICE_HASH "$5$rounds=1000$fuzzsalt$qGCc4JvvMNwwgoU2eJ4FMcZ.jSqNaOPBoUN0Jv2w9O2"
 #define LOGIN_ALICE "L LOGIN " ALICE " secret\r\n"
 
-static struct imap_backend backend;
-static char root[256];
+static struct imap_test_world world;
 /* 500 octets: libxcrypt hashes at most 511 */
 static char bob_password[501];
 
-/* ---- the fake connection ---- */
+/* ---- the fake connection (tests/common/imap-fake-io.c) ---- */
 
-struct fake {
-	struct imap_session *s;
-	struct buf out;
-	bool closed;
-	unsigned timeouts;       /* set_timeout() calls */
-	unsigned timeout;        /* the last value */
-	struct imap_cmd *queued; /* exec'd, not run yet */
-	bool drain;
-};
-
-static void f_write(void *ctx, const char *data, size_t len)
+static void fake_open(struct imap_fake *f, const struct imap_config *cfg)
 {
-	struct fake *f = ctx;
+	struct imap_session_params p = {
+		.cfg = cfg, .backend = &world.backend, .sid = "T1", .client_addr = "192.0.2.1",
+	};
 
-	CHECK(!f->closed, "write after close");
-	buf_add(&f->out, data, len);
+	imap_fake_open(f, &p, 0);
 }
 
-static void f_close(void *ctx, const char *reason)
+static void feed_str(struct imap_fake *f, const char *text, size_t step)
 {
-	struct fake *f = ctx;
-
-	(void)reason;
-	f->closed = true;
-}
-
-static void f_set_timeout(void *ctx, unsigned seconds)
-{
-	struct fake *f = ctx;
-
-	f->timeouts++;
-	f->timeout = seconds;
-}
-
-static void f_exec(void *ctx, struct imap_cmd *cmd, unsigned delay_ms)
-{
-	struct fake *f = ctx;
-
-	(void)delay_ms;
-	CHECK(!f->queued, "exec while a command waits");
-	f->queued = cmd;
-}
-
-static void f_resume(void *ctx)
-{
-	(void)ctx;
-}
-
-static void f_when_drained(void *ctx, size_t below)
-{
-	struct fake *f = ctx;
-
-	(void)below;
-	f->drain = true;
-}
-
-static void f_watch(void *ctx, const char *key)
-{
-	(void)ctx;
-	(void)key;
-}
-
-static unsigned f_auth_delay(void *ctx, const char *user)
-{
-	(void)ctx;
-	(void)user;
-	return 0;
-}
-
-static void f_auth_result(void *ctx, const char *user, int ok)
-{
-	(void)ctx;
-	(void)user;
-	(void)ok;
-}
-
-static const struct imap_io fake_io = {
-	.write = f_write, .close = f_close, .set_timeout = f_set_timeout, .exec = f_exec,
-	.resume = f_resume, .when_drained = f_when_drained, .watch = f_watch, .publish = f_watch,
-	.auth_delay = f_auth_delay, .auth_result = f_auth_result,
-};
-
-static void fake_open(struct fake *f, const struct imap_config *cfg)
-{
-	struct imap_session_params p = { .cfg = cfg, .backend = &backend, .sid = "T1", .client_addr = "192.0.2.1" };
-
-	memset(f, 0, sizeof(*f));
-	buf_init(&f->out, 0);
-	f->s = imap_session_new(&p, &fake_io, f);
-	buf_reset(&f->out);   /* the greeting */
-}
-
-static void fake_free(struct fake *f)
-{
-	imap_session_disconnected(f->s);
-	imap_session_free(&f->s);
-	buf_release(&f->out);
-}
-
-/* Runs what the session asked for, as the loop thread would. */
-static void settle(struct fake *f)
-{
-	for (;;) {
-		if (f->queued) {
-			struct imap_cmd *cmd = f->queued;
-
-			f->queued = NULL;
-			imap_cmd_run(cmd);
-			imap_session_cmd_done(f->s, cmd);
-		} else if (f->drain) {
-			f->drain = false;
-			imap_session_drained(f->s);
-		} else {
-			return;
-		}
-	}
-}
-
-/* Feeds data in pieces of at most step octets (0: all at once), holding
- * back what the session does not take until its command has run. */
-static void feed(struct fake *f, const char *data, size_t len, size_t step)
-{
-	size_t off = 0;
-
-	while (off < len && !f->closed) {
-		size_t n = step && len - off > step ? step : len - off;
-		size_t used = imap_session_input(f->s, data + off, n);
-
-		CHECK(used <= n, "consumed more than given");
-		off += used;
-		if (used < n) {
-			CHECK(imap_session_busy(f->s) || f->queued, "input left without a command running");
-			if (!f->queued && !f->drain)
-				break;
-		}
-		settle(f);
-	}
-	settle(f);
-}
-
-static void feed_str(struct fake *f, const char *text, size_t step)
-{
-	feed(f, text, strlen(text), step);
-}
-
-/* want with '*' matching any run of characters. */
-static bool glob_match(const char *want, const char *got, size_t got_len)
-{
-	if (!*want)
-		return got_len == 0;
-	if (*want == '*') {
-		for (size_t i = 0; i <= got_len; i++)
-			if (glob_match(want + 1, got + i, got_len - i))
-				return true;
-		return false;
-	}
-	return got_len > 0 && *want == *got && glob_match(want + 1, got + 1, got_len - 1);
+	imap_fake_feed(f, text, strlen(text), step);
 }
 
 static char *repeat(const char *head, char c, size_t n, const char *tail)
@@ -359,17 +213,17 @@ static void run_cases(const struct imap_config *cfg)
 		const struct tcase *c = &cases[i];
 
 		for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
-			struct fake f;
+			struct imap_fake f;
 
 			fake_open(&f, cfg);
 			if (c->login) {
 				feed_str(&f, LOGIN_ALICE, steps[k]);
-				CHECK(glob_match("L OK [CAPABILITY *] Logged in\r\n", f.out.data, f.out.len),
+				CHECK(imap_fake_match("L OK [CAPABILITY *] Logged in\r\n", f.out.data, f.out.len),
 				      "%s: login: %s", c->name, f.out.data);
 				buf_reset(&f.out);
 			}
 			feed_str(&f, c->in, steps[k]);
-			CHECK(glob_match(c->want, f.out.data ? f.out.data : "", f.out.len),
+			CHECK(imap_fake_match(c->want, f.out.data ? f.out.data : "", f.out.len),
 			      "%s (step %zu):\n  want: %s\n  got:  %.*s", c->name, steps[k], c->want,
 			      (int)f.out.len, f.out.data ? f.out.data : "");
 			CHECK(f.closed == c->closed, "%s (step %zu): closed %d", c->name, steps[k], f.closed);
@@ -377,7 +231,7 @@ static void run_cases(const struct imap_config *cfg)
 			      "%s (step %zu): held %llu (login) %llu, want %llu %llu", c->name, steps[k],
 			      (unsigned long long)imap_login_literals_held(), (unsigned long long)imap_literals_held(),
 			      (unsigned long long)c->login_held, (unsigned long long)c->held);
-			fake_free(&f);
+			imap_fake_free(&f);
 			CHECK(imap_login_literals_held() == 0 && imap_literals_held() == 0, "%s: budget not given back",
 			      c->name);
 		}
@@ -389,7 +243,7 @@ static void run_cases(const struct imap_config *cfg)
 static void test_budgets(const struct imap_config *defaults)
 {
 	struct imap_config cfg = *defaults;
-	struct fake a, b, u;
+	struct imap_fake a, b, u;
 
 	/* two sessions before login fill a small login budget; a logged-in
 	 * user's literal still goes through, drawing on max_buffered */
@@ -401,10 +255,10 @@ static void test_budgets(const struct imap_config *defaults)
 	feed_str(&a, "a LOGIN {3000}\r\n", 1);
 	CHECK(strcmp(a.out.data, "+ OK\r\n") == 0, "first login literal: %s", a.out.data);
 	feed_str(&b, "b LOGIN {3000}\r\n", 1);
-	CHECK(glob_match("b NO [UNAVAILABLE] *\r\n", b.out.data, b.out.len), "second: %s", b.out.data);
+	CHECK(imap_fake_match("b NO [UNAVAILABLE] *\r\n", b.out.data, b.out.len), "second: %s", b.out.data);
 	CHECK(!b.closed, "a refused login literal closes nothing");
 	feed_str(&u, LOGIN_ALICE "c NOOP {4000}\r\n", 1);
-	CHECK(glob_match("L OK [CAPABILITY *] Logged in\r\n+ OK\r\n", u.out.data, u.out.len), "user: %s",
+	CHECK(imap_fake_match("L OK [CAPABILITY *] Logged in\r\n+ OK\r\n", u.out.data, u.out.len), "user: %s",
 	      u.out.data);
 	CHECK(imap_login_literals_held() == 3000 && imap_literals_held() == 4000, "held %llu %llu",
 	      (unsigned long long)imap_login_literals_held(), (unsigned long long)imap_literals_held());
@@ -415,13 +269,13 @@ static void test_budgets(const struct imap_config *defaults)
 		feed_str(&a, rest, 1);
 		free(rest);
 	}
-	CHECK(glob_match("+ OK\r\na BAD *\r\n", a.out.data, a.out.len), "first ends: %s", a.out.data);
+	CHECK(imap_fake_match("+ OK\r\na BAD *\r\n", a.out.data, a.out.len), "first ends: %s", a.out.data);
 	buf_reset(&b.out);
 	feed_str(&b, "b LOGIN {3000}\r\n", 1);
 	CHECK(strcmp(b.out.data, "+ OK\r\n") == 0, "after the first gave it back: %s", b.out.data);
-	fake_free(&a);
-	fake_free(&b);
-	fake_free(&u);
+	imap_fake_free(&a);
+	imap_fake_free(&b);
+	imap_fake_free(&u);
 	CHECK(imap_login_literals_held() == 0 && imap_literals_held() == 0, "budgets given back");
 }
 
@@ -430,7 +284,7 @@ static void test_budgets(const struct imap_config *defaults)
 static void test_deadline(const struct imap_config *defaults)
 {
 	struct imap_config cfg = *defaults;
-	struct fake f;
+	struct imap_fake f;
 
 	cfg.login_timeout = 60;
 	cfg.idle_timeout = 1800;
@@ -441,43 +295,43 @@ static void test_deadline(const struct imap_config *defaults)
 	feed_str(&f, "a NOOP\r\nb LOGIN " ALICE " wrong\r\nc CAPABILITY\r\nd LOG", 1);
 	CHECK(f.timeouts == 1, "re-armed before login (%u calls, last %u)", f.timeouts, f.timeout);
 	imap_session_timeout(f.s);
-	CHECK(f.closed && glob_match("*\r\n* BYE Login timed out\r\n", f.out.data, f.out.len), "deadline: %s",
+	CHECK(f.closed && imap_fake_match("*\r\n* BYE Login timed out\r\n", f.out.data, f.out.len), "deadline: %s",
 	      f.out.data);
-	fake_free(&f);
+	imap_fake_free(&f);
 
 	/* it passes while a failed LOGIN is checked: BYE after its NO */
 	fake_open(&f, &cfg);
 	feed_str(&f, "a LOGIN " ALICE " wrong\r\n", 0);
-	settle(&f);
+	imap_fake_settle(&f);
 	buf_reset(&f.out);
 	imap_session_input(f.s, "b LOGIN " ALICE " wrong\r\n", strlen("b LOGIN " ALICE " wrong\r\n"));
 	CHECK(f.queued != NULL, "the LOGIN waits to run");
 	imap_session_timeout(f.s);
 	CHECK(!f.closed, "closed while its LOGIN runs");
-	settle(&f);
+	imap_fake_settle(&f);
 	CHECK(f.closed && strcmp(f.out.data, "b NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
 					      "* BYE Login timed out\r\n") == 0,
 	      "after the failed LOGIN: %s", f.out.data);
-	fake_free(&f);
+	imap_fake_free(&f);
 
 	/* ... a LOGIN that succeeds then is a login: the idle timer takes over */
 	fake_open(&f, &cfg);
 	imap_session_input(f.s, LOGIN_ALICE, strlen(LOGIN_ALICE));
 	CHECK(f.queued != NULL, "the LOGIN waits to run");
 	imap_session_timeout(f.s);
-	settle(&f);
+	imap_fake_settle(&f);
 	CHECK(!f.closed && f.timeout == 1800, "logged in at the deadline: closed %d, timeout %u", f.closed,
 	      f.timeout);
 	imap_session_timeout(f.s);
-	CHECK(f.closed && glob_match("*\r\n* BYE Autologout; idle for too long\r\n", f.out.data, f.out.len),
+	CHECK(f.closed && imap_fake_match("*\r\n* BYE Autologout; idle for too long\r\n", f.out.data, f.out.len),
 	      "idle timeout after login: %s", f.out.data);
-	fake_free(&f);
+	imap_fake_free(&f);
 
 	/* never later than the idle timeout would have closed a silent client */
 	cfg.idle_timeout = 20;
 	fake_open(&f, &cfg);
 	CHECK(f.timeouts == 1 && f.timeout == 20, "the shorter of the two: %u", f.timeout);
-	fake_free(&f);
+	imap_fake_free(&f);
 }
 
 /* ---- set-up ---- */
@@ -485,47 +339,36 @@ static void test_deadline(const struct imap_config *defaults)
 static void setup(void)
 {
 	char err[256];
-	struct dir *d = NULL;
 
 	/* printable, with the characters a quoted string must escape */
 	for (size_t i = 0; i < sizeof(bob_password) - 1; i++)
 		bob_password[i] = "ab\"c\\d e"[i % 8];
 	bob_password[sizeof(bob_password) - 1] = '\0';
-	snprintf(root, sizeof(root), "/tmp/buzon-prelogin-XXXXXX");
-	if (!mkdtemp(root) || dir_open(root, &d, err, sizeof(err)) < 0 ||
-	    dir_domain_add(d, "example.test", err, sizeof(err)) < 0 ||
-	    dir_user_add(d, ALICE, "secret", 0, err, sizeof(err)) < 0 ||
-	    dir_user_set_hash(d, ALICE, ALICE_HASH, err, sizeof(err)) < 0 ||
-	    dir_user_add(d, BOB, bob_password, 0, err, sizeof(err)) < 0) {
+	imap_test_world_make(&world, "/tmp/buzon-prelogin-XXXXXX");
+	if (dir_user_add(world.backend.dir, BOB, bob_password, 0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "set-up: %s\n", err);
 		exit(2);
 	}
-	backend.dir = d;
-	backend.hostname = "imap.test";
 }
 
 int main(void)
 {
-	struct imap_config cfg;
-	char cmd[512];
+	struct imap_config *cfg = &world.cfg;
 
 	log_set_level(LOG_ERROR);
 	setup();
-	imap_config_defaults(&cfg);
-	snprintf(cfg.hostname, sizeof(cfg.hostname), "imap.test");
-	CHECK(cfg.login_max_literal == 4096 && cfg.login_max_buffered == 4 * 1024 * 1024 && cfg.login_timeout == 60,
+	CHECK(cfg->login_max_literal == 4096 && cfg->login_max_buffered == 4 * 1024 * 1024 && cfg->login_timeout == 60,
 	      "defaults");
 	make_cases();
-	run_cases(&cfg);
-	test_budgets(&cfg);
-	test_deadline(&cfg);
+	run_cases(cfg);
+	test_budgets(cfg);
+	test_deadline(cfg);
 
 	for (size_t i = 0; i < n_cases; i++)
 		free(cases[i].in);
-	dir_close(&backend.dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	if (system(cmd) != 0)
+	if (imap_test_world_remove(&world) < 0)
 		failures++;
+	failures += imap_fake_failures();
 	if (failures)
 		printf("%d failures\n", failures);
 	return failures ? 1 : 0;

@@ -14,72 +14,12 @@
 
 #include "imap/imap-private.h"
 #include "lib/config.h"
+#include "tests/common/imap-fake-io.h"
 
 static int failures;
-static struct buf out = BUF_INIT(0);
 static char root[256];
 
 #define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); failures++; } } while (0)
-
-static void io_write(void *ctx, const char *data, size_t len)
-{
-	(void)ctx;
-	buf_add(&out, data, len);
-}
-
-static void io_close(void *ctx, const char *reason)
-{
-	(void)ctx;
-	(void)reason;
-}
-
-static void io_timeout(void *ctx, unsigned seconds)
-{
-	(void)ctx;
-	(void)seconds;
-}
-
-static struct imap_session *the_session;
-
-static void io_exec(void *ctx, struct imap_cmd *cmd, unsigned delay_ms)
-{
-	(void)ctx;
-	(void)delay_ms;
-	imap_cmd_run(cmd);
-	imap_session_cmd_done(the_session, cmd);
-}
-
-static void io_resume(void *ctx)
-{
-	(void)ctx;
-}
-
-static void io_drained(void *ctx, size_t below)
-{
-	(void)ctx;
-	(void)below;
-	imap_session_drained(the_session);
-}
-
-static void io_key(void *ctx, const char *key)
-{
-	(void)ctx;
-	(void)key;
-}
-
-static unsigned io_auth_delay(void *ctx, const char *user)
-{
-	(void)ctx;
-	(void)user;
-	return 0;
-}
-
-static void io_auth_result(void *ctx, const char *user, int ok)
-{
-	(void)ctx;
-	(void)user;
-	(void)ok;
-}
 
 static void put(const char *name, const char *text, int y, int mon, int d)
 {
@@ -185,12 +125,9 @@ int main(void)
 {
 	struct imap_config cfg;
 	struct imap_backend backend = { NULL, "test.example" };
-	struct imap_io io = { .write = io_write, .close = io_close, .set_timeout = io_timeout,
-			      .exec = io_exec, .resume = io_resume, .when_drained = io_drained,
-			      .watch = io_key, .publish = io_key, .auth_delay = io_auth_delay,
-			      .auth_result = io_auth_result };
 	struct imap_session_params params = { .cfg = &cfg, .backend = &backend, .sid = "t",
 					      .client_addr = "127.0.0.1" };
+	struct imap_fake f;
 	struct imap_session *s;
 	struct mbox *m = NULL;
 	char err[256], path[1024];
@@ -212,19 +149,20 @@ int main(void)
 
 	imap_config_defaults(&cfg);
 	snprintf(cfg.hostname, sizeof(cfg.hostname), "test.example");
-	s = imap_session_new(&params, &io, NULL);
-	the_session = s;
+	/* commands run inside exec, so every byte is taken at once */
+	imap_fake_open(&f, &params, IMAP_FAKE_RUN_NOW);
+	s = f.s;
 	CHECK(mbox_open(root, "INBOX", MBOX_READONLY, &m, err, sizeof(err)) == 0);
 	s->mbox = m;
 	s->state = IMAP_SELECTED;
 	s->readonly = true;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		buf_reset(&out);
+		buf_reset(&f.out);
 		feed(s, cases[i].in);
-		if (out.len != strlen(cases[i].want) || memcmp(out.data, cases[i].want, out.len) != 0) {
+		if (f.out.len != strlen(cases[i].want) || memcmp(f.out.data, cases[i].want, f.out.len) != 0) {
 			fprintf(stderr, "case %zu: %s\n  want: %s\n  got:  %.*s\n", i, cases[i].in, cases[i].want,
-				(int)out.len, out.data ? out.data : "");
+				(int)f.out.len, f.out.data ? f.out.data : "");
 			failures++;
 		}
 	}
@@ -236,20 +174,20 @@ int main(void)
 		for (int k = 0; k < n; k++)
 			buf_adds(&deep, " NOT");
 		buf_adds(&deep, " SEEN\r\n");
-		buf_reset(&out);
+		buf_reset(&f.out);
 		feed(s, deep.data);
 		if (n == 64)
-			CHECK(out.data && strcmp(out.data, "* SEARCH 1\r\nd OK Search completed\r\n") == 0);
+			CHECK(f.out.data && strcmp(f.out.data, "* SEARCH 1\r\nd OK Search completed\r\n") == 0);
 		else
-			CHECK(out.data && strcmp(out.data, "d BAD Search keys nested too deeply\r\n") == 0);
+			CHECK(f.out.data && strcmp(f.out.data, "d BAD Search keys nested too deeply\r\n") == 0);
 	}
 	buf_release(&deep);
 
-	imap_session_free(&s);
-	buf_release(&out);
+	imap_fake_free(&f);
 	snprintf(path, sizeof(path), "rm -rf '%s'", root);
 	if (system(path) != 0)
 		failures++;
+	failures += imap_fake_failures();
 	if (failures)
 		fprintf(stderr, "%d failures\n", failures);
 	return failures ? 1 : 0;

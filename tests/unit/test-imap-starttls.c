@@ -25,218 +25,27 @@
 #include "lib/buf.h"
 #include "lib/config.h"
 #include "lib/log.h"
-#include "storage/directory.h"
 #include "tests/common/check.h"
+#include "tests/common/imap-fake-io.h"
+#include "tests/common/imap-test-world.h"
 
-#define ALICE "alice@example.test"
-/* SHA-256 crypt of "secret", 1000 rounds: a login costs little */
-#define ALICE_HASH "$5$rounds=1000$fuzzsalt$qGCc4JvvMNwwgoU2eJ4FMcZ.jSqNaOPBoUN0Jv2w9O2"
+#define ALICE IMAP_TEST_ALICE
 /* base64 of "\0alice@example.test\0secret" */
 #define PLAIN_ALICE "AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ="
 
-static struct imap_backend backend;
-static char root[256];
+static struct imap_test_world world;
 static const struct tls_info test_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
 
-/* ---- the fake connection ---- */
+/* ---- the fake connection (tests/common/imap-fake-io.c) ---- */
 
-struct fake {
-	struct imap_session *s;
-	struct buf greeting;
-	struct buf out;
-	bool closed;
-	unsigned timeouts;       /* set_timeout() calls */
-	unsigned timeout;        /* the last value */
-	struct imap_cmd *queued; /* exec'd, not run yet */
-	bool drain;
-	/* STARTTLS: after start_tls the glue drops what it holds and what
-	 * arrives until the handshake is done */
-	bool tls_wanted;
-	unsigned n_start_tls;
-	struct buf dropped;
-};
-
-static void f_write(void *ctx, const char *data, size_t len)
-{
-	struct fake *f = ctx;
-
-	CHECK(!f->closed, "write after close");
-	buf_add(&f->out, data, len);
-}
-
-static void f_close(void *ctx, const char *reason)
-{
-	struct fake *f = ctx;
-
-	(void)reason;
-	f->closed = true;
-}
-
-static void f_set_timeout(void *ctx, unsigned seconds)
-{
-	struct fake *f = ctx;
-
-	f->timeouts++;
-	f->timeout = seconds;
-}
-
-static void f_exec(void *ctx, struct imap_cmd *cmd, unsigned delay_ms)
-{
-	struct fake *f = ctx;
-
-	(void)delay_ms;
-	CHECK(!f->queued, "exec while a command waits");
-	f->queued = cmd;
-}
-
-static void f_resume(void *ctx)
-{
-	(void)ctx;
-}
-
-static void f_when_drained(void *ctx, size_t below)
-{
-	struct fake *f = ctx;
-
-	(void)below;
-	f->drain = true;
-}
-
-static void f_watch(void *ctx, const char *key)
-{
-	(void)ctx;
-	(void)key;
-}
-
-static unsigned f_auth_delay(void *ctx, const char *user)
-{
-	(void)ctx;
-	(void)user;
-	return 0;
-}
-
-static void f_auth_result(void *ctx, const char *user, int ok)
-{
-	(void)ctx;
-	(void)user;
-	(void)ok;
-}
-
-static void f_start_tls(void *ctx)
-{
-	static const char ok[] = " OK Begin TLS negotiation now\r\n";
-	struct fake *f = ctx;
-
-	CHECK(!f->tls_wanted, "start_tls twice");
-	CHECK(f->out.len >= sizeof(ok) - 1 &&
-	      memcmp(f->out.data + f->out.len - (sizeof(ok) - 1), ok, sizeof(ok) - 1) == 0,
-	      "start_tls before the tagged OK was written");
-	f->tls_wanted = true;
-	f->n_start_tls++;
-}
-
-static const struct imap_io fake_io = {
-	.write = f_write, .close = f_close, .set_timeout = f_set_timeout, .exec = f_exec,
-	.resume = f_resume, .when_drained = f_when_drained, .watch = f_watch, .publish = f_watch,
-	.auth_delay = f_auth_delay, .auth_result = f_auth_result, .start_tls = f_start_tls,
-};
-
-static void fake_open(struct fake *f, const struct imap_config *cfg, enum tls_mode mode, bool tls)
+static void fake_open(struct imap_fake *f, const struct imap_config *cfg, enum tls_mode mode, bool tls)
 {
 	struct imap_session_params p = {
-		.cfg = cfg, .backend = &backend, .sid = "T1", .client_addr = "192.0.2.1",
+		.cfg = cfg, .backend = &world.backend, .sid = "T1", .client_addr = "192.0.2.1",
 		.tls_mode = mode, .tls = tls ? &test_tls : NULL,
 	};
 
-	memset(f, 0, sizeof(*f));
-	buf_init(&f->out, 0);
-	buf_init(&f->greeting, 0);
-	buf_init(&f->dropped, 0);
-	f->s = imap_session_new(&p, &fake_io, f);
-	buf_add(&f->greeting, f->out.data, f->out.len);
-	buf_reset(&f->out);
-}
-
-static void fake_free(struct fake *f)
-{
-	imap_session_disconnected(f->s);
-	imap_session_free(&f->s);
-	buf_release(&f->out);
-	buf_release(&f->greeting);
-	buf_release(&f->dropped);
-}
-
-/* Runs what the session asked for, as the loop thread would. */
-static void settle(struct fake *f)
-{
-	for (;;) {
-		if (f->queued) {
-			struct imap_cmd *cmd = f->queued;
-
-			f->queued = NULL;
-			imap_cmd_run(cmd);
-			imap_session_cmd_done(f->s, cmd);
-		} else if (f->drain) {
-			f->drain = false;
-			imap_session_drained(f->s);
-		} else {
-			return;
-		}
-	}
-}
-
-/* Feeds data in pieces of at most step octets (0: all at once), holding
- * back what the session does not take until its command has run; while
- * the handshake runs, what arrives is dropped. */
-static void feed(struct fake *f, const char *data, size_t len, size_t step)
-{
-	size_t off = 0;
-
-	while (off < len && !f->closed) {
-		size_t n = step && len - off > step ? step : len - off;
-		size_t used;
-
-		if (f->tls_wanted) {
-			used = imap_session_input(f->s, data + off, n);
-			CHECK(used == 0, "consumed %zu octets while waiting for TLS", used);
-			buf_add(&f->dropped, data + off, n);
-			off += n;
-			continue;
-		}
-		used = imap_session_input(f->s, data + off, n);
-		CHECK(used <= n, "consumed more than given");
-		off += used;
-		if (used < n && !f->tls_wanted) {
-			CHECK(imap_session_busy(f->s) || f->queued, "input left without a command running");
-			if (!f->queued && !f->drain)
-				break;
-		}
-		settle(f);
-	}
-	settle(f);
-}
-
-/* The handshake is done. */
-static void tls_done(struct fake *f)
-{
-	CHECK(f->tls_wanted, "handshake without start_tls");
-	f->tls_wanted = false;
-	imap_session_tls_started(f->s, &test_tls);
-	settle(f);
-}
-
-/* want with '*' matching any run of characters. */
-static bool glob_match(const char *want, const char *got, size_t got_len)
-{
-	if (!*want)
-		return got_len == 0;
-	if (*want == '*') {
-		for (size_t i = 0; i <= got_len; i++)
-			if (glob_match(want + 1, got + i, got_len - i))
-				return true;
-		return false;
-	}
-	return got_len > 0 && *want == *got && glob_match(want + 1, got + 1, got_len - 1);
+	imap_fake_open(f, &p, 0);
 }
 
 static bool contains(const struct buf *b, const char *needle)
@@ -336,19 +145,19 @@ static void run_cases(const struct imap_config *cfg)
 		const struct tcase *c = &cases[i];
 
 		for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
-			struct fake f;
+			struct imap_fake f;
 			unsigned timeouts;
 
 			fake_open(&f, cfg, c->mode, c->tls);
-			CHECK(glob_match(c->greeting, f.greeting.data, f.greeting.len), "%s: greeting %.*s", c->name,
+			CHECK(imap_fake_match(c->greeting, f.greeting.data, f.greeting.len), "%s: greeting %.*s", c->name,
 			      (int)f.greeting.len, f.greeting.data);
 			timeouts = f.timeouts;
-			feed(&f, c->in, strlen(c->in), steps[k]);
+			imap_fake_feed(&f, c->in, strlen(c->in), steps[k]);
 			if (f.tls_wanted)
-				tls_done(&f);
+				imap_fake_tls_done(&f, &test_tls);
 			if (c->in_tls)
-				feed(&f, c->in_tls, strlen(c->in_tls), steps[k]);
-			CHECK(glob_match(c->want, f.out.data ? f.out.data : "", f.out.len),
+				imap_fake_feed(&f, c->in_tls, strlen(c->in_tls), steps[k]);
+			CHECK(imap_fake_match(c->want, f.out.data ? f.out.data : "", f.out.len),
 			      "%s (step %zu):\n  want: %s\n  got:  %.*s", c->name, steps[k], c->want,
 			      (int)f.out.len, f.out.data ? f.out.data : "");
 			CHECK(f.n_start_tls == c->starttls, "%s (step %zu): start_tls %u", c->name, steps[k],
@@ -363,7 +172,7 @@ static void run_cases(const struct imap_config *cfg)
 			/* the login deadline from connect: no handshake re-arms it */
 			if (f.s->state == IMAP_NOAUTH)
 				CHECK(f.timeouts == timeouts, "%s (step %zu): deadline re-armed", c->name, steps[k]);
-			fake_free(&f);
+			imap_fake_free(&f);
 			CHECK(imap_login_literals_held() == 0 && imap_literals_held() == 0, "%s: budget not given back",
 			      c->name);
 		}
@@ -375,7 +184,7 @@ static void run_cases(const struct imap_config *cfg)
 static void test_handshake(const struct imap_config *cfg)
 {
 	static const char in[] = "a STARTTLS\r\nb NOOP\r\n";
-	struct fake f;
+	struct imap_fake f;
 	size_t n;
 
 	/* one call: exactly through the STARTTLS line, then nothing */
@@ -384,74 +193,58 @@ static void test_handshake(const struct imap_config *cfg)
 	CHECK(n == strlen("a STARTTLS\r\n") && f.tls_wanted, "consumed %zu", n);
 	CHECK(imap_session_input(f.s, in + n, strlen(in) - n) == 0, "input taken during the handshake");
 	CHECK(!imap_session_busy(f.s), "busy during the handshake");
-	tls_done(&f);
+	imap_fake_tls_done(&f, &test_tls);
 	CHECK(imap_session_input(f.s, in + n, strlen(in) - n) == strlen(in) - n, "input after the handshake");
 	CHECK(strcmp(f.out.data, BEGIN("a") "b OK NOOP completed\r\n") == 0, "out: %s", f.out.data);
-	fake_free(&f);
+	imap_fake_free(&f);
 
 	/* the login deadline passes during the handshake: closed, no clear text */
 	fake_open(&f, cfg, TLS_MODE_REQUIRED, false);
-	feed(&f, "a STARTTLS\r\n", 12, 0);
+	imap_fake_feed(&f, "a STARTTLS\r\n", 12, 0);
 	imap_session_timeout(f.s);
 	CHECK(f.closed && strcmp(f.out.data, BEGIN("a")) == 0, "timeout in handshake: %s", f.out.data);
-	fake_free(&f);
+	imap_fake_free(&f);
 
 	/* shutdown during the handshake: the BYE comes after it */
 	fake_open(&f, cfg, TLS_MODE_STARTTLS, false);
-	feed(&f, "a STARTTLS\r\n", 12, 0);
+	imap_fake_feed(&f, "a STARTTLS\r\n", 12, 0);
 	imap_session_shutdown(f.s);
 	CHECK(!f.closed, "closed in the handshake");
-	tls_done(&f);
+	imap_fake_tls_done(&f, &test_tls);
 	CHECK(f.closed && strcmp(f.out.data, BEGIN("a") "* BYE Server shutting down\r\n") == 0, "shutdown: %s",
 	      f.out.data);
-	fake_free(&f);
+	imap_fake_free(&f);
 
 	/* the login deadline keeps running after the handshake */
 	fake_open(&f, cfg, TLS_MODE_STARTTLS, false);
-	feed(&f, "a STARTTLS\r\n", 12, 1);
-	tls_done(&f);
+	imap_fake_feed(&f, "a STARTTLS\r\n", 12, 1);
+	imap_fake_tls_done(&f, &test_tls);
 	CHECK(f.timeouts == 1, "deadline re-armed by the handshake");
 	imap_session_timeout(f.s);
 	CHECK(f.closed && strcmp(f.out.data, BEGIN("a") "* BYE Login timed out\r\n") == 0, "deadline: %s",
 	      f.out.data);
-	fake_free(&f);
+	imap_fake_free(&f);
 }
 
 /* ---- set-up ---- */
 
 static void setup(void)
 {
-	char err[256];
-	struct dir *d = NULL;
-
-	snprintf(root, sizeof(root), "/tmp/buzon-starttls-XXXXXX");
-	if (!mkdtemp(root) || dir_open(root, &d, err, sizeof(err)) < 0 ||
-	    dir_domain_add(d, "example.test", err, sizeof(err)) < 0 ||
-	    dir_user_add(d, ALICE, "secret", 0, err, sizeof(err)) < 0 ||
-	    dir_user_set_hash(d, ALICE, ALICE_HASH, err, sizeof(err)) < 0) {
-		fprintf(stderr, "set-up: %s\n", err);
-		exit(2);
-	}
-	backend.dir = d;
-	backend.hostname = "imap.test";
+	imap_test_world_make(&world, "/tmp/buzon-starttls-XXXXXX");
 }
 
 int main(void)
 {
-	struct imap_config cfg;
-	char cmd[512];
+	struct imap_config *cfg = &world.cfg;
 
 	log_set_level(LOG_ERROR);
 	setup();
-	imap_config_defaults(&cfg);
-	snprintf(cfg.hostname, sizeof(cfg.hostname), "imap.test");
-	run_cases(&cfg);
-	test_handshake(&cfg);
+	run_cases(cfg);
+	test_handshake(cfg);
 
-	dir_close(&backend.dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	if (system(cmd) != 0)
+	if (imap_test_world_remove(&world) < 0)
 		failures++;
+	failures += imap_fake_failures();
 	if (failures) {
 		printf("%d failures\n", failures);
 		return 1;

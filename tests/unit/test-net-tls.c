@@ -23,15 +23,12 @@
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -42,6 +39,7 @@
 #include "lib/tls-creds.h"
 
 #include "tests/common/check.h"
+#include "tests/common/loop-client.h"
 #include "tests/common/tls-test-cert.h"
 
 #define INPUT_MAX 64
@@ -294,28 +292,13 @@ static int session_count(void)
 	return snap(-1)->count;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Waits (up to 3 s) for session index to be closed on the server. */
 static int wait_session_closed(int index)
 {
 	for (int i = 0; i < 300; i++) {
 		if (snap(index)->closed)
 			return 1;
-		sleep_ms(10);
+		loop_client_sleep_ms(10);
 	}
 	return 0;
 }
@@ -334,44 +317,14 @@ static void do_reload(void *arg)
 /* ---- the client side ---- */
 
 static int port_starttls, port_implicit, port_hs, port_hs_st;
-static uv_async_t client_done;
+static struct loop_client_done client_done;
 static gnutls_certificate_credentials_t client_cred;
 
-/* rcvbuf > 0: a small receive buffer (set before connecting). Reads time
- * out after 10 s, so that a server that never answers fails the case
- * instead of hanging the test. */
+/* rcvbuf > 0: a small receive buffer. Reads time out after 10 s, so that
+ * a server that never answers fails the case instead of hanging the test. */
 static int client_connect(int port, int rcvbuf)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	struct timeval tv = { 10, 0 };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && rcvbuf > 0)
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-		perror("connect");
-		exit(2);
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-static void send_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n <= 0) {
-			perror("send");
-			exit(2);
-		}
-		p += n;
-		len -= (size_t)n;
-	}
+	return loop_client_connect(port, NULL, rcvbuf, 10);
 }
 
 /* Reads exactly len clear bytes (fewer if the peer closes or 10 s pass). */
@@ -399,7 +352,7 @@ static long wait_closed(int fd, long start)
 		ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
 
 		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return now_ms() - start;
+			return loop_client_now_ms() - start;
 		if (n < 0)
 			return -1;
 	}
@@ -422,10 +375,10 @@ static ssize_t c_push(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
 		for (size_t off = 0; off < iov[i].iov_len;) {
 			size_t n = t->pieces ? 1 : iov[i].iov_len - off;
 
-			send_all(t->fd, d + off, n);
+			loop_client_send_all(t->fd, d + off, n);
 			off += n;
 			if (t->pieces)
-				sleep_ms(1);
+				loop_client_sleep_ms(1);
 		}
 		total += iov[i].iov_len;
 	}
@@ -505,7 +458,7 @@ static ssize_t trecv(struct tclient *t, struct buf *out, size_t want)
 	char tmp[16384];
 	ssize_t n = 1;
 
-	long deadline = now_ms() + 10000;
+	long deadline = loop_client_now_ms() + 10000;
 
 	while (out->len < want) {
 		size_t ask = want - out->len < sizeof(tmp) ? want - out->len : sizeof(tmp);
@@ -514,7 +467,7 @@ static ssize_t trecv(struct tclient *t, struct buf *out, size_t want)
 		/* TLS 1.3's post-handshake messages (the server's session
 		 * tickets) make a blocking recv say "again" too; a socket read
 		 * timeout says the same, hence the deadline */
-		if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && now_ms() < deadline)
+		if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && loop_client_now_ms() < deadline)
 			continue;
 		if (n <= 0)
 			break;
@@ -551,7 +504,7 @@ static int starttls(struct tclient *t, int fd, const char *priority, int pieces)
 	char go[4] = "";
 	int r;
 
-	send_all(fd, "STARTTLS\n", 9);
+	loop_client_send_all(fd, "STARTTLS\n", 9);
 	CHECK(recv_exact(fd, go, 3) == 3 && memcmp(go, "go\n", 3) == 0, "STARTTLS reply: \"%.3s\"", go);
 	tclient_init(t, fd, priority);
 	t->pieces = pieces;
@@ -704,7 +657,7 @@ static void case_injection(void)
 	int idx = session_count() - 1;
 	struct snap *p;
 
-	send_all(fd, "STARTTLS\nINJECTED\n", 18);
+	loop_client_send_all(fd, "STARTTLS\nINJECTED\n", 18);
 	CHECK(recv_exact(fd, go, 3) == 3 && memcmp(go, "go\n", 3) == 0, "injection: STARTTLS reply \"%.3s\"", go);
 	tclient_init(&t, fd, NULL);
 	r = tclient_handshake(&t);
@@ -727,7 +680,7 @@ static void case_implicit(void)
 	struct snap *p;
 
 	tclient_init(&t, client_connect(port_implicit, 0), NULL);
-	sleep_ms(100);
+	loop_client_sleep_ms(100);
 	CHECK(session_count() == idx, "implicit: a session opened before the handshake");
 	CHECK(recv(t.fd, &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN, "implicit: the server spoke first in clear");
 	r = tclient_handshake(&t);
@@ -754,7 +707,7 @@ static void case_handshake_timeout(void)
 
 	/* nothing at all on an implicit listener */
 	fd = client_connect(port_hs, 0);
-	start = now_ms();
+	start = loop_client_now_ms();
 	took = wait_closed(fd, start);
 	close(fd);
 	CHECK(took >= HANDSHAKE_MS - 5 && took < 3000, "timeout, silent client: closed after %ld ms", took);
@@ -764,8 +717,8 @@ static void case_handshake_timeout(void)
 	CHECK(hello.len > 100 && (unsigned char)hello.data[0] == 0x16, "timeout: no ClientHello made (%zu bytes)",
 	      hello.len);
 	fd = client_connect(port_hs, 0);
-	start = now_ms();
-	send_all(fd, hello.data, hello.len / 2);
+	start = loop_client_now_ms();
+	loop_client_send_all(fd, hello.data, hello.len / 2);
 	took = wait_closed(fd, start);
 	close(fd);
 	CHECK(took >= HANDSHAKE_MS - 5 && took < 3000, "timeout, half a ClientHello: closed after %ld ms", took);
@@ -773,9 +726,9 @@ static void case_handshake_timeout(void)
 
 	/* after STARTTLS, nothing */
 	fd = connect_clear(port_hs_st);
-	send_all(fd, "STARTTLS\n", 9);
+	loop_client_send_all(fd, "STARTTLS\n", 9);
 	CHECK(recv_exact(fd, go, 3) == 3 && memcmp(go, "go\n", 3) == 0, "timeout: STARTTLS reply \"%.3s\"", go);
-	start = now_ms();
+	start = loop_client_now_ms();
 	took = wait_closed(fd, start);
 	close(fd);
 	CHECK(took >= HANDSHAKE_MS - 5 && took < 3000, "timeout after STARTTLS: closed after %ld ms", took);
@@ -805,8 +758,8 @@ static void case_garbage(void)
 	 * for up to 32 KiB more) */
 	junk[0] = 0x00;
 	fd = client_connect(port_implicit, 0);
-	send_all(fd, junk, sizeof(junk));
-	took = wait_closed(fd, now_ms());
+	loop_client_send_all(fd, junk, sizeof(junk));
+	took = wait_closed(fd, loop_client_now_ms());
 	close(fd);
 	CHECK(took >= 0 && took < 3000, "garbage, random bytes: closed after %ld ms", took);
 
@@ -815,14 +768,14 @@ static void case_garbage(void)
 	memcpy(hdr, "\x16\x03\x01\x00\xff\x01\x00\x00\xfb", 9);
 	memcpy(hdr + 9, junk + 1, 251);
 	fd = client_connect(port_implicit, 0);
-	send_all(fd, hdr, sizeof(hdr));
-	took = wait_closed(fd, now_ms());
+	loop_client_send_all(fd, hdr, sizeof(hdr));
+	took = wait_closed(fd, loop_client_now_ms());
 	close(fd);
 	CHECK(took >= 0 && took < 3000, "garbage, random handshake record: closed after %ld ms", took);
 
 	fd = client_connect(port_implicit, 0);
-	send_all(fd, http, strlen(http));
-	took = wait_closed(fd, now_ms());
+	loop_client_send_all(fd, http, strlen(http));
+	took = wait_closed(fd, loop_client_now_ms());
 	close(fd);
 	CHECK(took >= 0 && took < 3000, "garbage, HTTP request: closed after %ld ms", took);
 	CHECK(session_count() == idx, "garbage: %d sessions opened", session_count() - idx);
@@ -879,7 +832,7 @@ static void case_big_output(void)
 	CHECK(r == 0, "big output: handshake %s", gnutls_strerror(r));
 	texpect(&t, "hi\n", "big output: greeting");
 	tsends(&t, cmds);
-	sleep_ms(300);
+	loop_client_sleep_ms(300);
 	client_reading = 1;
 	trecv(&t, &got, want);
 	CHECK(got.len == want, "big output: read %zu bytes, expected %zu", got.len, want);
@@ -975,11 +928,11 @@ static void close_notify_case(const char *name, const char *partial)
 		tsends(&t, partial);
 	r = gnutls_bye(t.s, GNUTLS_SHUT_WR);
 	CHECK(r == 0, "%s: bye %s", name, gnutls_strerror(r));
-	send_all(t.fd, "CLEAR\n", 6);
+	loop_client_send_all(t.fd, "CLEAR\n", 6);
 	/* the server answers with its own close_notify, or just closes */
 	n = trecv(&t, &rest, 1);
 	CHECK(rest.len == 0, "%s: the server sent \"%s\" after close_notify", name, rest.data);
-	took = wait_closed(t.fd, now_ms());
+	took = wait_closed(t.fd, loop_client_now_ms());
 	CHECK(took >= 0, "%s: the server did not close (record_recv said %zd %s)", name, n,
 	      n < 0 ? gnutls_strerror((int)n) : "");
 	CHECK(wait_session_closed(idx), "%s: session not closed", name);
@@ -1012,7 +965,7 @@ static void case_quit(void)
 	n = trecv(&t, &rest, 1);
 	CHECK(n == 0 && rest.len == 0, "quit: after the reply record_recv gave %zd (%s), not close_notify", n,
 	      n < 0 ? gnutls_strerror((int)n) : rest.data ? rest.data : "");
-	CHECK(wait_closed(t.fd, now_ms()) >= 0, "quit: TCP not closed");
+	CHECK(wait_closed(t.fd, loop_client_now_ms()) >= 0, "quit: TCP not closed");
 	tclient_free(&t);
 	buf_release(&rest);
 }
@@ -1096,26 +1049,11 @@ static void *client(void *arg)
 		if (failures != before)
 			cases_failed++;
 	}
-	uv_async_send(&client_done);
+	loop_client_done_send(&client_done);
 	return NULL;
 }
 
 /* ---- running it ---- */
-
-static int stopped;
-
-static void on_stopped(void *arg)
-{
-	(void)arg;
-	stopped = 1;
-}
-
-static void on_client_done(uv_async_t *a)
-{
-	uv_close((uv_handle_t *)a, NULL);
-	uv_close((uv_handle_t *)&call_async, NULL);
-	net_shutdown(net, 2000, on_stopped, NULL);
-}
 
 static int listen_on(const char *name, enum tls_mode mode, unsigned hs_ms)
 {
@@ -1182,12 +1120,12 @@ int main(int argc, char **argv)
 	port_implicit = listen_on("implicit", TLS_MODE_IMPLICIT, 0);
 	port_hs = listen_on("hs", TLS_MODE_IMPLICIT, HANDSHAKE_MS);
 	port_hs_st = listen_on("hs-st", TLS_MODE_STARTTLS, HANDSHAKE_MS);
-	uv_async_init(&loop, &client_done, on_client_done);
+	loop_client_done_init(&client_done, &loop, net, (uv_handle_t *)&call_async);
 	uv_async_init(&loop, &call_async, on_call);
 	pthread_create(&th, NULL, client, argc > 1 ? argv[1] : NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	pthread_join(th, NULL);
-	CHECK(stopped, "net_shutdown did not finish");
+	CHECK(client_done.stopped, "net_shutdown did not finish");
 	for (int i = 0; i < n_sessions; i++)
 		CHECK(sessions[i]->closed, "session %d (%s) not closed", i, sessions[i]->listener);
 

@@ -10,14 +10,11 @@
  */
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -27,6 +24,7 @@
 #include "lib/net.h"
 
 #include "tests/common/check.h"
+#include "tests/common/loop-client.h"
 
 #define INPUT_MAX 64
 #define OUTPUT_HIGH 4096
@@ -174,50 +172,7 @@ static const struct proto_handler handler = {
 /* ---- the client thread ---- */
 
 static int port;
-static uv_async_t client_done;
-
-/* rcvbuf > 0: a small receive buffer (set before connecting). */
-static int client_connect_rcvbuf(int rcvbuf)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && rcvbuf > 0)
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-		perror("connect");
-		exit(2);
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
-
-static int client_connect(void)
-{
-	return client_connect_rcvbuf(0);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static void send_all(int fd, const char *data, size_t len)
-{
-	while (len) {
-		ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-
-		if (n <= 0) {
-			perror("send");
-			exit(2);
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-}
+static struct loop_client_done client_done;
 
 /* Sends data in pieces of 1, 2, ... 7 bytes, pausing so that the server
  * reads them one by one. */
@@ -228,25 +183,11 @@ static void send_pieces(int fd, const char *data, size_t len)
 	while (len) {
 		size_t n = k < len ? k : len;
 
-		send_all(fd, data, n);
+		loop_client_send_all(fd, data, n);
 		data += n;
 		len -= n;
 		k = k % 7 + 1;
-		sleep_ms(1);
-	}
-}
-
-/* Reads until the peer closes or want bytes came; returns them. */
-static void recv_until(int fd, struct buf *out, size_t want)
-{
-	char tmp[65536];
-
-	while (out->len < want) {
-		ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
-
-		if (n <= 0)
-			break;
-		buf_add(out, tmp, (size_t)n);
+		loop_client_sleep_ms(1);
 	}
 }
 
@@ -273,40 +214,40 @@ static void *client(void *arg)
 		buf_printf(&lines, "line %d\n", i);
 		buf_printf(&answers, "ok line %d\n", i);
 	}
-	fd = client_connect();
+	fd = loop_client_connect(port, NULL, 0, 0);
 	send_pieces(fd, lines.data, lines.len);
-	send_all(fd, lines.data, lines.len);
+	loop_client_send_all(fd, lines.data, lines.len);
 	expects[n_clients].lines = both = malloc(2 * lines.len + 1);
 	memcpy(both, lines.data, lines.len);
 	memcpy(both + lines.len, lines.data, lines.len + 1);
 	expects[n_clients].replies = both = malloc(2 * answers.len + 1);
 	memcpy(both, answers.data, answers.len);
 	memcpy(both + answers.len, answers.data, answers.len + 1);
-	recv_until(fd, &replies[n_clients], 2 * answers.len);
+	loop_client_recv_until(fd, &replies[n_clients], 2 * answers.len);
 	close(fd);
 	n_clients++;
 
 	/* 2. input held by a busy session, passed again after conn_resume_input() */
-	fd = client_connect();
-	send_all(fd, "HOLD\na\nb\nc", 10);
-	sleep_ms(5);
-	send_all(fd, "c\n", 2);
+	fd = loop_client_connect(port, NULL, 0, 0);
+	loop_client_send_all(fd, "HOLD\na\nb\nc", 10);
+	loop_client_sleep_ms(5);
+	loop_client_send_all(fd, "c\n", 2);
 	expects[n_clients] = (struct expect){ "HOLD\na\nb\ncc\n", "ok HOLD\nok a\nok b\nok cc\n", 0 };
-	recv_until(fd, &replies[n_clients], strlen(expects[n_clients].replies));
+	loop_client_recv_until(fd, &replies[n_clients], strlen(expects[n_clients].replies));
 	close(fd);
 	n_clients++;
 
 	/* 3. at most INPUT_MAX bytes held: a longer line comes as "long" pieces */
-	fd = client_connect();
+	fd = loop_client_connect(port, NULL, 0, 0);
 	buf_reset(&big);
 	for (i = 0; i < 3 * INPUT_MAX + 8; i++)
 		buf_addch(&big, 'y');
 	send_pieces(fd, big.data, 20);
-	send_all(fd, big.data + 20, big.len - 20);
-	send_all(fd, "\nQUIT\n", 6);
+	loop_client_send_all(fd, big.data + 20, big.len - 20);
+	loop_client_send_all(fd, "\nQUIT\n", 6);
 	expects[n_clients] = (struct expect){ "long\nlong\nlong\nyyyyyyyy\nQUIT\n",
 					      "long\nlong\nlong\nok yyyyyyyy\nok QUIT\n", 0 };
-	recv_until(fd, &replies[n_clients], 1000);
+	loop_client_recv_until(fd, &replies[n_clients], 1000);
 	close(fd);
 	n_clients++;
 
@@ -314,49 +255,35 @@ static void *client(void *arg)
 	 * client reads nothing for a while: 12 MB of answers are more than the
 	 * kernel takes (a small receive buffer here, tcp_wmem's 4 MB at most
 	 * there), so "end" must wait until the client reads. */
-	fd = client_connect_rcvbuf(4096);
-	send_all(fd, "BIG 6000000\nBIG 6000000\nend\nDRAIN\n", 34);
-	sleep_ms(300);
+	fd = loop_client_connect(port, NULL, 4096, 0);
+	loop_client_send_all(fd, "BIG 6000000\nBIG 6000000\nend\nDRAIN\n", 34);
+	loop_client_sleep_ms(300);
 	expects[n_clients] = (struct expect){ "BIG 6000000\nBIG 6000000\nend\nDRAIN\ndrained\n", NULL,
 					      2 * 6000001 + strlen("ok end\nok DRAIN\n") };
 	client_reading = 1;
-	recv_until(fd, &replies[n_clients], expects[n_clients].reply_len);
+	loop_client_recv_until(fd, &replies[n_clients], expects[n_clients].reply_len);
 	close(fd);
 	n_clients++;
 
 	/* 5. EOF after a last line cut in two */
-	fd = client_connect();
-	send_all(fd, "a\nb", 3);
-	sleep_ms(5);
-	send_all(fd, "b\n", 2);
+	fd = loop_client_connect(port, NULL, 0, 0);
+	loop_client_send_all(fd, "a\nb", 3);
+	loop_client_sleep_ms(5);
+	loop_client_send_all(fd, "b\n", 2);
 	shutdown(fd, SHUT_WR);
 	expects[n_clients] = (struct expect){ "a\nbb\n", "ok a\nok bb\n", 0 };
-	recv_until(fd, &replies[n_clients], 1000);
+	loop_client_recv_until(fd, &replies[n_clients], 1000);
 	close(fd);
 	n_clients++;
 
 	buf_release(&lines);
 	buf_release(&answers);
 	buf_release(&big);
-	uv_async_send(&client_done);
+	loop_client_done_send(&client_done);
 	return NULL;
 }
 
 /* ---- running it ---- */
-
-static int stopped;
-
-static void on_stopped(void *arg)
-{
-	(void)arg;
-	stopped = 1;
-}
-
-static void on_client_done(uv_async_t *a)
-{
-	uv_close((uv_handle_t *)a, NULL);
-	net_shutdown(net, 2000, on_stopped, NULL);
-}
 
 int main(void)
 {
@@ -383,11 +310,11 @@ int main(void)
 		return 2;
 	}
 	port = atoi(strrchr(bound, ':') + 1);
-	uv_async_init(&loop, &client_done, on_client_done);
+	loop_client_done_init(&client_done, &loop, net, NULL);
 	pthread_create(&th, NULL, client, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	pthread_join(th, NULL);
-	CHECK(stopped, "net_shutdown did not finish");
+	CHECK(client_done.stopped, "net_shutdown did not finish");
 
 	CHECK(n_sessions == n_clients, "%d sessions for %d clients", n_sessions, n_clients);
 	for (int i = 0; i < n_sessions && i < n_clients; i++) {

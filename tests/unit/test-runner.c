@@ -13,17 +13,13 @@
  *   - the failed-login keys: per address and per lower-cased user name.
  */
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -34,6 +30,7 @@
 #include "lib/runner.h"
 
 #include "tests/common/check.h"
+#include "tests/common/loop-client.h"
 
 #define MAX_CONNS 8
 
@@ -43,13 +40,6 @@ static int n_conns;
 static pthread_t loop_thread;
 static _Atomic int released_off_loop;
 static _Atomic int released_on_loop;
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 /* ---- the protocol ---- */
 
@@ -99,7 +89,7 @@ static void slow_work(struct rconn *rc)
 {
 	struct tsession *s = ((struct tconn *)rc)->s;
 
-	sleep_ms(150);
+	loop_client_sleep_ms(150);
 	s->worked = 1;
 }
 
@@ -242,42 +232,8 @@ static const struct runner_proto tproto = {
 /* ---- the client thread ---- */
 
 static int port;
-static uv_async_t client_done;
+static struct loop_client_done client_done;
 static char answers[MAX_CONNS][256];
-
-static int client_connect(const char *from, int rcvbuf)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	struct sockaddr_in src = { .sin_family = AF_INET };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && rcvbuf > 0)
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-	if (fd >= 0 && from) {
-		inet_pton(AF_INET, from, &src.sin_addr);
-		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
-			perror("bind");
-			exit(2);
-		}
-	}
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-		perror("connect");
-		exit(2);
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
-
-static void send_str(int fd, const char *s)
-{
-	size_t len = strlen(s);
-
-	if (send(fd, s, len, MSG_NOSIGNAL) != (ssize_t)len) {
-		perror("send");
-		exit(2);
-	}
-}
 
 /* Reads until want lines came or the peer closed. */
 static void recv_lines(int fd, char *out, size_t outlen, int want)
@@ -306,68 +262,54 @@ static void *client(void *arg)
 	(void)arg;
 
 	/* 0. a job answered while connected, then a pipelined delayed one */
-	fd = client_connect(NULL, 0);
-	send_str(fd, "JOB\nLOGIN 30\n");
+	fd = loop_client_connect(port, NULL, 0, 0);
+	loop_client_send_str(fd, "JOB\nLOGIN 30\n");
 	recv_lines(fd, answers[k], sizeof(answers[k]), 2);
 	close(fd);
 	k++;
 
 	/* 1. closed while the job waits for its login delay */
-	fd = client_connect(NULL, 0);
-	send_str(fd, "LOGIN 300\n");
-	sleep_ms(50);
+	fd = loop_client_connect(port, NULL, 0, 0);
+	loop_client_send_str(fd, "LOGIN 300\n");
+	loop_client_sleep_ms(50);
 	close(fd);
 	k++;
 
 	/* 2. closed while the job runs on a worker */
-	fd = client_connect(NULL, 0);
-	send_str(fd, "JOB\n");
-	sleep_ms(50);
+	fd = loop_client_connect(port, NULL, 0, 0);
+	loop_client_send_str(fd, "JOB\n");
+	loop_client_sleep_ms(50);
 	close(fd);
 	k++;
 
 	/* 3. closed while the session waits for a drain that cannot come */
-	fd = client_connect(NULL, 4096);
-	send_str(fd, "BIG 4000000\n");
-	sleep_ms(100);
+	fd = loop_client_connect(port, NULL, 4096, 0);
+	loop_client_send_str(fd, "BIG 4000000\n");
+	loop_client_sleep_ms(100);
 	close(fd);
 	k++;
 
 	/* 4./5. the failed-login keys: failures from 127.0.0.1 for "Bob" ... */
-	fd = client_connect("127.0.0.1", 0);
-	send_str(fd, "DELAY bob\nFAIL Bob\nFAIL bob\nFAIL BOB\nDELAY carol\n");
+	fd = loop_client_connect(port, "127.0.0.1", 0, 0);
+	loop_client_send_str(fd, "DELAY bob\nFAIL Bob\nFAIL bob\nFAIL BOB\nDELAY carol\n");
 	recv_lines(fd, answers[k], sizeof(answers[k]), 5);
 	close(fd);
 	k++;
 	/* ... count for the user name from another address, not for others */
-	fd = client_connect("127.0.0.2", 0);
-	send_str(fd, "DELAY bOb\nDELAY carol\nOK BOB\nDELAY bob\n");
+	fd = loop_client_connect(port, "127.0.0.2", 0, 0);
+	loop_client_send_str(fd, "DELAY bOb\nDELAY carol\nOK BOB\nDELAY bob\n");
 	recv_lines(fd, answers[k], sizeof(answers[k]), 4);
 	close(fd);
 	k++;
 
-	sleep_ms(300);   /* the job of 2. ends */
-	uv_async_send(&client_done);
+	loop_client_sleep_ms(300);   /* the job of 2. ends */
+	loop_client_done_send(&client_done);
 	return NULL;
 }
 
 /* ---- running it ---- */
 
 static struct net *net;
-static int stopped;
-
-static void on_stopped(void *arg)
-{
-	(void)arg;
-	stopped = 1;
-}
-
-static void on_client_done(uv_async_t *a)
-{
-	uv_close((uv_handle_t *)a, NULL);
-	net_shutdown(net, 2000, on_stopped, NULL);
-}
-
 static const char *const expected[] = {
 	"open tls=0\ninput JOB\nafter status=0 worked=1 conn=yes\ninput LOGIN\n"
 	"after status=0 worked=1 conn=yes\ndisconnected\nfree\n",
@@ -407,11 +349,11 @@ int main(void)
 		return 2;
 	}
 	port = atoi(strrchr(bound, ':') + 1);
-	uv_async_init(&loop, &client_done, on_client_done);
+	loop_client_done_init(&client_done, &loop, net, NULL);
 	pthread_create(&th, NULL, client, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	pthread_join(th, NULL);
-	CHECK(stopped, "net_shutdown did not finish");
+	CHECK(client_done.stopped, "net_shutdown did not finish");
 
 	CHECK(n_conns == 6, "%d connections, 6 expected", n_conns);
 	for (int i = 0; i < n_conns && i < MAX_CONNS; i++) {
