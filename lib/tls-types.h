@@ -19,6 +19,12 @@ struct tls_info {
 	char version[16];    /* "TLS1.3" */
 	char cipher[96];     /* "TLS_AES_256_GCM_SHA384", as in Received lines */
 	char sni[256];       /* the server name the client asked for, "" if none */
+	/* Channel binding for SASL -PLUS mechanisms: "tls-exporter" (RFC 9266)
+	 * on TLS 1.3, "tls-unique" (RFC 5929) on TLS 1.2; "" when GnuTLS gave
+	 * none. */
+	char cb_type[16];
+	unsigned char cb_data[64];
+	unsigned cb_len;
 };
 
 /* "none", "starttls", "required" or "implicit". */

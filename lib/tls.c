@@ -135,6 +135,23 @@ size_t tls_engine_buffered(const struct tls_engine *e)
 	return e->in.len;
 }
 
+static void fill_channel_binding(struct tls_engine *e)
+{
+	int tls13 = gnutls_protocol_get_version(e->s) == GNUTLS_TLS1_3;
+	gnutls_datum_t cb = { NULL, 0 };
+
+	e->info.cb_type[0] = '\0';
+	e->info.cb_len = 0;
+	if (gnutls_session_channel_binding(e->s, tls13 ? GNUTLS_CB_TLS_EXPORTER : GNUTLS_CB_TLS_UNIQUE, &cb) < 0)
+		return;
+	if (cb.size <= sizeof(e->info.cb_data)) {
+		memcpy(e->info.cb_data, cb.data, cb.size);
+		e->info.cb_len = cb.size;
+		snprintf(e->info.cb_type, sizeof(e->info.cb_type), "%s", tls13 ? "tls-exporter" : "tls-unique");
+	}
+	gnutls_free(cb.data);
+}
+
 static void fill_info(struct tls_engine *e)
 {
 	const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(e->s));
@@ -148,6 +165,7 @@ static void fill_info(struct tls_engine *e)
 		e->info.sni[0] = '\0';
 	else
 		e->info.sni[len < sizeof(e->info.sni) ? len : sizeof(e->info.sni) - 1] = '\0';
+	fill_channel_binding(e);
 	/* The name is the client's text: keep it printable for logs. */
 	for (char *p = e->info.sni; *p; p++)
 		if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)

@@ -421,7 +421,7 @@ static const struct imap_io fuzz_io = {
 	.auth_delay = r_auth_delay, .auth_result = r_auth_result, .start_tls = r_start_tls,
 };
 
-static const struct tls_info fuzz_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+static const struct tls_info fuzz_tls = { .version = "TLS1.3", .cipher = "TLS_AES_256_GCM_SHA384" };
 
 /* After start_tls: the session takes nothing; the harness drops what the
  * glue would (the rest of the line behind STARTTLS, when asked), then the

@@ -216,7 +216,7 @@ static const struct smtp_io fuzz_io = {
 	.rcpt = r_rcpt, .deliver = r_deliver, .resume = r_resume, .start_tls = r_start_tls,
 };
 
-static const struct tls_info fuzz_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+static const struct tls_info fuzz_tls = { .version = "TLS1.3", .cipher = "TLS_AES_256_GCM_SHA384" };
 
 /* After start_tls: the session takes nothing; the harness drops what the
  * glue would (the rest of the line behind STARTTLS, when asked), then the

@@ -34,7 +34,7 @@
 #define PLAIN_ALICE "AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ="
 
 static struct imap_test_world world;
-static const struct tls_info test_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+static const struct tls_info test_tls = { .version = "TLS1.3", .cipher = "TLS_AES_256_GCM_SHA384" };
 
 /* ---- the fake connection (tests/common/imap-fake-io.c) ---- */
 

@@ -66,6 +66,7 @@ struct tsession {
 	char open_version[16];
 	int tls_started;        /* calls of tls_started */
 	char version[16];       /* conn_tls_info() at tls_started */
+	char cb[32];            /* its channel binding: "type/length" */
 	char cipher[96];
 	int closed;
 	size_t max_held;        /* most bytes passed in one input call */
@@ -156,6 +157,7 @@ static void t_tls_started(void *session)
 	s->tls_started++;
 	snprintf(s->version, sizeof(s->version), "%s", ti ? ti->version : "(null)");
 	snprintf(s->cipher, sizeof(s->cipher), "%s", ti ? ti->cipher : "(null)");
+	snprintf(s->cb, sizeof(s->cb), "%s/%u", ti ? ti->cb_type : "", ti ? ti->cb_len : 0);
 }
 
 /* This protocol never waits for anything: input it leaves at the client's
@@ -246,6 +248,7 @@ struct snap {
 	char open_version[16];
 	int tls_started;
 	char version[16];
+	char cb[32];
 	char cipher[96];
 	int closed;
 	size_t max_held, max_pending;
@@ -271,6 +274,7 @@ static void do_snap(void *arg)
 	memcpy(p->open_version, s->open_version, sizeof(p->open_version));
 	p->tls_started = s->tls_started;
 	memcpy(p->version, s->version, sizeof(p->version));
+	memcpy(p->cb, s->cb, sizeof(p->cb));
 	memcpy(p->cipher, s->cipher, sizeof(p->cipher));
 	p->closed = s->closed;
 	p->max_held = s->max_held;
@@ -620,6 +624,8 @@ static void case_starttls_lines(void)
 	      expect.data);
 	CHECK(p->tls_started == 1, "starttls: tls_started called %d times", p->tls_started);
 	CHECK(strcmp(p->version, "TLS1.3") == 0, "starttls: version %s", p->version);
+	/* RFC 9266: 32 octets exported under "EXPORTER-Channel-Binding" */
+	CHECK(strcmp(p->cb, "tls-exporter/32") == 0, "starttls: channel binding %s", p->cb);
 	CHECK(strcmp(gnutls_protocol_get_name(gnutls_protocol_get_version(t.s)), p->version) == 0,
 	      "starttls: client says %s, server %s", gnutls_protocol_get_name(gnutls_protocol_get_version(t.s)),
 	      p->version);
@@ -643,6 +649,8 @@ static void case_starttls_tls12(void)
 	p = snap(idx);
 	CHECK(p->tls_started == 1, "tls1.2: tls_started called %d times", p->tls_started);
 	CHECK(strcmp(p->version, "TLS1.2") == 0, "tls1.2: version %s", p->version);
+	/* RFC 5929: the first Finished message, 12 octets */
+	CHECK(strcmp(p->cb, "tls-unique/12") == 0, "tls1.2: channel binding %s", p->cb);
 	CHECK(cipher_is_aead(p->cipher), "tls1.2: cipher %s is not AEAD", p->cipher);
 	CHECK(strcmp(p->log, "STARTTLS\na\n") == 0, "tls1.2: server took %s", p->log);
 	tclient_free(&t);

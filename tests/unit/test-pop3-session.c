@@ -360,7 +360,7 @@ static void net_feed(struct fake *f)
 	}
 }
 
-static const struct tls_info test_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+static const struct tls_info test_tls = { .version = "TLS1.3", .cipher = "TLS_AES_256_GCM_SHA384" };
 
 /* The handshake is done. */
 static void tls_done(struct fake *f)

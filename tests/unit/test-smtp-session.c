@@ -354,7 +354,7 @@ static struct smtp_config test_cfg(void)
 	return c;
 }
 
-static const struct tls_info test_tls = { "TLS1.3", "TLS_AES_256_GCM_SHA384", "" };
+static const struct tls_info test_tls = { .version = "TLS1.3", .cipher = "TLS_AES_256_GCM_SHA384" };
 
 /* The handshake is done: what the harness held was dropped. */
 static void tls_done(struct fake *f)
@@ -1516,7 +1516,7 @@ static void test_logs(void)
 /* STARTTLS outside the table: time, shutdown and the Received comment. */
 static void test_starttls(void)
 {
-	static const struct tls_info odd = { "TLS1.2", "AES(256) \\x\r\n", "" };
+	static const struct tls_info odd = { .version = "TLS1.2", .cipher = "AES(256) \\x\r\n" };
 	struct smtp_config cfg = test_cfg();
 	struct fake f;
 	size_t n;
