@@ -581,7 +581,7 @@ static int demo_ready(struct dir *dir, char **banner_r, void *arg)
 			       "  curl -u %s:PASSWORD pop3://%s/\n  curl -u %s:PASSWORD pop3://%s/1\n",
 			   DEMO_USER, pop3_addr, DEMO_USER, pop3_addr);
 	if (imap_addr)
-		buf_printf(&b, "Or read it over IMAP (any IMAP client, plain text, on %s):\n"
+		buf_printf(&b, "Or read it over IMAP (any IMAP client, on %s, STARTTLS offered):\n"
 			       "  curl -u %s:PASSWORD 'imap://%s/INBOX;UID=1'\n",
 			   imap_addr, DEMO_USER, imap_addr);
 	buf_adds(&b, "Stop with Ctrl-C.\n\n");
