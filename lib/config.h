@@ -78,6 +78,8 @@ struct smtp_config {
 	unsigned max_bad_commands;
 	unsigned max_pipeline;       /* commands buffered ahead of their replies */
 	unsigned min_data_rate;      /* octets/s that extend data_timeout during DATA/BDAT */
+	int received_hide_client;    /* authenticated mail: Received names neither the client's
+				      * address nor its DNS name (default 0) */
 };
 
 /* [pop3]: see docs/configuration.md. */

@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "lib/log.h"
+#include "lib/sasl.h"
 #include "lib/xalloc.h"
 #include "smtp/smtp-parse.h"
 
@@ -75,6 +77,30 @@
  *   is confused. With tls = required, only EHLO, HELO, STARTTLS, NOOP,
  *   RSET and QUIT are served before TLS; the rest get 530 5.7.0 (RFC 3207
  *   4), a BDAT's chunk still being read and dropped to stay in step.
+ * - AUTH (RFC 4954): the session does the framing, the base64 and the
+ *   replies; the glue runs the mechanism (io->auth_step, answered by
+ *   smtp_session_auth_done()) and says what may be used now
+ *   (io->auth_mechs, asked at every EHLO and AUTH, so STARTTLS changes it).
+ *   While a step runs nothing more is read, so a line pipelined behind AUTH
+ *   is read after the reply, as a response when that reply was a 334. AUTH
+ *   lines and responses may be 12288 octets (RFC 4954 4); only they get a
+ *   buffer that large, allocated at once (no realloc leaves a copy of the
+ *   credentials behind) and wiped with the command line after use, as are
+ *   the decoded responses and the challenges. A mechanism the glue does
+ *   not list now gets 538 5.7.11 when it is one that needs TLS (PLAIN,
+ *   LOGIN, *-PLUS) and the session is in clear, else 504 5.5.4. The third
+ *   535 closes the session (421 4.7.0); cancels and undecodable lines count
+ *   as errors (max_bad_commands), since each exchange costs the glue a
+ *   worker step. A user authenticated in clear is forgotten by STARTTLS
+ *   (RFC 3207 4.2); EHLO keeps it (RFC 4954 says nothing else, Postfix
+ *   does the same). io->auth_end comes once per exchange that reached the
+ *   glue, even after a disconnect, never with a step in flight.
+ * - Submission (RFC 6409): MAIL needs AUTH (530 5.7.0); the glue checks
+ *   that the sender belongs to the user (553 5.7.1), the null sender is
+ *   refused (a user sends no bounces), and a message that lacks Date or
+ *   Message-ID gets them in the block handed over with Received (8.2,
+ *   8.3), found by reading the header section up to its empty line or its
+ *   first line that is not a field.
  */
 
 enum smtp_state {
@@ -103,7 +129,14 @@ enum data_state {
 	D_DOT_LF_CR, /* ".\r" at D_BOL_LF */
 };
 
-enum pending { P_NONE, P_RCPT, P_DELIVER };
+enum pending { P_NONE, P_RCPT, P_DELIVER, P_AUTH, P_SENDER };
+
+/* The longest AUTH command line or response line, CRLF included (RFC 4954
+ * 4: 12288 octets). Lines longer than SMTP_LINE_MAX go to a buffer that
+ * exists only while such a line is read. */
+#define SMTP_AUTH_LINE_MAX 12288
+/* Failed authentications (535) before the session is closed. */
+#define SMTP_MAX_AUTH_FAILURES 3
 
 struct smtp_tx {
 	char from[SMTP_PATH_MAX + 1];    /* reverse-path, "" for <> */
@@ -118,6 +151,7 @@ struct smtp_tx {
 	unsigned line_len;               /* octets of the current text line */
 	enum data_state ds;
 	int too_big, bare_lf, long_line;
+	int add_date, add_msgid;         /* submission: the header section lacks them */
 	int no_memory;                   /* the shared message budget said no */
 	int reserved;                    /* io->reserve() was called */
 	int bdat_failed;                 /* a chunk was refused: refuse the rest */
@@ -135,6 +169,7 @@ struct smtp_session {
 	char *hostname, *sid, *client_addr, *client_name;
 	enum tls_mode tls_mode;
 	const struct tls_info *tls;      /* NULL while in clear */
+	int auth_required, submission;
 
 	unsigned state;
 	int esmtp;
@@ -146,6 +181,22 @@ struct smtp_session {
 	char line[SMTP_LINE_MAX];        /* the command line being read, LF excluded */
 	size_t line_len;
 	int line_skip;                   /* the line is too long: drop it up to LF */
+	int line_auth;                   /* the line is an AUTH command or response */
+	struct buf long_line;            /* an AUTH line past SMTP_LINE_MAX: its whole
+					  * content while it is read (allocated at once,
+					  * wiped and freed after the line) */
+	int line_secret;                 /* the line held credentials: wipe it */
+
+	/* SMTP AUTH (RFC 4954) */
+	char *auth_user;                 /* who authenticated; NULL before */
+	char auth_mech[32];              /* the exchange's mechanism, upper-case */
+	int auth_open;                   /* io->auth_step called, io->auth_end not yet */
+	int auth_wait;                   /* a 334 was sent: the next line is a response */
+	unsigned auth_failures;          /* 535 replies */
+	struct auth_step astep;
+	unsigned char *auth_in;          /* the decoded response in st.in (wiped, freed at _done) */
+	size_t auth_in_len;
+	struct smtp_sender_req sreq;
 
 	enum pending pending;
 	struct smtp_rcpt_req rreq;
@@ -195,12 +246,26 @@ static void reply(struct smtp_session *s, const char *fmt, ...)
 	s->io.write(s->ctx, line, (size_t)n);
 }
 
+/* Ends the open SASL exchange, if any: the glue frees its state. This is
+ * the one io call made after a disconnect (see io->auth_end). */
+static void auth_finish(struct smtp_session *s)
+{
+	s->auth_wait = 0;
+	if (!s->auth_open)
+		return;
+	s->auth_open = 0;
+	if (s->io.auth_end)
+		s->io.auth_end(s->ctx);
+}
+
 static void close_session(struct smtp_session *s, const char *reason)
 {
 	if (s->state & S_CLOSED)
 		return;
 	s->state = S_CLOSED;
 	log_info("smtp", s->sid, "close reason=%s", reason);
+	if (!s->pending)
+		auth_finish(s);
 	if (!s->gone)
 		s->io.close(s->ctx, reason);
 }
@@ -376,31 +441,134 @@ static void comment_safe(const char *in, char *out, size_t n)
 	out[i] = '\0';
 }
 
-static void build_received(struct smtp_session *s)
+/* Copies a name the glue gave (an authenticated user) into reply text or
+ * a Received comment: printable ASCII and well-formed UTF-8 as they are,
+ * anything else (and the characters that would end or escape a comment)
+ * as '_'. */
+static void text_safe(const char *in, char *out, size_t n)
+{
+	size_t i = 0, len = strlen(in);
+
+	for (size_t k = 0; k < len && i + 1 < n;) {
+		unsigned char c = (unsigned char)in[k];
+		size_t u = c >= 0x80 ? smtp_utf8_seq((const unsigned char *)in + k, len - k) : 0;
+
+		if (u) {
+			if (i + u >= n)
+				break;
+			memcpy(out + i, in + k, u);
+			i += u;
+			k += u;
+			continue;
+		}
+		out[i++] = (c > 0x20 && c < 0x7f && c != '(' && c != ')' && c != '\\') ? (char)c : '_';
+		k++;
+	}
+	if (i == 0 && n > 1)
+		out[i++] = '?';
+	out[i] = '\0';
+}
+
+/* The current time as an RFC 5322 date-time (3.3), in UTC. */
+static void rfc5322_now(char *out, size_t n)
 {
 	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
 	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	struct smtp_tx *t = &s->tx;
-	char date[64], proto[16];
 	time_t now = time(NULL);
 	struct tm tm;
-	int v6 = strchr(s->client_addr, ':') != NULL;
 
 	gmtime_r(&now, &tm);
-	snprintf(date, sizeof(date), "%s, %d %s %04d %02d:%02d:%02d +0000",
+	snprintf(out, n, "%s, %d %s %04d %02d:%02d:%02d +0000",
 		 wday[tm.tm_wday % 7], tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900,
 		 tm.tm_hour, tm.tm_min, tm.tm_sec);
-	/* RFC 3848 and RFC 6531 protocol names */
-	snprintf(proto, sizeof(proto), "%s%s",
+}
+
+/* 1 when the header line p (n octets, no LF) is the field name: the name
+ * in any case, optional white space, then ':' (RFC 5322 2.2 and the
+ * obsolete WSP before the colon of 4.5). */
+static int field_is(const char *p, size_t n, const char *name)
+{
+	size_t k = strlen(name);
+
+	if (n <= k || strncasecmp(p, name, k) != 0)
+		return 0;
+	while (k < n && (p[k] == ' ' || p[k] == '\t'))
+		k++;
+	return k < n && p[k] == ':';
+}
+
+/* 1 when the line starts a header field: ftext (RFC 5322 3.6.8) up to the
+ * colon, white space allowed before it (obsolete syntax). */
+static int field_line(const char *p, size_t n)
+{
+	size_t k = 0;
+
+	while (k < n && (unsigned char)p[k] > 0x20 && (unsigned char)p[k] < 0x7f && p[k] != ':')
+		k++;
+	if (k == 0)
+		return 0;
+	while (k < n && (p[k] == ' ' || p[k] == '\t'))
+		k++;
+	return k < n && p[k] == ':';
+}
+
+/* Submission (RFC 6409 8.2, 8.3): notes which of Date and Message-ID the
+ * header section of the stored message (LF line ends) lacks. The section
+ * ends at the empty line, or at the first line that is neither a field
+ * nor the continuation of one (a message without a header section). */
+static void check_header(struct smtp_tx *t)
+{
+	const char *p = t->msg.data, *end = p ? p + t->msg.len : p;
+	int date = 0, msgid = 0, in_field = 0;
+
+	while (p && p < end) {
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		size_t n = lf ? (size_t)(lf - p) : (size_t)(end - p);
+
+		if (n == 0)
+			break;
+		if ((p[0] == ' ' || p[0] == '\t') && in_field) {
+			/* folded */
+		} else if (field_line(p, n)) {
+			in_field = 1;
+			date |= field_is(p, n, "Date");
+			msgid |= field_is(p, n, "Message-ID");
+		} else {
+			break;
+		}
+		if (!lf)
+			break;
+		p = lf + 1;
+	}
+	t->add_date = !date;
+	t->add_msgid = !msgid;
+}
+
+static void build_received(struct smtp_session *s)
+{
+	struct smtp_tx *t = &s->tx;
+	char date[64], proto[16];
+	int v6 = strchr(s->client_addr, ':') != NULL;
+
+	rfc5322_now(date, sizeof(date));
+	/* RFC 3848 and RFC 6531 protocol names: S for TLS, A for AUTH */
+	snprintf(proto, sizeof(proto), "%s%s%s",
 		 t->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
-		 s->tls && (s->esmtp || t->smtputf8) ? "S" : "");
+		 s->tls && (s->esmtp || t->smtputf8) ? "S" : "",
+		 s->auth_user && (s->esmtp || t->smtputf8) ? "A" : "");
 
 	buf_reset(&s->received);
 	buf_printf(&s->received, "Return-Path: <%s>\n", t->from);
-	buf_printf(&s->received, "Received: from %s (%s [%s%s])\n",
-		   s->helo, s->client_name ? s->client_name : "unknown",
-		   v6 ? "IPv6:" : "", s->client_addr);
+	if (s->auth_user && s->cfg.received_hide_client) {
+		/* the client's address and name stay private (the EHLO name,
+		 * which RFC 5321 4.4 requires, is still there) */
+		buf_printf(&s->received, "Received: from %s\n", s->helo);
+	} else {
+		buf_printf(&s->received, "Received: from %s (%s [%s%s])\n",
+			   s->helo, s->client_name ? s->client_name : "unknown",
+			   v6 ? "IPv6:" : "", s->client_addr);
+	}
 	buf_printf(&s->received, "\tby %s (buzon) with %s", s->hostname, proto);
 	if (s->tls) {
 		/* What was agreed, as a comment before "id" (the CFWS of RFC 5321
@@ -411,11 +579,23 @@ static void build_received(struct smtp_session *s)
 		comment_safe(s->tls->cipher, cipher, sizeof(cipher));
 		buf_printf(&s->received, "\n\t(version=%s cipher=%s)", version, cipher);
 	}
+	if (s->auth_user) {
+		/* who sent it, as Postfix's smtpd_sasl_authenticated_header
+		 * does, in the same place as the TLS comment */
+		char user[sizeof(s->astep.user)];
+
+		text_safe(s->auth_user, user, sizeof(user));
+		buf_printf(&s->received, "\n\t(authenticated as %s)", user);
+	}
 	buf_printf(&s->received, " id %s", s->id);
 	if (t->n_rcpt == 1)
 		buf_printf(&s->received, "\n\tfor <%s>; %s\n", t->first_rcpt, date);
 	else
 		buf_printf(&s->received, "; %s\n", date);
+	if (t->add_date)
+		buf_printf(&s->received, "Date: %s\n", date);
+	if (t->add_msgid)
+		buf_printf(&s->received, "Message-ID: <%s@%s>\n", s->id, s->hostname);
 }
 
 /* The whole message was read (DATA end marker or BDAT LAST): refuse it or
@@ -447,6 +627,8 @@ static void end_of_message(struct smtp_session *s)
 		tx_end(s);
 		return;
 	}
+	if (s->submission)
+		check_header(t);
 	build_received(s);
 	if (!t->msg.data)
 		buf_reserve(&t->msg, 0);  /* an empty body still has a data pointer */
@@ -651,6 +833,13 @@ static int tls_offered(const struct smtp_session *s)
 	return !s->tls && (s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED);
 }
 
+/* AUTH can be asked for now: the glue implements it, and tls = required
+ * is satisfied (before TLS the mechanisms are not even advertised). */
+static int auth_usable(const struct smtp_session *s)
+{
+	return s->io.auth_mechs && !(s->tls_mode == TLS_MODE_REQUIRED && !s->tls);
+}
+
 static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 {
 	size_t n = strcspn(arg, " ");
@@ -678,6 +867,12 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 	reply(s, "250-8BITMIME");
 	if (tls_offered(s))
 		reply(s, "250-STARTTLS");
+	if (auth_usable(s)) {
+		const char *mechs = s->io.auth_mechs(s->ctx);
+
+		if (mechs && *mechs)
+			reply(s, "250-AUTH %s", mechs);
+	}
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250-SMTPUTF8");
 	reply(s, "250 CHUNKING");
@@ -698,6 +893,11 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 	struct smtp_mail_args m;
 	const char *err;
 
+	if ((s->auth_required || s->submission) && !s->auth_user) {
+		/* RFC 4954 6, RFC 6409 4.3 */
+		reply(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	if (smtp_parse_mail(arg, &m, &err) < 0) {
 		reply(s, "%s", err);
 		bad_command(s);
@@ -717,6 +917,26 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 	memcpy(s->tx.from, m.path, sizeof(s->tx.from));
 	s->tx.size_hint = m.has_size ? m.size : 0;
 	s->tx.smtputf8 = m.smtputf8;
+	if (s->submission) {
+		char from[128];
+
+		if (!m.path[0]) {
+			/* a user sends no delivery status notifications */
+			reply(s, "553 5.7.1 Sender address rejected: null sender not allowed on submission");
+			log_info("smtp", s->sid, "mail refused from=<> user=%s reason=null_sender",
+				 log_safe(s->auth_user, from, sizeof(from)));
+			tx_reset(s);
+			return;
+		}
+		/* RFC 6409 4.1: the glue says whether the address is the user's */
+		memset(&s->sreq, 0, sizeof(s->sreq));
+		s->sreq.address = s->tx.from;
+		s->sreq.user = s->auth_user;
+		s->sreq.status = SMTP_SENDER_TEMPFAIL;
+		s->pending = P_SENDER;
+		s->io.sender_check(s->ctx, &s->sreq);
+		return;
+	}
 	s->state = S_MAIL;
 	reply(s, "250 2.1.0 Ok");
 }
@@ -900,10 +1120,189 @@ static void cmd_starttls(struct smtp_session *s, const char *arg)
 		s->io.start_tls(s->ctx);
 }
 
-static void cmd_not_implemented(struct smtp_session *s, const char *arg)
+/* ---- AUTH (RFC 4954) ---- */
+
+/* 1 when the space-separated list holds mech (both upper-case). */
+static int mech_listed(const char *list, const char *mech)
 {
-	(void)arg;
-	reply(s, "502 5.5.1 Command not implemented");
+	size_t n = strlen(mech);
+
+	while (*list) {
+		size_t k = strcspn(list, " ");
+
+		if (k == n && strncasecmp(list, mech, n) == 0)
+			return 1;
+		list += k;
+		list += strspn(list, " ");
+	}
+	return 0;
+}
+
+/* Mechanisms that a glue offers only under TLS: those that send the
+ * password as it is, and the channel-binding variants, which need a TLS
+ * channel to bind to. Asked for in clear they get 538 5.7.11 (RFC 4954 6),
+ * other names the glue does not list 504. */
+static int mech_needs_tls(const char *mech)
+{
+	size_t n = strlen(mech);
+
+	return strcmp(mech, "PLAIN") == 0 || strcmp(mech, "LOGIN") == 0 ||
+	       (n > 5 && strcmp(mech + n - 5, "-PLUS") == 0);
+}
+
+/* Drops the decoded response handed to the glue. */
+static void auth_wipe_in(struct smtp_session *s)
+{
+	if (s->auth_in) {
+		wipe(s->auth_in, s->auth_in_len);
+		free(s->auth_in);
+	}
+	s->auth_in = NULL;
+	s->auth_in_len = 0;
+}
+
+/* Decodes a client response (strict base64, RFC 4954 4) into s->auth_in;
+ * 0 or -EINVAL. */
+static int auth_decode(struct smtp_session *s, const char *b64, size_t len)
+{
+	long n;
+
+	auth_wipe_in(s);
+	s->auth_in = xmalloc(len / 4 * 3 + 1);
+	n = sasl_base64_decode(b64, len, s->auth_in, len / 4 * 3 + 1);
+	if (n < 0) {
+		wipe(s->auth_in, len / 4 * 3 + 1);
+		free(s->auth_in);
+		s->auth_in = NULL;
+		return -EINVAL;
+	}
+	s->auth_in_len = (size_t)n;
+	return 0;
+}
+
+/* Hands one step to the glue; the decoded response is in s->auth_in (or
+ * none: absent). */
+static void auth_run_step(struct smtp_session *s, int first, int absent)
+{
+	struct auth_step *st = &s->astep;
+
+	memset(st, 0, sizeof(*st));
+	memcpy(st->mech, s->auth_mech, sizeof(st->mech));
+	st->first = first;
+	st->in = s->auth_in ? s->auth_in : (const unsigned char *)"";
+	st->in_len = s->auth_in_len;
+	st->in_absent = absent;
+	st->status = AUTH_TEMPFAIL;
+	s->auth_open = 1;
+	s->pending = P_AUTH;
+	s->io.auth_step(s->ctx, st);
+}
+
+static void cmd_auth(struct smtp_session *s, const char *arg)
+{
+	const char *mechs, *ir;
+	size_t n;
+
+	if (!s->io.auth_mechs) {
+		/* as before AUTH existed (and as STARTTLS): not counted */
+		reply(s, "502 5.5.1 Command not implemented");
+		return;
+	}
+	/* the command may carry credentials: wipe the line after it */
+	s->line_secret = 1;
+	if (s->auth_user) {
+		/* RFC 4954 4: once per session */
+		reply(s, "503 5.5.1 Already authenticated");
+		bad_command(s);
+		return;
+	}
+	if (s->state & S_TX) {
+		/* RFC 4954 4: not during a mail transaction */
+		reply(s, "503 5.5.1 AUTH not permitted during a mail transaction");
+		return;
+	}
+	if (!s->esmtp) {
+		/* an ESMTP extension: only after EHLO (RFC 4954 3) */
+		reply(s, "503 5.5.1 Send EHLO first");
+		return;
+	}
+	n = strcspn(arg, " ");
+	ir = arg[n] ? arg + n + 1 : NULL;
+	if (n == 0 || (ir && (!*ir || strchr(ir, ' ')))) {
+		reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		bad_command(s);
+		return;
+	}
+	mechs = s->io.auth_mechs(s->ctx);
+	if (!mechs)
+		mechs = "";
+	if (n >= sizeof(s->auth_mech)) {
+		reply(s, "504 5.5.4 Unrecognized authentication type");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = arg[i];
+
+		s->auth_mech[i] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+	}
+	s->auth_mech[n] = '\0';
+	if (!mech_listed(mechs, s->auth_mech)) {
+		char mech[40];
+
+		log_safe(s->auth_mech, mech, sizeof(mech));
+		if (!s->tls && mech_needs_tls(s->auth_mech)) {
+			reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+			log_info("smtp", s->sid, "auth refused mech=%s client=%s reason=needs_tls", mech,
+				 s->client_addr);
+		} else {
+			reply(s, "504 5.5.4 Unrecognized authentication type");
+			log_info("smtp", s->sid, "auth refused mech=%s client=%s reason=unknown_mech", mech,
+				 s->client_addr);
+		}
+		s->auth_mech[0] = '\0';
+		return;
+	}
+	auth_wipe_in(s);
+	if (ir && strcmp(ir, "=") != 0 && auth_decode(s, ir, strlen(ir)) < 0) {
+		reply(s, "501 5.5.2 Cannot decode response");
+		bad_command(s);
+		return;
+	}
+	if (ir && !s->auth_in)
+		s->auth_in = xcalloc(1, 1);  /* "=": an empty initial response (RFC 4954 4) */
+	auth_run_step(s, 1, ir == NULL);
+}
+
+/* A line read while a 334 challenge waits for its answer (RFC 4954 4). */
+static void auth_response(struct smtp_session *s, char *line, size_t len)
+{
+	int crlf = len > 0 && line[len - 1] == '\r';
+
+	s->line_secret = 1;
+	s->auth_wait = 0;
+	if (crlf)
+		len--;
+	if (!crlf && s->cfg.bare_newline == BARE_LF_REJECT) {
+		reply(s, "500 5.5.2 Bare LF not allowed, end commands with CRLF");
+		auth_finish(s);
+		bad_command(s);
+		return;
+	}
+	if (len == 1 && line[0] == '*') {
+		reply(s, "501 5.0.0 Authentication cancelled");
+		log_info("smtp", s->sid, "auth cancelled mech=%s client=%s", s->auth_mech, s->client_addr);
+		auth_finish(s);
+		/* counted: a loop of AUTH and "*" costs a worker step each time */
+		bad_command(s);
+		return;
+	}
+	if (auth_decode(s, line, len) < 0) {
+		reply(s, "501 5.5.2 Cannot decode response");
+		auth_finish(s);
+		bad_command(s);
+		return;
+	}
+	auth_run_step(s, 0, 0);
 }
 
 static const struct smtp_cmd commands[] = {
@@ -920,7 +1319,7 @@ static const struct smtp_cmd commands[] = {
 	{ "EXPN", S_ANY_CMD, NULL, cmd_expn },
 	{ "HELP", S_ANY_CMD, NULL, cmd_help },
 	{ "STARTTLS", S_INIT | S_READY, "503 5.5.1 Error: MAIL transaction in progress", cmd_starttls },
-	{ "AUTH", S_ANY_CMD, NULL, cmd_not_implemented },
+	{ "AUTH", S_ANY_CMD, NULL, cmd_auth },
 };
 
 /* The commands tls = required serves before TLS (RFC 3207 4: a server
@@ -931,18 +1330,31 @@ static int tls_free_command(const struct smtp_cmd *c)
 	       c->handler == cmd_noop || c->handler == cmd_rset || c->handler == cmd_quit;
 }
 
-/* Runs one complete command line (s->line, LF removed). */
+/* Runs one complete command line (s->line, or s->long_line for a long AUTH
+ * line; LF removed). */
 static void process_line(struct smtp_session *s)
 {
 	struct smtp_cmdline cl;
-	size_t len = s->line_len;
-	int crlf = len > 0 && s->line[len - 1] == '\r';
+	char *line = s->long_line.data ? s->long_line.data : s->line;
+	size_t len = s->long_line.data ? s->long_line.len : s->line_len;
+	int crlf;
 
 	if (s->line_skip) {
-		reply(s, "500 5.5.2 Line too long");
+		if (s->line_auth) {
+			/* RFC 4954 4: the exchange (or the AUTH command) fails */
+			reply(s, "500 5.5.6 Authentication Exchange line is too long");
+			auth_finish(s);
+		} else {
+			reply(s, "500 5.5.2 Line too long");
+		}
 		bad_command(s);
 		return;
 	}
+	if (s->auth_wait) {
+		auth_response(s, line, len);
+		return;
+	}
+	crlf = len > 0 && line[len - 1] == '\r';
 	if (crlf)
 		len--;
 	if (!crlf && s->cfg.bare_newline == BARE_LF_REJECT) {
@@ -950,19 +1362,19 @@ static void process_line(struct smtp_session *s)
 		bad_command(s);
 		return;
 	}
-	if (memchr(s->line, '\0', len) || memchr(s->line, '\r', len)) {
+	if (memchr(line, '\0', len) || memchr(line, '\r', len)) {
 		reply(s, "500 5.5.2 Invalid character in command");
 		bad_command(s);
 		return;
 	}
-	s->line[len] = '\0';
-	if (smtp_parse_cmdline(s->line, len, &cl) < 0) {
+	line[len] = '\0';
+	if (smtp_parse_cmdline(line, len, &cl) < 0) {
 		reply(s, "500 5.5.2 Syntax error");
 		bad_command(s);
 		return;
 	}
 	/* arg is NUL-terminated where the trailing spaces begin */
-	s->line[(size_t)(cl.arg - s->line) + cl.arg_len] = '\0';
+	line[(size_t)(cl.arg - line) + cl.arg_len] = '\0';
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
 		const struct smtp_cmd *c = &commands[i];
 
@@ -996,6 +1408,69 @@ static void process_line(struct smtp_session *s)
 	bad_command(s);
 }
 
+/* 1 when the line being read is an AUTH command or an AUTH response, the
+ * lines that may be longer than SMTP_LINE_MAX (RFC 4954 4). data holds the
+ * next content octets of the line. */
+static int auth_line(const struct smtp_session *s, const char *data, size_t n)
+{
+	char p[5];
+	size_t k = 0;
+
+	if (!auth_usable(s))
+		return 0;
+	if (s->auth_wait)
+		return 1;
+	for (size_t i = 0; i < s->line_len && k < sizeof(p); i++)
+		p[k++] = s->line[i];
+	for (size_t i = 0; i < n && k < sizeof(p); i++)
+		p[k++] = data[i];
+	return k == sizeof(p) && strncasecmp(p, "AUTH ", sizeof(p)) == 0;
+}
+
+/* Forgets the partial line, wiping what may be credentials. */
+static void line_drop(struct smtp_session *s)
+{
+	if (s->long_line.data) {
+		wipe(s->long_line.data, s->long_line.cap);
+		buf_release(&s->long_line);
+	}
+	if (s->line_secret || s->line_auth)
+		wipe(s->line, sizeof(s->line));
+	s->line_len = 0;
+	s->line_secret = 0;
+}
+
+/* Stores content octets of the command line being read: in s->line, or
+ * for an AUTH line past its size in s->long_line (up to
+ * SMTP_AUTH_LINE_MAX), or nowhere once the line is too long. */
+static void line_store(struct smtp_session *s, const char *data, size_t content)
+{
+	if (s->line_skip)
+		return;
+	if (s->long_line.data) {
+		if (buf_add(&s->long_line, data, content) == 0)
+			return;
+	} else if (content <= sizeof(s->line) - 1 - s->line_len) {
+		/* SMTP_LINE_MAX counts the LF: the content gets one octet less */
+		memcpy(s->line + s->line_len, data, content);
+		s->line_len += content;
+		return;
+	} else if (auth_line(s, data, content)) {
+		s->line_auth = 1;
+		/* the whole room at once: no realloc leaves a copy behind */
+		buf_init(&s->long_line, SMTP_AUTH_LINE_MAX - 1);
+		if (buf_reserve(&s->long_line, SMTP_AUTH_LINE_MAX - 1) < 0)
+			BUG("smtp auth line buffer");
+		buf_add(&s->long_line, s->line, s->line_len);
+		wipe(s->line, s->line_len);
+		if (buf_add(&s->long_line, data, content) == 0)
+			return;
+	}
+	/* too long: dropped up to its LF, answered then */
+	line_drop(s);
+	s->line_skip = 1;
+}
+
 /* Reads command octets up to and including one LF; returns the octets
  * consumed and counts a finished line in *ncmd. */
 static size_t feed_line(struct smtp_session *s, const char *data, size_t len, unsigned *ncmd)
@@ -1004,21 +1479,13 @@ static size_t feed_line(struct smtp_session *s, const char *data, size_t len, un
 	size_t take = lf ? (size_t)(lf - data) + 1 : len;
 	size_t content = lf ? take - 1 : take;
 
-	if (!s->line_skip) {
-		/* SMTP_LINE_MAX counts the LF: the content gets one octet less */
-		if (content > sizeof(s->line) - 1 - s->line_len) {
-			s->line_skip = 1;
-			s->line_len = 0;
-		} else {
-			memcpy(s->line + s->line_len, data, content);
-			s->line_len += content;
-		}
-	}
+	line_store(s, data, content);
 	if (lf) {
 		(*ncmd)++;
 		process_line(s);
-		s->line_len = 0;
+		line_drop(s);
 		s->line_skip = 0;
+		s->line_auth = 0;
 		/* a command is done: the next one (or DATA/BDAT content) gets
 		 * its full time from now */
 		restart_deadline(s);
@@ -1043,8 +1510,15 @@ struct smtp_session *smtp_session_new(const struct smtp_session_params *p,
 	s->client_name = p->client_name ? xstrdup(p->client_name) : NULL;
 	s->tls_mode = p->tls_mode;
 	s->tls = p->tls;
+	s->auth_required = p->auth_required;
+	s->submission = p->submission;
 	if ((s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED) && !io->start_tls)
 		BUG("smtp session offers STARTTLS without io->start_tls");
+	if (io->auth_mechs && !io->auth_step)
+		BUG("smtp session offers AUTH without io->auth_step");
+	if (s->submission && !io->sender_check)
+		BUG("smtp submission session without io->sender_check");
+	buf_init(&s->long_line, SMTP_AUTH_LINE_MAX - 1);
 	s->state = S_INIT;
 	buf_init(&s->received, 4096);
 	tx_reset(s);
@@ -1062,6 +1536,10 @@ void smtp_session_free(struct smtp_session **sp)
 		return;
 	if (s->pending)
 		BUG("smtp session freed with a request in flight");
+	auth_finish(s);
+	auth_wipe_in(s);
+	line_drop(s);
+	free(s->auth_user);
 	tx_reset(s);
 	buf_release(&s->tx.msg);
 	buf_release(&s->received);
@@ -1122,6 +1600,9 @@ void smtp_session_disconnected(struct smtp_session *s)
 		s->state = S_CLOSED;
 		log_info("smtp", s->sid, "close reason=disconnected");
 	}
+	/* the glue frees its SASL state now, or after the step in flight */
+	if (!s->pending)
+		auth_finish(s);
 }
 
 void smtp_session_timeout(struct smtp_session *s)
@@ -1202,7 +1683,12 @@ void smtp_session_rcpt_done(struct smtp_session *s, struct smtp_rcpt_req *req)
 			why = "disabled";
 			break;
 		case SMTP_RCPT_NOT_LOCAL:
-			reply(s, "550 5.7.1 Relay access denied");
+			if (s->submission)
+				/* until there is an outbound queue: say so plainly */
+				reply(s, "550 5.7.1 <%s>: sending to other domains is not enabled on this server",
+				      s->rcpt_addr);
+			else
+				reply(s, "550 5.7.1 Relay access denied");
 			why = "not_local";
 			break;
 		case SMTP_RCPT_OVER_QUOTA:
@@ -1280,9 +1766,125 @@ void smtp_session_tls_started(struct smtp_session *s, const struct tls_info *inf
 	s->helo[0] = '\0';
 	s->line_len = 0;
 	s->line_skip = 0;
+	if (s->auth_user) {
+		/* RFC 3207 4.2: nothing learnt in clear survives, the user
+		 * who authenticated there included */
+		log_info("smtp", s->sid, "auth forgotten after starttls");
+		free(s->auth_user);
+		s->auth_user = NULL;
+	}
 	log_info("smtp", s->sid, "tls started version=%s cipher=%s", info->version, info->cipher);
 	/* a fresh command_timeout for the EHLO that must come now */
 	restart_deadline(s);
 	maybe_shutdown(s);
 	arm_timeout(s);
+}
+
+void smtp_session_auth_done(struct smtp_session *s, struct auth_step *st)
+{
+	char user[128], mech[40];
+	enum auth_status status = st->status;
+
+	if (s->pending != P_AUTH || st != &s->astep)
+		BUG("smtp auth_done without an AUTH step in flight");
+	s->pending = P_NONE;
+	auth_wipe_in(s);
+	log_safe(st->mech, mech, sizeof(mech));
+	st->user[sizeof(st->user) - 1] = '\0';
+	if (status == AUTH_OK && !st->user[0]) {
+		log_error("smtp", s->sid, "auth ok without a user mech=%s", mech);
+		status = AUTH_TEMPFAIL;
+	}
+	if (s->gone || (s->state & S_CLOSED)) {
+		/* nothing to answer: only free what was handed over */
+	} else if (status == AUTH_CONTINUE) {
+		/* "334 " and the challenge in base64, empty for none (RFC 4954 4) */
+		size_t cap = (st->out_len + 2) / 3 * 4 + 7;
+		char *line = xmalloc(cap);
+		long n;
+
+		memcpy(line, "334 ", 4);
+		n = sasl_base64_encode(st->out ? st->out : (const unsigned char *)"", st->out_len, line + 4,
+				       cap - 4);
+		if (n < 0)
+			BUG("smtp auth challenge encoding");
+		memcpy(line + 4 + n, "\r\n", 2);
+		s->io.write(s->ctx, line, 4 + (size_t)n + 2);
+		wipe(line, cap);
+		free(line);
+		s->auth_wait = 1;
+	} else if (status == AUTH_OK) {
+		s->auth_user = xstrdup(st->user);
+		reply(s, "235 2.7.0 Authentication successful");
+		log_info("smtp", s->sid, "auth ok mech=%s user=%s client=%s", mech,
+			 log_safe(st->user, user, sizeof(user)), s->client_addr);
+	} else if (status == AUTH_FAILED) {
+		/* identical for an unknown user, a disabled one and a wrong
+		 * password (the glue makes them so) */
+		reply(s, "535 5.7.8 Authentication credentials invalid");
+		log_info("smtp", s->sid, "auth failed mech=%s user=%s client=%s", mech,
+			 st->user[0] ? log_safe(st->user, user, sizeof(user)) : "-", s->client_addr);
+	} else if (status == AUTH_MALFORMED) {
+		reply(s, "501 5.5.2 Malformed authentication response");
+		log_info("smtp", s->sid, "auth failed mech=%s user=- client=%s reason=malformed", mech,
+			 s->client_addr);
+	} else {
+		reply(s, "454 4.7.0 Temporary authentication failure");
+		log_info("smtp", s->sid, "auth tempfail mech=%s client=%s", mech, s->client_addr);
+	}
+	if (st->out) {
+		wipe(st->out, st->out_len);
+		free(st->out);
+	}
+	st->out = NULL;
+	st->out_len = 0;
+	st->in = NULL;
+	st->in_len = 0;
+	if (status != AUTH_CONTINUE || s->gone || (s->state & S_CLOSED))
+		auth_finish(s);
+	if (s->gone || (s->state & S_CLOSED))
+		return;
+	if (status == AUTH_FAILED && ++s->auth_failures >= SMTP_MAX_AUTH_FAILURES) {
+		reply(s, "421 4.7.0 %s Too many authentication failures", s->hostname);
+		log_info("smtp", s->sid, "too many auth failures count=%u client=%s", s->auth_failures,
+			 s->client_addr);
+		close_session(s, "too many auth failures");
+	} else if (status == AUTH_MALFORMED) {
+		bad_command(s);
+	}
+	after_request(s);
+}
+
+void smtp_session_sender_done(struct smtp_session *s, struct smtp_sender_req *req)
+{
+	char from[128], user[128];
+
+	if (s->pending != P_SENDER || req != &s->sreq)
+		BUG("smtp sender_done without a sender check in flight");
+	s->pending = P_NONE;
+	if (s->gone)
+		return;
+	log_safe(req->address, from, sizeof(from));
+	log_safe(s->auth_user, user, sizeof(user));
+	switch (req->status) {
+	case SMTP_SENDER_OK:
+		s->state = S_MAIL;
+		reply(s, "250 2.1.0 Ok");
+		break;
+	case SMTP_SENDER_NOT_OWNED: {
+		char safe[sizeof(s->astep.user)];
+
+		text_safe(s->auth_user, safe, sizeof(safe));
+		reply(s, "553 5.7.1 Sender address rejected: not owned by user %s", safe);
+		log_info("smtp", s->sid, "mail refused from=%s user=%s reason=not_owned", from, user);
+		tx_reset(s);
+		break;
+	}
+	default:
+		reply(s, "451 4.3.0 Temporary failure, try again later");
+		log_info("smtp", s->sid, "mail refused from=%s user=%s reason=tempfail", from, user);
+		tx_reset(s);
+		break;
+	}
+	after_request(s);
 }

@@ -4,17 +4,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/auth-types.h"
 #include "lib/buf.h"
 #include "lib/config.h"
 #include "lib/tls-types.h"
 
 /*
  * The SMTP receiver as a pure state machine (RFC 5321, 1870, 2920, 3030,
- * 3463, 6152, 6531): bytes in, replies out through struct smtp_io. It never
- * touches a socket, a file or the directory; recipient checks and delivery
- * are asynchronous requests to the glue (smtp/smtp-server.c), whose results
- * come back through smtp_session_rcpt_done() and smtp_session_deliver_done().
- * Unit tests and the fuzzer plug in a synchronous io.
+ * 3463, 3207, 4954, 6152, 6409, 6531): bytes in, replies out through
+ * struct smtp_io. It never touches a socket, a file or the directory;
+ * recipient checks, sender checks, SASL steps and delivery are asynchronous
+ * requests to the glue (smtp/smtp-server.c), whose results come back
+ * through the smtp_session_*_done() calls. Unit tests and the fuzzer plug
+ * in a synchronous io.
  */
 
 struct smtp_session;
@@ -39,10 +41,29 @@ struct smtp_rcpt_req {
 	size_t n_targets;
 };
 
+enum smtp_sender_status {
+	SMTP_SENDER_OK,        /* the address delivers to the user: 250 */
+	SMTP_SENDER_NOT_OWNED, /* 553 5.7.1 */
+	SMTP_SENDER_TEMPFAIL,  /* 451 4.3.0 */
+};
+
+/* A submission sender check in flight (RFC 6409 4.1: the MSA checks that
+ * the envelope sender belongs to who authenticated). Owned by the session;
+ * valid until smtp_session_sender_done(). */
+struct smtp_sender_req {
+	const char *address;   /* the reverse-path mailbox, without <>, never "" */
+	const char *user;      /* the authenticated user (struct auth_step's user) */
+	/* filled by the glue: OK when address is the user or one of the
+	 * addresses that deliver to it */
+	enum smtp_sender_status status;
+};
+
 /* A delivery in flight. Owned by the session; valid until _done. */
 struct smtp_delivery {
 	const char *return_path;  /* reverse-path without <>, "" for the null sender */
-	const char *received;     /* "Return-Path: <...>\nReceived: ...\n" header block, LF ends */
+	const char *received;     /* "Return-Path: <...>\nReceived: ...\n" header block, LF ends;
+				   * on submission followed by "Date: ...\n" and "Message-ID:
+				   * <...>\n" when the message has none (RFC 6409 8.2, 8.3) */
 	char *const *targets;     /* unique canonical user addresses */
 	size_t n_targets;
 	const struct buf *body;   /* the message as stored: LF line ends, dot-unstuffed */
@@ -81,6 +102,31 @@ struct smtp_io {
 	 * calls smtp_session_tls_started() (or closes). The session consumes
 	 * nothing after the STARTTLS line until then. */
 	void (*start_tls)(void *ctx);
+
+	/* SMTP AUTH (RFC 4954). With auth_mechs NULL AUTH is not implemented
+	 * (502) and auth_step and auth_end are never called; with it set,
+	 * auth_step is required and auth_end optional. */
+	/* The mechanisms to advertise and accept now, upper-case and
+	 * space-separated ("SCRAM-SHA-256 PLAIN"), "" for none. Asked at every
+	 * EHLO and AUTH, so the answer may depend on the TLS state (after
+	 * STARTTLS it is asked again) and on the listener's
+	 * allow_plaintext_auth; the session copies what it needs. */
+	const char *(*auth_mechs)(void *ctx);
+	/* Runs one step of an exchange; the glue fills the second part of st
+	 * and calls smtp_session_auth_done(s, st) later or from inside this
+	 * call. st->in is valid until then. */
+	void (*auth_step)(void *ctx, struct auth_step *st);
+	/* The exchange that the last first step opened is over (success,
+	 * failure, "*", a bad line or the end of the session): the glue frees
+	 * its state. Called exactly once per exchange that reached auth_step,
+	 * never while a step is in flight; it is the one io call that may come
+	 * during or after smtp_session_disconnected() (from it, from
+	 * smtp_session_auth_done() or from smtp_session_free()). */
+	void (*auth_end)(void *ctx);
+	/* Submission: starts a sender check; the glue calls
+	 * smtp_session_sender_done() later or from inside this call. Required
+	 * when params.submission is set. */
+	void (*sender_check)(void *ctx, struct smtp_sender_req *req);
 };
 
 struct smtp_session_params {
@@ -92,6 +138,10 @@ struct smtp_session_params {
 	enum tls_mode tls_mode;   /* the listener's: STARTTLS offered or required */
 	const struct tls_info *tls; /* non-NULL: encrypted from the start (implicit TLS);
 				   * valid as long as the session */
+	int auth_required;        /* MAIL only after a successful AUTH (530 5.7.0) */
+	int submission;           /* RFC 6409: auth_required, the sender must belong to the
+				   * user, no null sender, no relaying, Date and Message-ID
+				   * added when missing */
 };
 
 /* Creates a session and writes the 220 greeting. The params strings are
@@ -134,17 +184,23 @@ void smtp_session_timeout(struct smtp_session *s);
 /* The server is stopping: an idle session gets 421 4.3.2 and closes now; a
  * session in a transaction closes after its current reply. */
 void smtp_session_shutdown(struct smtp_session *s);
-/* 1 while a rcpt or delivery request is in flight. */
+/* 1 while a request (rcpt, sender check, AUTH step, delivery) is in flight. */
 int smtp_session_busy(const struct smtp_session *s);
 
 /* The handshake asked for by io->start_tls is done; info stays valid as
  * long as the session. The session forgets EHLO and any transaction (RFC
- * 3207 4.2) and waits for a new EHLO. */
+ * 3207 4.2) and waits for a new EHLO; a user authenticated in clear is
+ * forgotten too. */
 void smtp_session_tls_started(struct smtp_session *s, const struct tls_info *info);
 
 /* Results of the asynchronous requests. */
 void smtp_session_rcpt_done(struct smtp_session *s, struct smtp_rcpt_req *req);
 /* result: 0 delivered, -EDQUOT, -ENOSPC, or another negative code. */
 void smtp_session_deliver_done(struct smtp_session *s, struct smtp_delivery *dv, int result);
+/* The step asked for by io->auth_step is done (st is the session's own).
+ * The session wipes and frees st->out, and writes 334, 235 or the failure. */
+void smtp_session_auth_done(struct smtp_session *s, struct auth_step *st);
+/* The sender check asked for by io->sender_check is done: 250 or 553/451. */
+void smtp_session_sender_done(struct smtp_session *s, struct smtp_sender_req *req);
 
 #endif

@@ -7,12 +7,27 @@
  *                   3 recipients, 2 pipelined commands, 5 bad commands,
  *                   timeouts 3 s and 2 s, 1 octet/s), 8 TLS from the start,
  *                   16 and 32: the listener's tls mode, (octet 0 >> 4) & 3:
- *                   none, starttls, required, implicit (implies 8)
+ *                   none, starttls, required, implicit (implies 8),
+ *                   64 submission (AUTH required, sender checks, Date and
+ *                   Message-ID), 128 the glue offers PLAIN and LOGIN in
+ *                   clear and received_hide_client is set
  *   octet 1: seed of the split points of the second run; its bit 0 tells
  *            what happens at STARTTLS: 0 the handshake is done at once and
  *            the stream goes on inside TLS, 1 the stream up to its next LF
  *            is thrown away first (a command injected behind STARTTLS,
- *            which the glue drops)
+ *            which the glue drops); its bit 1 set takes AUTH away from the
+ *            io (as before AUTH existed) unless 64 is set
+ *
+ * AUTH: the fake glue answers each step from its decoded input, so that
+ * both runs get the same answers: no input or an empty one continues; else
+ * the first octet b picks: b % 6 of 0 or 1 continues, 2 succeeds (user
+ * "a@example.org", "b@example.org" when b & 64, "" when b & 128: a glue
+ * bug the session must survive), 3 fails, 4 is a temporary failure, 5 a
+ * malformed message. A challenge is the input's first (b >> 3) % 8
+ * octets. The sender check accepts an address that starts with the user's
+ * first letter, fails "t..." temporarily and refuses the rest. The harness
+ * checks that io->auth_end comes exactly once per exchange, never with a
+ * step in flight, and that no request overlaps another.
  *
  * The stream runs twice: fed all at once with a synchronous io, and fed in
  * pseudo-random pieces (optionally with requests answered later while the
@@ -64,6 +79,12 @@ struct run {
 	int drop_line;           /* at STARTTLS, drop the stream up to its next LF */
 	int tls_wanted;          /* start_tls called, tls_started not yet */
 	int tls_checked;         /* the STARTTLS position was checked */
+	int tls_active;          /* encrypted now: the mechanism list depends on it */
+	int plain_in_clear;
+	struct auth_step *astep; /* async requests waiting for an answer */
+	struct smtp_sender_req *sreq;
+	int auth_open;           /* a first step came, auth_end not yet */
+	unsigned n_first, n_end;
 };
 
 static void r_write(void *ctx, const char *data, size_t len)
@@ -152,7 +173,7 @@ static void r_rcpt(void *ctx, struct smtp_rcpt_req *req)
 {
 	struct run *r = ctx;
 
-	if (r->rreq || r->dv)
+	if (r->rreq || r->dv || r->astep || r->sreq)
 		FAIL("two requests in flight");
 	if (r->async)
 		r->rreq = req;
@@ -164,7 +185,7 @@ static void r_deliver(void *ctx, struct smtp_delivery *dv)
 {
 	struct run *r = ctx;
 
-	if (r->rreq || r->dv)
+	if (r->rreq || r->dv || r->astep || r->sreq)
 		FAIL("two requests in flight");
 	if (dv->body->len > r->cfg->max_message_size || dv->size > r->cfg->max_message_size ||
 	    dv->size < dv->body->len)
@@ -177,6 +198,19 @@ static void r_deliver(void *ctx, struct smtp_delivery *dv)
 				FAIL("duplicate target");
 	if (strncmp(dv->received, "Return-Path: <", 14) != 0)
 		FAIL("bad Received block");
+	{
+		/* the protocol name and what submission added; not the dates,
+		 * which may differ between the runs */
+		const char *w = strstr(dv->received, "\tby mx.test (buzon) with ");
+		const char *end = dv->received + strlen(dv->received);
+
+		if (!w || end[-1] != '\n' || strchr(dv->received, '\r'))
+			FAIL("bad Received block");
+		w += strlen("\tby mx.test (buzon) with ");
+		buf_printf(&r->dl, "proto=%.*s date=%d msgid=%d hidden=%d ", (int)strcspn(w, " \n"), w,
+			   strstr(dv->received, "\nDate: ") != NULL, strstr(dv->received, "\nMessage-ID: <") != NULL,
+			   strstr(dv->received, "[IPv6:2001:db8::1]") == NULL);
+	}
 	buf_printf(&r->dl, "from=%s n=%zu size=%llu:", dv->return_path, dv->n_targets,
 		   (unsigned long long)dv->size);
 	for (size_t i = 0; i < dv->n_targets; i++)
@@ -211,9 +245,111 @@ static void r_start_tls(void *ctx)
 	r->tls_checked = 0;
 }
 
+static const char *r_auth_mechs(void *ctx)
+{
+	struct run *r = ctx;
+
+	return r->tls_active || r->plain_in_clear ? "PLAIN LOGIN SCRAM-SHA-256 X-TWO" : "SCRAM-SHA-256 X-TWO";
+}
+
+static void answer_auth(struct run *r, struct auth_step *st)
+{
+	unsigned char b = st->in_len ? st->in[0] : 0;
+
+	if (st->in_absent || st->in_len == 0 || b % 6 < 2) {
+		size_t n = st->in_len < (size_t)((b >> 3) % 8) ? st->in_len : (size_t)((b >> 3) % 8);
+
+		st->status = AUTH_CONTINUE;
+		if (n || (b & 1)) {
+			/* with a pointer even when empty, now and then */
+			st->out = xmalloc(n ? n : 1);
+			if (n)
+				memcpy(st->out, st->in, n);
+			st->out_len = n;
+		}
+	} else if (b % 6 == 2) {
+		st->status = AUTH_OK;
+		strcpy(st->user, (b & 128) ? "" : (b & 64) ? "b@example.org" : "a@example.org");
+	} else if (b % 6 == 3) {
+		st->status = AUTH_FAILED;
+		/* the name as given: the session must keep it printable in the log */
+		snprintf(st->user, sizeof(st->user), "%.*s", (int)(st->in_len < 40 ? st->in_len : 40),
+			 (const char *)st->in);
+	} else {
+		st->status = b % 6 == 4 ? AUTH_TEMPFAIL : AUTH_MALFORMED;
+	}
+	smtp_session_auth_done(r->s, st);
+	if (st->out)
+		FAIL("challenge not freed");
+}
+
+static void r_auth_step(void *ctx, struct auth_step *st)
+{
+	struct run *r = ctx;
+
+	if (r->rreq || r->dv || r->astep || r->sreq)
+		FAIL("two requests in flight");
+	if (st->first == r->auth_open)
+		FAIL("first step flag does not match the open exchange");
+	if (!st->in || (st->in_absent && (!st->first || st->in_len)) || st->out)
+		FAIL("bad step");
+	if (!st->mech[0] || strlen(st->mech) >= sizeof(st->mech))
+		FAIL("bad mechanism name");
+	if (st->first) {
+		r->auth_open = 1;
+		r->n_first++;
+	}
+	if (r->async)
+		r->astep = st;
+	else
+		answer_auth(r, st);
+}
+
+static void r_auth_end(void *ctx)
+{
+	struct run *r = ctx;
+
+	if (!r->auth_open || r->astep)
+		FAIL("auth_end without an open exchange, or with a step in flight");
+	r->auth_open = 0;
+	r->n_end++;
+}
+
+static void answer_sender(struct run *r, struct smtp_sender_req *req)
+{
+	if (!req->address[0] || !req->user || !req->user[0])
+		FAIL("sender check without an address or a user");
+	if (req->address[0] == 't')
+		req->status = SMTP_SENDER_TEMPFAIL;
+	else if (req->address[0] == req->user[0])
+		req->status = SMTP_SENDER_OK;
+	else
+		req->status = SMTP_SENDER_NOT_OWNED;
+	smtp_session_sender_done(r->s, req);
+}
+
+static void r_sender_check(void *ctx, struct smtp_sender_req *req)
+{
+	struct run *r = ctx;
+
+	if (r->rreq || r->dv || r->astep || r->sreq)
+		FAIL("two requests in flight");
+	if (r->async)
+		r->sreq = req;
+	else
+		answer_sender(r, req);
+}
+
 static const struct smtp_io fuzz_io = {
 	.write = r_write, .close = r_close, .set_timeout = r_set_timeout, .now = r_now,
 	.rcpt = r_rcpt, .deliver = r_deliver, .resume = r_resume, .start_tls = r_start_tls,
+};
+
+static const struct smtp_io fuzz_auth_io = {
+	.write = r_write, .close = r_close, .set_timeout = r_set_timeout, .now = r_now,
+	.rcpt = r_rcpt, .deliver = r_deliver, .resume = r_resume, .start_tls = r_start_tls,
+	.auth_mechs = r_auth_mechs, .auth_step = r_auth_step, .auth_end = r_auth_end,
+	.sender_check = r_sender_check,
 };
 
 static const struct tls_info fuzz_tls = { .version = "TLS1.3", .cipher = "TLS_AES_256_GCM_SHA384" };
@@ -241,6 +377,7 @@ static int tls_step(struct run *r, int at_end)
 			return 1;
 	}
 	r->tls_wanted = 0;
+	r->tls_active = 1;
 	smtp_session_tls_started(r->s, &fuzz_tls);
 	return 0;
 }
@@ -275,12 +412,22 @@ static void pump(struct run *r)
 
 static void answer(struct run *r)
 {
-	while (r->rreq || r->dv) {
+	while (r->rreq || r->dv || r->astep || r->sreq) {
 		if (r->rreq) {
 			struct smtp_rcpt_req *q = r->rreq;
 
 			r->rreq = NULL;
 			answer_rcpt(r, q);
+		} else if (r->astep) {
+			struct auth_step *st = r->astep;
+
+			r->astep = NULL;
+			answer_auth(r, st);
+		} else if (r->sreq) {
+			struct smtp_sender_req *q = r->sreq;
+
+			r->sreq = NULL;
+			answer_sender(r, q);
 		} else {
 			struct smtp_delivery *d = r->dv;
 
@@ -295,12 +442,13 @@ static void answer(struct run *r)
 }
 
 static void run(struct run *r, const struct smtp_config *cfg, int tls, enum tls_mode mode, int drop_line,
-		int async, unsigned seed, const uint8_t *data, size_t size)
+		int async, unsigned seed, unsigned flags, int with_auth, const uint8_t *data, size_t size)
 {
 	struct smtp_session_params p = {
 		.cfg = cfg, .hostname = "mx.test", .sid = "F1",
 		.client_addr = "2001:db8::1", .client_name = NULL, .tls = tls ? &fuzz_tls : NULL,
 		.tls_mode = mode,
+		.submission = (flags & 64) != 0,
 	};
 	size_t off = 0;
 
@@ -310,10 +458,12 @@ static void run(struct run *r, const struct smtp_config *cfg, int tls, enum tls_
 	r->now = 5000;
 	r->stream = data;
 	r->drop_line = drop_line;
+	r->tls_active = tls;
+	r->plain_in_clear = (flags & 128) != 0;
 	buf_init(&r->out, 0);
 	buf_init(&r->dl, 0);
 	buf_init(&r->held, 0);
-	r->s = smtp_session_new(&p, &fuzz_io, r);
+	r->s = smtp_session_new(&p, with_auth ? &fuzz_auth_io : &fuzz_io, r);
 	while (off < size) {
 		size_t n = size - off;
 
@@ -339,11 +489,21 @@ static void run(struct run *r, const struct smtp_config *cfg, int tls, enum tls_
 		pump(r);
 		answer(r);
 	}
+	if (r->held.len && r->closed && !smtp_session_busy(r->s)) {
+		/* closed by the answer to a request (the third failed AUTH)
+		 * while input was held: the connection drops it, and the
+		 * session must too */
+		if (smtp_session_input(r->s, r->held.data, r->held.len) != r->held.len)
+			FAIL("closed session kept input");
+		buf_reset(&r->held);
+	}
 	if (r->held.len)
 		FAIL("input left over");
 	smtp_session_timeout(r->s);
 	smtp_session_disconnected(r->s);
 	smtp_session_free(&r->s);
+	if (r->auth_open || r->n_first != r->n_end)
+		FAIL("an exchange was not ended exactly once");
 }
 
 static void run_free(struct run *r)
@@ -359,7 +519,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct run a, b;
 	unsigned flags, seed;
 	enum tls_mode mode;
-	int tls;
+	int tls, with_auth;
 
 	if (size < 2)
 		return 0;
@@ -382,8 +542,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	mode = (enum tls_mode)((flags >> 4) & 3);
 	tls = (flags & 8) || mode == TLS_MODE_IMPLICIT;
-	run(&a, &cfg, tls, mode, seed & 1, 0, 0, data, size);
-	run(&b, &cfg, tls, mode, seed & 1, flags & 1, seed, data, size);
+	cfg.received_hide_client = (flags & 128) != 0;
+	with_auth = (flags & 64) || !(seed & 2);
+	run(&a, &cfg, tls, mode, seed & 1, 0, 0, flags, with_auth, data, size);
+	run(&b, &cfg, tls, mode, seed & 1, flags & 1, seed, flags, with_auth, data, size);
 	if (getenv("FUZZ_SMTP_SESSION_DUMP"))
 		fprintf(stderr, "%.*s", (int)a.out.len, a.out.data ? a.out.data : "");
 	if (a.out.len != b.out.len || (a.out.len && memcmp(a.out.data, b.out.data, a.out.len) != 0)) {

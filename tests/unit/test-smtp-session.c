@@ -13,6 +13,16 @@
  * Time is a fake clock (f->now, milliseconds) that only tick() moves; tick()
  * fires the session's timer when the clock passes the deadline it armed, as
  * the loop would.
+ *
+ * AUTH: the fake glue offers "X-TWO" everywhere and "PLAIN LOGIN" under
+ * TLS (or in clear when the case says so). PLAIN knows alice/secret (user
+ * alice@example.org), "tempfail" (454) and fails anyone else; LOGIN asks
+ * "Username:" and "Password:" with the same accounts; X-TWO is a fake
+ * mechanism with two round trips whose first challenge says what it got
+ * ("absent", "empty", or the octets 00 ff "ok"), and whose second answer
+ * "alice:secret" or "bob:secret" succeeds ("again" asks a third time with
+ * an empty challenge). The sender check lets alice use alice@, alice+tag@
+ * and team@example.org, fails temp@example.org and refuses the rest.
  */
 
 #include <errno.h>
@@ -79,6 +89,17 @@ struct fake {
 	int tls_wanted;             /* start_tls called, tls_started not yet */
 	int n_start_tls;
 	struct buf dropped;         /* input thrown away for the handshake */
+	/* AUTH and submission */
+	int tls_active;             /* encrypted now: what the glue's mechanism list depends on */
+	int plain_in_clear;         /* PLAIN and LOGIN offered without TLS */
+	struct auth_step *astep;    /* async step waiting for an answer */
+	struct smtp_sender_req *sreq;
+	int auth_open;              /* a first step was seen, auth_end not yet */
+	int n_first_steps, n_auth_end, n_steps;
+	int login_stage;            /* LOGIN: 1 after the user name */
+	char login_user[64];            /* as long as answer_auth's copy of the input */
+	int xtwo_stage;
+	struct buf senders;         /* sender checks asked: "address/user ..." */
 };
 
 static void f_write(void *ctx, const char *data, size_t len)
@@ -169,7 +190,8 @@ static void f_rcpt(void *ctx, struct smtp_rcpt_req *req)
 
 	if (f->gone)
 		f->io_after_gone++;
-	CHECK(f->rreq == NULL && f->dv == NULL, "rcpt while another request is in flight");
+	CHECK(f->rreq == NULL && f->dv == NULL && f->astep == NULL && f->sreq == NULL,
+	      "rcpt while another request is in flight");
 	CHECK(smtp_session_busy(f->s), "not busy during rcpt");
 	if (f->queries.len)
 		buf_addch(&f->queries, ' ');
@@ -189,7 +211,8 @@ static void f_deliver(void *ctx, struct smtp_delivery *dv)
 
 	if (f->gone)
 		f->io_after_gone++;
-	CHECK(f->rreq == NULL && f->dv == NULL, "deliver while another request is in flight");
+	CHECK(f->rreq == NULL && f->dv == NULL && f->astep == NULL && f->sreq == NULL,
+	      "deliver while another request is in flight");
 	CHECK(f->n_dl < MAX_DL, "too many deliveries");
 	CHECK(dv->body->data != NULL, "body without a data pointer");
 	if (f->n_dl < MAX_DL) {
@@ -242,9 +265,173 @@ static void f_start_tls(void *ctx)
 	f->n_start_tls++;
 }
 
+static const char *f_auth_mechs(void *ctx)
+{
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	return f->tls_active || f->plain_in_clear ? "X-TWO PLAIN LOGIN" : "X-TWO";
+}
+
+/* out = a malloc'd copy of the n octets at p (the session frees it). */
+static void set_out(struct auth_step *st, const char *p, size_t n)
+{
+	st->out = xmalloc(n ? n : 1);
+	memcpy(st->out, p, n);
+	st->out_len = n;
+}
+
+/* alice/secret is the one good password; "tempfail" is a directory outage. */
+static enum auth_status check_password(struct auth_step *st, const char *user, const char *pass)
+{
+	if (strcmp(user, "tempfail") == 0)
+		return AUTH_TEMPFAIL;
+	if ((strcmp(user, "alice") == 0 || strcmp(user, "alice@example.org") == 0) && strcmp(pass, "secret") == 0) {
+		strcpy(st->user, "alice@example.org");
+		return AUTH_OK;
+	}
+	snprintf(st->user, sizeof(st->user), "%s", user);  /* as given, for the log */
+	return AUTH_FAILED;
+}
+
+static void answer_auth(struct fake *f, struct auth_step *st)
+{
+	char in[64];
+	size_t n = st->in_len < sizeof(in) - 1 ? st->in_len : sizeof(in) - 1;
+
+	memcpy(in, st->in, n);
+	in[n] = '\0';
+	if (strcmp(st->mech, "PLAIN") == 0) {
+		const char *authcid = memchr(in, '\0', n);
+		const char *pass = authcid ? memchr(authcid + 1, '\0', n - (size_t)(authcid + 1 - in)) : NULL;
+
+		if (st->in_absent)
+			st->status = AUTH_CONTINUE;  /* an empty challenge, out NULL */
+		else if (!pass || memchr(pass + 1, '\0', n - (size_t)(pass + 1 - in)))
+			st->status = AUTH_MALFORMED;
+		else
+			st->status = check_password(st, authcid + 1, pass + 1);
+	} else if (strcmp(st->mech, "LOGIN") == 0) {
+		if (st->first)
+			f->login_stage = 0;
+		if (st->first && st->in_absent) {
+			set_out(st, "Username:", 9);
+			st->status = AUTH_CONTINUE;
+		} else if (f->login_stage == 0) {
+			snprintf(f->login_user, sizeof(f->login_user), "%s", in);
+			f->login_stage = 1;
+			set_out(st, "Password:", 9);
+			st->status = AUTH_CONTINUE;
+		} else {
+			st->status = check_password(st, f->login_user, in);
+		}
+	} else if (strcmp(st->mech, "X-TWO") == 0) {
+		if (st->first) {
+			f->xtwo_stage = 0;
+			if (st->in_absent)
+				set_out(st, "absent", 6);
+			else if (n == 0)
+				set_out(st, "empty", 5);
+			else
+				set_out(st, "\0\xffok", 4);
+			st->status = AUTH_CONTINUE;
+		} else if (strcmp(in, "again") == 0 && f->xtwo_stage++ == 0) {
+			st->status = AUTH_CONTINUE;
+			set_out(st, "", 0);  /* an empty challenge with a pointer */
+		} else if (strcmp(in, "alice:secret") == 0 || strcmp(in, "bob:secret") == 0) {
+			snprintf(st->user, sizeof(st->user), "%.*s@example.org", (int)strcspn(in, ":"), in);
+			st->status = AUTH_OK;
+		} else {
+			st->status = AUTH_FAILED;
+		}
+	} else {
+		CHECK(0, "auth step for mechanism %s", st->mech);
+		st->status = AUTH_FAILED;
+	}
+	smtp_session_auth_done(f->s, st);
+	CHECK(st->out == NULL, "challenge not freed by the session");
+}
+
+static void f_auth_step(void *ctx, struct auth_step *st)
+{
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	CHECK(f->rreq == NULL && f->dv == NULL && f->astep == NULL && f->sreq == NULL,
+	      "auth step while another request is in flight");
+	CHECK(smtp_session_busy(f->s), "not busy during an auth step");
+	CHECK(st->first == !f->auth_open, "first %d with an exchange %s", st->first,
+	      f->auth_open ? "open" : "closed");
+	CHECK(st->in != NULL && (!st->in_absent || (st->first && st->in_len == 0)), "bad step input");
+	CHECK(st->out == NULL && st->out_len == 0, "step with a challenge set");
+	if (st->first) {
+		f->auth_open = 1;
+		f->n_first_steps++;
+	}
+	f->n_steps++;
+	if (f->async)
+		f->astep = st;
+	else
+		answer_auth(f, st);
+}
+
+static void f_auth_end(void *ctx)
+{
+	struct fake *f = ctx;
+
+	/* the one call allowed after a disconnect */
+	CHECK(f->auth_open, "auth_end without an open exchange");
+	CHECK(f->astep == NULL, "auth_end with a step in flight");
+	f->auth_open = 0;
+	f->n_auth_end++;
+}
+
+static void answer_sender(struct fake *f, struct smtp_sender_req *req)
+{
+	static const char *const alice[] = { "alice@example.org", "alice+tag@example.org", "team@example.org" };
+
+	req->status = SMTP_SENDER_NOT_OWNED;
+	if (strcmp(req->address, "temp@example.org") == 0)
+		req->status = SMTP_SENDER_TEMPFAIL;
+	for (size_t i = 0; i < ARRAY_SIZE(alice); i++)
+		if (strcmp(req->user, "alice@example.org") == 0 && strcmp(req->address, alice[i]) == 0)
+			req->status = SMTP_SENDER_OK;
+	if (strcmp(req->user, "bob@example.org") == 0 && strcmp(req->address, "bob@example.org") == 0)
+		req->status = SMTP_SENDER_OK;
+	smtp_session_sender_done(f->s, req);
+}
+
+static void f_sender_check(void *ctx, struct smtp_sender_req *req)
+{
+	struct fake *f = ctx;
+
+	if (f->gone)
+		f->io_after_gone++;
+	CHECK(f->rreq == NULL && f->dv == NULL && f->astep == NULL && f->sreq == NULL,
+	      "sender check while another request is in flight");
+	CHECK(smtp_session_busy(f->s), "not busy during a sender check");
+	if (f->senders.len)
+		buf_addch(&f->senders, ' ');
+	buf_printf(&f->senders, "%s/%s", req->address, req->user);
+	if (f->async)
+		f->sreq = req;
+	else
+		answer_sender(f, req);
+}
+
 static const struct smtp_io fake_io = {
 	.write = f_write, .close = f_close, .set_timeout = f_set_timeout, .now = f_now,
 	.rcpt = f_rcpt, .deliver = f_deliver, .resume = f_resume, .start_tls = f_start_tls,
+};
+
+/* The same with AUTH and the sender check. */
+static const struct smtp_io fake_auth_io = {
+	.write = f_write, .close = f_close, .set_timeout = f_set_timeout, .now = f_now,
+	.rcpt = f_rcpt, .deliver = f_deliver, .resume = f_resume, .start_tls = f_start_tls,
+	.auth_mechs = f_auth_mechs, .auth_step = f_auth_step, .auth_end = f_auth_end,
+	.sender_check = f_sender_check,
 };
 
 /* While the handshake runs the session takes nothing; the glue drops what
@@ -318,12 +505,22 @@ static void feed(struct fake *f, const char *data, size_t len)
  * the session asked for it. */
 static void answer(struct fake *f)
 {
-	while (f->rreq || f->dv) {
+	while (f->rreq || f->dv || f->astep || f->sreq) {
 		if (f->rreq) {
 			struct smtp_rcpt_req *r = f->rreq;
 
 			f->rreq = NULL;
 			answer_rcpt(f, r);
+		} else if (f->astep) {
+			struct auth_step *st = f->astep;
+
+			f->astep = NULL;
+			answer_auth(f, st);
+		} else if (f->sreq) {
+			struct smtp_sender_req *q = f->sreq;
+
+			f->sreq = NULL;
+			answer_sender(f, q);
 		} else {
 			struct smtp_delivery *d = f->dv;
 
@@ -362,16 +559,26 @@ static void tls_done(struct fake *f)
 	CHECK(f->tls_wanted, "tls_done without start_tls");
 	drop_for_tls(f);
 	f->tls_wanted = 0;
+	f->tls_active = 1;
 	smtp_session_tls_started(f->s, &test_tls);
 }
 
-static void fake_start_mode(struct fake *f, const struct smtp_config *cfg, int async, int tls,
-			    enum tls_mode mode)
+enum fake_flags {
+	FK_AUTH = 1 << 0,           /* the glue offers AUTH */
+	FK_PLAIN_CLEAR = 1 << 1,    /* PLAIN and LOGIN in clear too */
+	FK_SUBMISSION = 1 << 2,
+	FK_AUTH_REQUIRED = 1 << 3,
+};
+
+static void fake_start_flags(struct fake *f, const struct smtp_config *cfg, int async, int tls,
+			     enum tls_mode mode, unsigned flags)
 {
 	struct smtp_session_params p = {
 		.cfg = cfg, .hostname = "mx.test", .sid = "S1",
 		.client_addr = "192.0.2.1", .client_name = "client.example.net", .tls = tls ? &test_tls : NULL,
 		.tls_mode = mode,
+		.submission = (flags & FK_SUBMISSION) != 0,
+		.auth_required = (flags & FK_AUTH_REQUIRED) != 0,
 	};
 
 	memset(f, 0, sizeof(*f));
@@ -379,9 +586,18 @@ static void fake_start_mode(struct fake *f, const struct smtp_config *cfg, int a
 	buf_init(&f->held, 0);
 	buf_init(&f->queries, 0);
 	buf_init(&f->dropped, 0);
+	buf_init(&f->senders, 0);
 	f->async = async;
 	f->now = 1000000;  /* a clock that does not start at 0 */
-	f->s = smtp_session_new(&p, &fake_io, f);
+	f->tls_active = tls;
+	f->plain_in_clear = (flags & FK_PLAIN_CLEAR) != 0;
+	f->s = smtp_session_new(&p, (flags & (FK_AUTH | FK_SUBMISSION)) ? &fake_auth_io : &fake_io, f);
+}
+
+static void fake_start_mode(struct fake *f, const struct smtp_config *cfg, int async, int tls,
+			    enum tls_mode mode)
+{
+	fake_start_flags(f, cfg, async, tls, mode, 0);
 }
 
 static void fake_start(struct fake *f, const struct smtp_config *cfg, int async, int tls)
@@ -406,6 +622,10 @@ static void fake_end(struct fake *f)
 	buf_release(&f->held);
 	buf_release(&f->queries);
 	buf_release(&f->dropped);
+	buf_release(&f->senders);
+	/* every exchange that reached the glue was ended, once */
+	CHECK(!f->auth_open && f->n_auth_end == f->n_first_steps, "%d exchanges, %d auth_end calls",
+	      f->n_first_steps, f->n_auth_end);
 }
 
 /* ---- checks ---- */
@@ -432,15 +652,17 @@ struct dcheck {
 	const char *targets;   /* NULL: no delivery expected */
 	const char *from;
 	const char *for_rcpt;  /* NULL: no "for" clause */
-	const char *proto;     /* NULL: "ESMTP" */
+	const char *proto;     /* NULL: "ESMTP"; comments included */
 	int id;                /* 0: the delivery's index + 1 */
+	int added;             /* submission: 1 Date added, 2 Message-ID added */
+	int hidden;            /* received_hide_client: no client address and name */
 };
 
 static void check_delivery(const struct delivery *d, const struct dcheck *want, int index)
 {
-	char prefix[1024];
-	size_t plen, rlen;
-	const char *date;
+	char prefix[1024], tail[256];
+	size_t plen, dlen;
+	const char *date, *eol;
 
 	CHECK(d->body_len == strlen(want->body) && memcmp(d->body, want->body, d->body_len) == 0,
 	      "delivery %d body \"%s\", want \"%s\"", index, d->body, want->body);
@@ -455,21 +677,32 @@ static void check_delivery(const struct delivery *d, const struct dcheck *want, 
 
 	snprintf(prefix, sizeof(prefix),
 		 "Return-Path: <%s>\n"
-		 "Received: from client.example (client.example.net [192.0.2.1])\n"
+		 "Received: from client.example%s\n"
 		 "\tby mx.test (buzon) with %s id S1.%d%s%s%s",
-		 want->from, want->proto ? want->proto : "ESMTP", want->id ? want->id : index + 1,
+		 want->from, want->hidden ? "" : " (client.example.net [192.0.2.1])",
+		 want->proto ? want->proto : "ESMTP", want->id ? want->id : index + 1,
 		 want->for_rcpt ? "\n\tfor <" : "; ",
 		 want->for_rcpt ? want->for_rcpt : "",
 		 want->for_rcpt ? ">; " : "");
 	plen = strlen(prefix);
-	rlen = strlen(d->received);
 	CHECK(strncmp(d->received, prefix, plen) == 0, "delivery %d received:\n%s\nwant prefix:\n%s",
 	      index, d->received, prefix);
 	if (strncmp(d->received, prefix, plen) != 0)
 		return;
 	date = d->received + plen;
-	CHECK(rlen > plen && d->received[rlen - 1] == '\n' && date_ok(date, rlen - plen - 1),
-	      "delivery %d received date \"%s\"", index, date);
+	eol = strchr(date, '\n');
+	dlen = eol ? (size_t)(eol - date) : 0;
+	CHECK(eol && date_ok(date, dlen), "delivery %d received date \"%s\"", index, date);
+	if (!eol)
+		return;
+	/* what submission adds after Received: the same date, our id */
+	tail[0] = '\0';
+	if (want->added & 1)
+		snprintf(tail, sizeof(tail), "Date: %.*s\n", (int)dlen, date);
+	if (want->added & 2)
+		snprintf(tail + strlen(tail), sizeof(tail) - strlen(tail), "Message-ID: <S1.%d@mx.test>\n",
+			 want->id ? want->id : index + 1);
+	CHECK(strcmp(eol + 1, tail) == 0, "delivery %d after Received:\n%s\nwant:\n%s", index, eol + 1, tail);
 }
 
 /* ---- table ---- */
@@ -496,6 +729,10 @@ struct scase {
 	size_t in_tls_len;
 	const char *dropped;
 	int starttls;           /* start_tls calls expected */
+	/* AUTH and submission */
+	unsigned flags;         /* enum fake_flags */
+	int hide_client;        /* received_hide_client */
+	const char *senders;    /* sender checks expected ("address/user ..."), NULL: not checked */
 };
 
 #define IN(s) .in = s, .in_len = sizeof(s) - 1
@@ -524,6 +761,33 @@ struct scase {
 #define READY "220 2.0.0 Ready to start TLS\r\n"
 #define MUST_TLS "530 5.7.0 Must issue a STARTTLS command first\r\n"
 #define TLS_COMMENT "\n\t(version=TLS1.3 cipher=TLS_AES_256_GCM_SHA384)"
+#define EHLO_AUTH_OUT(mechs) "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n" \
+	"250-AUTH " mechs "\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+#define EHLO_STARTTLS_AUTH_OUT(mechs) "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n" \
+	"250-STARTTLS\r\n250-AUTH " mechs "\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+#define CLEAR_MECHS "X-TWO"
+#define TLS_MECHS "X-TWO PLAIN LOGIN"
+#define PLAIN_ALICE "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"        /* \0alice\0secret */
+#define PLAIN_WRONG "AUTH PLAIN AGFsaWNlAHdyb25n\r\n"            /* \0alice\0wrong */
+#define MAIL_ALICE "MAIL FROM:<alice@example.org>\r\n"
+#define AUTH_OK "235 2.7.0 Authentication successful\r\n"
+#define AUTH_BAD "535 5.7.8 Authentication credentials invalid\r\n"
+#define AUTH_TEMP "454 4.7.0 Temporary authentication failure\r\n"
+#define AUTH_MALFORMED "501 5.5.2 Malformed authentication response\r\n"
+#define AUTH_B64 "501 5.5.2 Cannot decode response\r\n"
+#define AUTH_CANCEL "501 5.0.0 Authentication cancelled\r\n"
+#define AUTH_TOO_LONG "500 5.5.6 Authentication Exchange line is too long\r\n"
+#define AUTH_ENCRYPT "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+#define AUTH_UNKNOWN "504 5.5.4 Unrecognized authentication type\r\n"
+#define AUTH_NEEDED "530 5.7.0 Authentication required\r\n"
+#define CH_ABSENT "334 YWJzZW50\r\n"      /* X-TWO's first challenge: "absent" */
+#define CH_EMPTY "334 ZW1wdHk=\r\n"       /* "empty" */
+#define CH_BINARY "334 AP9vaw==\r\n"      /* 00 ff "ok" */
+#define AS(u) "\n\t(authenticated as " u ")"
+#define NOT_OWNED "553 5.7.1 Sender address rejected: not owned by user alice@example.org\r\n"
+/* 12272 octets of valid base64 (it decodes to c7 1c 71 ...) */
+#define B64_12272 X1000 X1000 X1000 X1000 X1000 X1000 X1000 X1000 X1000 X1000 X1000 X1000 X100 X100 \
+	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 
 static const struct scase cases[] = {
 	{ .name = "basic transaction",
@@ -911,6 +1175,173 @@ static const struct scase cases[] = {
 	  IN(EHLO MAIL_A),
 	  .out = GREET EHLO_OUT MAIL_OK },
 
+	/* SMTP AUTH (RFC 4954) */
+	{ .name = "AUTH in clear: only what the glue offers there", .flags = FK_AUTH,
+	  IN(EHLO PLAIN_ALICE "AUTH LOGIN\r\nAUTH SCRAM-SHA-256-PLUS\r\nAUTH FOO\r\n"
+	     "AUTH X-TWO\r\n*\r\nQUIT\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) AUTH_ENCRYPT AUTH_ENCRYPT AUTH_ENCRYPT AUTH_UNKNOWN
+		 CH_ABSENT AUTH_CANCEL BYE, .closed = 1 },
+	{ .name = "AUTH under TLS: the plaintext mechanisms too", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH SCRAM-SHA-256-PLUS\r\nAUTH FOO\r\n" PLAIN_ALICE),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_UNKNOWN AUTH_UNKNOWN AUTH_OK },
+	{ .name = "AUTH: plaintext in clear where the glue allows it (loopback)", .flags = FK_AUTH | FK_PLAIN_CLEAR,
+	  IN(EHLO PLAIN_ALICE MAIL_A RCPT_ALICE "DATA\r\nx\r\n.\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_OK MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org",
+		    "ESMTPA" AS("alice@example.org") } } },
+	{ .name = "AUTH: the list is asked again after STARTTLS", .flags = FK_AUTH, .mode = TLS_MODE_STARTTLS,
+	  IN(EHLO "STARTTLS\r\n"),
+	  IN_TLS(EHLO),
+	  .out = GREET EHLO_STARTTLS_AUTH_OUT(CLEAR_MECHS) READY EHLO_AUTH_OUT(TLS_MECHS), .starttls = 1 },
+	{ .name = "AUTH: tls = required offers it only after TLS", .flags = FK_AUTH, .mode = TLS_MODE_REQUIRED,
+	  IN(EHLO "AUTH X-TWO\r\nSTARTTLS\r\n"),
+	  IN_TLS(EHLO PLAIN_ALICE),
+	  .out = GREET EHLO_STARTTLS_OUT MUST_TLS READY EHLO_AUTH_OUT(TLS_MECHS) AUTH_OK, .starttls = 1 },
+	{ .name = "AUTH PLAIN pipelined with a transaction: ESMTPSA", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO PLAIN_ALICE MAIL_A RCPT_ALICE "DATA\r\nx\r\n.\r\nQUIT\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_OK MAIL_OK RCPT_OK DATA_GO QUEUED(1) BYE,
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org",
+		    "ESMTPSA" TLS_COMMENT AS("alice@example.org") } },
+	  .senders = "", .closed = 1 },
+	{ .name = "AUTH PLAIN without an initial response: an empty 334", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) "334 \r\n" AUTH_OK },
+	{ .name = "AUTH LOGIN: two challenges", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n" AUTH_OK },
+	{ .name = "AUTH LOGIN with the name as initial response, wrong password", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "auth login YWxpY2U=\r\nd3Jvbmc=\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) "334 UGFzc3dvcmQ6\r\n" AUTH_BAD },
+	{ .name = "AUTH X-TWO in clear: a binary challenge, ESMTPA", .flags = FK_AUTH,
+	  IN(EHLO "auth x-two aGVsbG8=\r\nYWxpY2U6c2VjcmV0\r\n" MAIL_A RCPT_ALICE "BDAT 2 LAST\r\nx\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) CH_BINARY AUTH_OK MAIL_OK RCPT_OK QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org",
+		    "ESMTPA" AS("alice@example.org") } } },
+	{ .name = "AUTH: initial response \"=\" is an empty response", .flags = FK_AUTH,
+	  IN(EHLO "AUTH X-TWO =\r\n*\r\nAUTH PLAIN =\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) CH_EMPTY AUTH_CANCEL AUTH_ENCRYPT },
+	{ .name = "AUTH: an empty challenge in the middle, then an empty response", .flags = FK_AUTH,
+	  IN(EHLO "AUTH X-TWO\r\nYWdhaW4=\r\n\r\nAUTH X-TWO\r\nYWdhaW4=\r\nYWdhaW4=\r\n"
+	     "AUTH X-TWO\r\nYWdhaW4=\r\nYm9iOnNlY3JldA==\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) CH_ABSENT "334 \r\n" AUTH_BAD
+		 CH_ABSENT "334 \r\n" AUTH_BAD CH_ABSENT "334 \r\n" AUTH_OK },
+	{ .name = "AUTH: wrong password, then the right one", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO PLAIN_WRONG PLAIN_WRONG PLAIN_ALICE),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_BAD AUTH_BAD AUTH_OK },
+	{ .name = "AUTH: the third failure closes the session", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO PLAIN_WRONG "AUTH PLAIN\r\nAGJvYgBzZWNyZXQ=\r\n" "AUTH LOGIN YWxpY2U=\r\nd3Jvbmc=\r\n" PLAIN_ALICE),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_BAD "334 \r\n" AUTH_BAD "334 UGFzc3dvcmQ6\r\n" AUTH_BAD
+		 "421 4.7.0 mx.test Too many authentication failures\r\n", .closed = 1 },
+	{ .name = "AUTH: temporary failure and malformed message are not failures", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH PLAIN AHRlbXBmYWlsAHg=\r\nAUTH PLAIN YWxpY2U=\r\nAUTH PLAIN AHRlbXBmYWlsAHg=\r\n"
+	     PLAIN_WRONG PLAIN_WRONG PLAIN_ALICE),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_TEMP AUTH_MALFORMED AUTH_TEMP AUTH_BAD AUTH_BAD AUTH_OK },
+	{ .name = "AUTH: bad base64 in the command and in a response", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH PLAIN AGFsaWNl!\r\nAUTH PLAIN YR==\r\nAUTH PLAIN\r\nAGFsaWNl=\r\n"
+	     "AUTH PLAIN\r\nAGFs aWNl\r\nAUTH X-TWO a\r\nAUTH PLAIN =\r\n" PLAIN_ALICE),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_B64 AUTH_B64 "334 \r\n" AUTH_B64 "334 \r\n" AUTH_B64
+		 AUTH_B64 AUTH_MALFORMED AUTH_OK },
+	{ .name = "AUTH: cancel, then a new exchange", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH LOGIN\r\n*\r\nAUTH LOGIN\r\nYWxpY2U=\r\n*\r\nAUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) "334 VXNlcm5hbWU6\r\n" AUTH_CANCEL
+		 "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n" AUTH_CANCEL
+		 "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n" AUTH_OK },
+	{ .name = "AUTH: once per session, not in a transaction, only after EHLO", .flags = FK_AUTH, .tls = 1,
+	  IN("AUTH X-TWO\r\nHELO client.example\r\nAUTH X-TWO\r\n" EHLO MAIL_A "AUTH X-TWO\r\n" RCPT_ALICE
+	     "AUTH X-TWO\r\nRSET\r\n" PLAIN_ALICE PLAIN_ALICE "AUTH X-TWO\r\n" EHLO "AUTH X-TWO\r\n"),
+	  .out = GREET "503 5.5.1 Send EHLO first\r\n250 mx.test\r\n503 5.5.1 Send EHLO first\r\n"
+		 EHLO_AUTH_OUT(TLS_MECHS) MAIL_OK "503 5.5.1 AUTH not permitted during a mail transaction\r\n"
+		 RCPT_OK "503 5.5.1 AUTH not permitted during a mail transaction\r\n" OK AUTH_OK
+		 "503 5.5.1 Already authenticated\r\n503 5.5.1 Already authenticated\r\n"
+		 EHLO_AUTH_OUT(TLS_MECHS) "503 5.5.1 Already authenticated\r\n" },
+	{ .name = "AUTH syntax", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH\r\nAUTH X-TWO a b\r\nAUTH ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG\r\nAUTH X\x80\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
+		 "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n" AUTH_UNKNOWN AUTH_UNKNOWN },
+	{ .name = "AUTH line of 12288 octets is read, one more is too long", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH X-TWO " B64_12272 "   \r\n*\r\nAUTH X-TWO " B64_12272 "    \r\nNOOP\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) CH_BINARY AUTH_CANCEL AUTH_TOO_LONG OK },
+	{ .name = "AUTH response line of 12288 octets is read, one more is too long", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "AUTH X-TWO\r\n" B64_12272 "xxxx\r\nAUTH X-TWO\r\n" B64_12272 "xxxxxxxxxxxxxxxx\r\nNOOP\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) CH_ABSENT AUTH_BAD CH_ABSENT AUTH_TOO_LONG OK },
+	{ .name = "AUTH: other long lines stay at 512", .flags = FK_AUTH, .tls = 1,
+	  IN(EHLO "NOOP " X1000 "\r\nAUTX " X1000 "\r\nNOOP\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) "500 5.5.2 Line too long\r\n500 5.5.2 Line too long\r\n" OK },
+	{ .name = "AUTH: a response ending in a bare LF in reject mode", .flags = FK_AUTH, .reject_bare_lf = 1,
+	  IN(EHLO "AUTH X-TWO\r\naGVsbG8=\nNOOP\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) CH_ABSENT
+		 "500 5.5.2 Bare LF not allowed, end commands with CRLF\r\n" OK },
+	{ .name = "AUTH: cancels and bad lines count as errors", .flags = FK_AUTH, .max_bad = 3,
+	  IN(EHLO "AUTH X-TWO\r\n*\r\nAUTH X-TWO\r\n!\r\nAUTH X-TWO\r\n*\r\nNOOP\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) CH_ABSENT AUTH_CANCEL CH_ABSENT AUTH_B64 CH_ABSENT AUTH_CANCEL
+		 "421 4.7.0 mx.test Too many errors\r\n", .closed = 1 },
+	{ .name = "AUTH: commands sent during an exchange are responses", .flags = FK_AUTH,
+	  IN(EHLO "AUTH X-TWO\r\nQUIT\r\nNOOP\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) CH_ABSENT AUTH_BAD OK },
+	{ .name = "AUTH: a user authenticated in clear is forgotten by STARTTLS", .mode = TLS_MODE_STARTTLS,
+	  .flags = FK_SUBMISSION,
+	  IN(EHLO "AUTH X-TWO aGVsbG8=\r\nYWxpY2U6c2VjcmV0\r\nSTARTTLS\r\n"),
+	  IN_TLS(EHLO MAIL_ALICE PLAIN_ALICE MAIL_ALICE),
+	  .out = GREET EHLO_STARTTLS_AUTH_OUT(CLEAR_MECHS) CH_BINARY AUTH_OK READY EHLO_AUTH_OUT(TLS_MECHS)
+		 AUTH_NEEDED AUTH_OK MAIL_OK,
+	  .senders = "alice@example.org/alice@example.org", .starttls = 1 },
+
+	/* submission (RFC 6409) */
+	{ .name = "submission: MAIL before AUTH", .flags = FK_SUBMISSION, .tls = 1,
+	  IN(EHLO MAIL_ALICE "MAIL FROM:<>\r\n" PLAIN_ALICE MAIL_ALICE),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_NEEDED AUTH_NEEDED AUTH_OK MAIL_OK,
+	  .senders = "alice@example.org/alice@example.org" },
+	{ .name = "submission: senders, remote recipients, Date and Message-ID added", .flags = FK_SUBMISSION,
+	  .tls = 1,
+	  IN(EHLO PLAIN_ALICE "MAIL FROM:<bob@example.org>\r\nMAIL FROM:<>\r\nMAIL FROM:<temp@example.org>\r\n"
+	     "RCPT TO:<bob@example.org>\r\nMAIL FROM:<team@example.org>\r\nRCPT TO:<x@other.example>\r\n"
+	     RCPT_BOB "DATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_OK NOT_OWNED
+		 "553 5.7.1 Sender address rejected: null sender not allowed on submission\r\n"
+		 "451 4.3.0 Temporary failure, try again later\r\n503 5.5.1 Need MAIL command\r\n" MAIL_OK
+		 "550 5.7.1 <x@other.example>: sending to other domains is not enabled on this server\r\n"
+		 RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "Subject: hi\n\nbody\n", "bob@example.org", "team@example.org", "bob@example.org",
+		    "ESMTPSA" TLS_COMMENT AS("alice@example.org"), 0, 3 } },
+	  .senders = "bob@example.org/alice@example.org temp@example.org/alice@example.org "
+		     "team@example.org/alice@example.org",
+	  .queries = "x@other.example bob@example.org" },
+	{ .name = "submission: Date and Message-ID only when missing", .flags = FK_SUBMISSION, .tls = 1,
+	  IN(EHLO PLAIN_ALICE MAIL_ALICE RCPT_BOB
+	     "DATA\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nmessage-id : <a@b.example>\r\n\r\nx\r\n.\r\n"
+	     MAIL_ALICE RCPT_BOB
+	     "DATA\r\nSubject: s\r\n date: folded\r\nMessage-ID:<c@d.example>\r\n\r\nDate: in the body\r\n.\r\n"
+	     MAIL_ALICE RCPT_BOB "BDAT 21 LAST\r\nHello\nDate: no header"
+	     MAIL_ALICE RCPT_BOB "DATA\r\nDATE:x\r\n\tfolded\r\n.\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_OK MAIL_OK RCPT_OK DATA_GO QUEUED(1) MAIL_OK RCPT_OK DATA_GO
+		 QUEUED(2) MAIL_OK RCPT_OK QUEUED(3) MAIL_OK RCPT_OK DATA_GO QUEUED(4),
+	  .dl = { { "Date: Mon, 1 Jan 2024 00:00:00 +0000\nmessage-id : <a@b.example>\n\nx\n", "bob@example.org",
+		    "alice@example.org", "bob@example.org", "ESMTPSA" TLS_COMMENT AS("alice@example.org"), 0, 0 },
+		  { "Subject: s\n date: folded\nMessage-ID:<c@d.example>\n\nDate: in the body\n", "bob@example.org",
+		    "alice@example.org", "bob@example.org", "ESMTPSA" TLS_COMMENT AS("alice@example.org"), 0, 1 },
+		  { "Hello\nDate: no header", "bob@example.org", "alice@example.org", "bob@example.org",
+		    "ESMTPSA" TLS_COMMENT AS("alice@example.org"), 0, 3 },
+		  { "DATE:x\n\tfolded\n", "bob@example.org", "alice@example.org", "bob@example.org",
+		    "ESMTPSA" TLS_COMMENT AS("alice@example.org"), 0, 2 } } },
+	{ .name = "submission: received_hide_client", .flags = FK_SUBMISSION, .tls = 1, .hide_client = 1,
+	  IN(EHLO PLAIN_ALICE "MAIL FROM:<alice+tag@example.org>\r\n" RCPT_BOB "DATA\r\nx\r\n.\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(TLS_MECHS) AUTH_OK MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "bob@example.org", "alice+tag@example.org", "bob@example.org",
+		    "ESMTPSA" TLS_COMMENT AS("alice@example.org"), 0, 3, 1 } } },
+	{ .name = "received_hide_client keeps the client of unauthenticated mail", .flags = FK_AUTH,
+	  .hide_client = 1,
+	  IN(START "x\r\n.\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) MAIL_OK RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { ALICE("x\n") } },
+	{ .name = "auth_required without submission: any sender, relay denied", .flags = FK_AUTH | FK_AUTH_REQUIRED,
+	  IN(EHLO MAIL_A "AUTH X-TWO aGVsbG8=\r\nYm9iOnNlY3JldA==\r\n" MAIL_A "RCPT TO:<x@other.example>\r\n"
+	     RCPT_ALICE "DATA\r\nx\r\n.\r\n"),
+	  .out = GREET EHLO_AUTH_OUT(CLEAR_MECHS) AUTH_NEEDED CH_BINARY AUTH_OK MAIL_OK
+		 "550 5.7.1 Relay access denied\r\n" RCPT_OK DATA_GO QUEUED(1),
+	  .dl = { { "x\n", "alice@example.org", "sender@remote.example", "alice@example.org",
+		    "ESMTPA" AS("bob@example.org") } },
+	  .senders = "" },
+
 	/* the max_pipeline bound: same replies, only more calls */
 	{ .name = "pipeline bound", .max_pipeline = 2,
 	  IN(EHLO MAIL_A RCPT_ALICE RCPT_BOB "NOOP\r\nDATA\r\nx\r\n.\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n"),
@@ -970,7 +1401,8 @@ static void run_case(const struct scase *c, enum feed_mode mode, int async)
 		cfg.max_bad_commands = c->max_bad;
 	if (c->max_pipeline)
 		cfg.max_pipeline = c->max_pipeline;
-	fake_start_mode(&f, &cfg, async, c->tls, c->mode);
+	cfg.received_hide_client = c->hide_client;
+	fake_start_flags(&f, &cfg, async, c->tls, c->mode, c->flags);
 	f.deliver_result = c->deliver_result;
 	CHECK(f.timeout == cfg.command_timeout * 1000, "timeout %u ms after greeting", f.timeout);
 
@@ -988,6 +1420,12 @@ static void run_case(const struct scase *c, enum feed_mode mode, int async)
 	      (f.dropped.len == 0 || memcmp(f.dropped.data, c->dropped, f.dropped.len) == 0),
 	      "dropped for TLS:\n%.*s\nwant:\n%s", (int)f.dropped.len, f.dropped.data ? f.dropped.data : "",
 	      c->dropped ? c->dropped : "");
+	if (f.closed && f.held.len && !smtp_session_busy(f.s)) {
+		/* closed by a request's answer (the third failed AUTH) with
+		 * input held: the connection drops it; the session would too */
+		CHECK(smtp_session_input(f.s, f.held.data, f.held.len) == f.held.len, "closed session kept input");
+		buf_reset(&f.held);
+	}
 	CHECK(f.held.len == 0, "%zu input bytes never consumed", f.held.len);
 	CHECK(f.max_held_idle <= 1024, "caller had to hold %zu bytes", f.max_held_idle);
 	CHECK(f.out.len == strlen(c->out) && memcmp(f.out.data, c->out, f.out.len) == 0,
@@ -1001,6 +1439,9 @@ static void run_case(const struct scase *c, enum feed_mode mode, int async)
 	if (c->queries)
 		CHECK(strcmp(f.queries.data ? f.queries.data : "", c->queries) == 0,
 		      "recipient checks \"%s\", want \"%s\"", f.queries.data ? f.queries.data : "", c->queries);
+	if (c->senders)
+		CHECK(strcmp(f.senders.data ? f.senders.data : "", c->senders) == 0,
+		      "sender checks \"%s\", want \"%s\"", f.senders.data ? f.senders.data : "", c->senders);
 	/* the clock did not move: the timer stands at one full timeout */
 	if (!f.closed && !smtp_session_busy(f.s))
 		CHECK(f.timeout == cfg.command_timeout * 1000 || f.timeout == cfg.data_timeout * 1000,
@@ -1578,6 +2019,124 @@ static void test_starttls(void)
 	fake_end(&f);
 }
 
+/* AUTH outside the table: logs, time, disconnects, the async contract. */
+static void test_auth(void)
+{
+	struct smtp_config cfg = test_cfg();
+	struct fake f;
+	FILE *tmp = tmpfile();
+	char text[8192];
+	size_t n;
+
+	current = "auth: logs name mechanism, user and client, never a secret";
+	if (!tmp) {
+		CHECK(0, "tmpfile failed");
+		return;
+	}
+	log_set_level(LOG_INFO);
+	log_set_fd(fileno(tmp));
+	fake_start_flags(&f, &cfg, 0, 1, TLS_MODE_IMPLICIT, FK_SUBMISSION);
+	feed_str(&f, EHLO PLAIN_WRONG "AUTH LOGIN\r\nYWxpY2U=\r\n*\r\nAUTH PLAIN YWxpY2U=\r\n"
+		 "AUTH X-TWO\r\nYWxpY2U6c2VjcmV0\r\nMAIL FROM:<bob@example.org>\r\nQUIT\r\n");
+	fake_end(&f);
+	log_set_fd(2);
+	log_set_level(LOG_WARN);
+	rewind(tmp);
+	n = fread(text, 1, sizeof(text) - 1, tmp);
+	text[n] = '\0';
+	fclose(tmp);
+	CHECK(!strstr(text, "secret") && !strstr(text, "wrong") && !strstr(text, "AGFsaWNl") &&
+	      !strstr(text, "YWxpY2U"), "a secret in the logs:\n%s", text);
+	CHECK(strstr(text, "auth failed mech=PLAIN user=alice client=192.0.2.1") &&
+	      strstr(text, "auth cancelled mech=LOGIN client=192.0.2.1") &&
+	      strstr(text, "auth failed mech=PLAIN user=- client=192.0.2.1 reason=malformed") &&
+	      strstr(text, "auth ok mech=X-TWO user=alice@example.org client=192.0.2.1") &&
+	      strstr(text, "mail refused from=bob@example.org user=alice@example.org reason=not_owned"),
+	      "auth not logged:\n%s", text);
+
+	current = "auth: the session takes nothing while a step runs";
+	fake_start_flags(&f, &cfg, 1, 1, TLS_MODE_IMPLICIT, FK_AUTH);
+	{
+		static const char in[] = EHLO "AUTH LOGIN\r\nYWxpY2U=\r\n";
+
+		n = smtp_session_input(f.s, in, sizeof(in) - 1);
+		CHECK(n == strlen(EHLO "AUTH LOGIN\r\n") && f.astep && smtp_session_busy(f.s), "consumed %zu", n);
+		CHECK(smtp_session_input(f.s, in + n, sizeof(in) - 1 - n) == 0, "busy session consumed input");
+		tick(&f, 500 * 1000);
+		CHECK(!f.closed, "timed out while the glue worked");
+		answer(&f);
+		CHECK(f.resumes == 1 && out_ends_with(&f, "334 VXNlcm5hbWU6\r\n"), "after the step: %s", f.out.data);
+		CHECK(f.timer_at == f.now + cfg.command_timeout * 1000, "response deadline not restarted");
+	}
+	fake_end(&f);
+
+	current = "auth: disconnect with a step in flight";
+	fake_start_flags(&f, &cfg, 1, 1, TLS_MODE_IMPLICIT, FK_AUTH);
+	feed_str(&f, EHLO "AUTH LOGIN\r\n");
+	answer(&f);
+	feed_str(&f, "YWxpY2U=\r\n");
+	CHECK(f.astep != NULL && f.auth_open, "no step in flight");
+	smtp_session_disconnected(f.s);
+	f.gone = 1;
+	CHECK(f.auth_open, "auth_end while the step was in flight");
+	answer(&f);
+	CHECK(f.io_after_gone == 0 && !f.auth_open && f.n_auth_end == 1, "after the answer: %d io calls, open %d",
+	      f.io_after_gone, f.auth_open);
+	fake_end(&f);
+
+	current = "auth: disconnect while a 334 waits";
+	fake_start_flags(&f, &cfg, 0, 1, TLS_MODE_IMPLICIT, FK_AUTH);
+	feed_str(&f, EHLO "AUTH LOGIN\r\n");
+	CHECK(f.auth_open, "no exchange open");
+	smtp_session_disconnected(f.s);
+	f.gone = 1;
+	CHECK(!f.auth_open && f.n_auth_end == 1, "exchange not ended at disconnect");
+	fake_end(&f);
+
+	current = "auth: timeout while a 334 waits";
+	fake_start_flags(&f, &cfg, 0, 1, TLS_MODE_IMPLICIT, FK_AUTH);
+	feed_str(&f, EHLO "AUTH LOGIN\r\nYWxp");
+	tick(&f, cfg.command_timeout * 1000);
+	CHECK(f.closed && !f.auth_open && out_ends_with(&f, "334 VXNlcm5hbWU6\r\n"
+							"421 4.4.2 mx.test Error: timeout exceeded\r\n"),
+	      "timeout in an exchange: %s", f.out.data);
+	fake_end(&f);
+
+	current = "auth: shutdown during an exchange";
+	fake_start_flags(&f, &cfg, 1, 1, TLS_MODE_IMPLICIT, FK_AUTH);
+	feed_str(&f, EHLO "AUTH LOGIN\r\n");
+	smtp_session_shutdown(f.s);
+	CHECK(!f.closed, "closed with a step in flight");
+	answer(&f);
+	CHECK(f.closed && !f.auth_open && out_ends_with(&f, "334 VXNlcm5hbWU6\r\n"
+							"421 4.3.2 mx.test Service shutting down\r\n"),
+	      "shutdown in an exchange: %s", f.out.data);
+	fake_end(&f);
+
+	current = "auth: freed with a 334 waiting";
+	fake_start_flags(&f, &cfg, 0, 1, TLS_MODE_IMPLICIT, FK_AUTH);
+	feed_str(&f, EHLO "AUTH X-TWO\r\n");
+	smtp_session_free(&f.s);
+	CHECK(!f.auth_open && f.n_auth_end == 1, "exchange not ended at free");
+	{
+		/* fake_end wants a session to free */
+		struct smtp_session_params p = { .cfg = &cfg, .hostname = "mx.test", .sid = "S1" };
+
+		f.s = smtp_session_new(&p, &fake_io, &f);
+	}
+	fake_end(&f);
+
+	current = "auth: a sender check in flight holds the input";
+	fake_start_flags(&f, &cfg, 1, 1, TLS_MODE_IMPLICIT, FK_SUBMISSION);
+	feed_str(&f, EHLO PLAIN_ALICE);
+	answer(&f);
+	feed_str(&f, MAIL_ALICE RCPT_BOB);
+	CHECK(f.sreq && smtp_session_busy(f.s) && f.held.len == strlen(RCPT_BOB), "no sender check in flight");
+	answer(&f);
+	CHECK(out_ends_with(&f, AUTH_OK MAIL_OK RCPT_OK), "after the sender check: %s", f.out.data);
+	fake_end(&f);
+}
+
 int main(void)
 {
 	FILE *devnull = fopen("/dev/null", "w");
@@ -1602,6 +2161,7 @@ int main(void)
 	test_shutdown();
 	test_async_contract();
 	test_starttls();
+	test_auth();
 	log_set_fd(2);
 	if (devnull)
 		fclose(devnull);
