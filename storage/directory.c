@@ -15,6 +15,7 @@
 
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/sasl.h"
 #include "lib/xalloc.h"
 #include "schema/schema.h"
 #include "storage/maildir.h"
@@ -980,6 +981,30 @@ static int check_old_maildir(const char *path, unsigned flags, char *err, size_t
 	return 0;
 }
 
+/*
+ * The SCRAM secrets of a new password (both hashes), computed before any
+ * lock: PBKDF2 is slow on purpose. A password SASLprep refuses or changes
+ * (control characters, a non-ASCII space, a character mapped to nothing)
+ * is refused: GNU SASL's PLAIN and every SCRAM client would send another
+ * string than the one hashed, so the user could not log in by SASL.
+ */
+static int scram_secrets(const char *password, char *s1, char *s256, char *err, size_t errlen)
+{
+	int r;
+
+	r = sasl_password_check(password);
+	if (r == 0)
+		r = sasl_scram_secret_make(SASL_SCRAM_SHA1, password, s1, SASL_SCRAM_SECRET_MAX);
+	if (r == 0)
+		r = sasl_scram_secret_make(SASL_SCRAM_SHA256, password, s256, SASL_SCRAM_SECRET_MAX);
+	if (r == -EINVAL)
+		seterr(err, errlen, "the password holds characters SASL cannot carry as they are"
+		       " (control characters, non-ASCII spaces, or text that Unicode normalization changes)");
+	else if (r < 0)
+		seterr(err, errlen, "cannot compute the SCRAM secrets: %s", strerror(-r));
+	return r;
+}
+
 int dir_user_add(struct dir *d, const char *address, const char *password, uint64_t quota,
 		 char *err, size_t errlen)
 {
@@ -990,6 +1015,7 @@ int dir_user_add_flags(struct dir *d, const char *address, const char *password,
 		       unsigned flags, char *err, size_t errlen)
 {
 	char hash[PASSWORD_HASH_MAX], canon[ADDRESS_MAX + 1], path[4096];
+	char s1[SASL_SCRAM_SECRET_MAX], s256[SASL_SCRAM_SECRET_MAX];
 	struct addr a;
 	int64_t domain_id, id;
 	int rc, r;
@@ -1009,9 +1035,14 @@ int dir_user_add_flags(struct dir *d, const char *address, const char *password,
 		seterr(err, errlen, "maildir path for %s is too long", canon);
 		return -ENAMETOOLONG;
 	}
-	/* Hash before taking the lock: yescrypt is slow on purpose. */
+	/* Hash before taking the lock: yescrypt and PBKDF2 are slow on purpose. */
+	r = scram_secrets(password, s1, s256, err, errlen);
+	if (r < 0)
+		return r;
 	r = password_hash(password, hash, sizeof(hash));
 	if (r < 0) {
+		wipe(s1, sizeof(s1));
+		wipe(s256, sizeof(s256));
 		seterr(err, errlen, "cannot hash the password: %s", strerror(-r));
 		return r;
 	}
@@ -1046,8 +1077,9 @@ int dir_user_add_flags(struct dir *d, const char *address, const char *password,
 		r = check_old_maildir(path, flags, err, errlen);
 		if (r < 0)
 			goto out;
-		rc = sql_exec(d, "INSERT INTO users (domain_id, localpart, password, quota) VALUES (?1, ?2, ?3, ?4)",
-			      "itti", domain_id, a.local, hash, (int64_t)quota);
+		rc = sql_exec(d, "INSERT INTO users (domain_id, localpart, password, quota, scram_sha1, scram_sha256)"
+			      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+			      "ittitt", domain_id, a.local, hash, (int64_t)quota, s1, s256);
 	}
 	if (rc != SQLITE_OK) {
 		r = sql_fail(d, rc, "user add", err, errlen);
@@ -1065,6 +1097,8 @@ out:
 	rollback(d);
 	unlock(d);
 	wipe(hash, sizeof(hash));
+	wipe(s1, sizeof(s1));
+	wipe(s256, sizeof(s256));
 	return r;
 }
 
@@ -1281,9 +1315,35 @@ static int user_update(struct dir *d, const char *address, const char *column, c
 	return r;
 }
 
+/* Sets the password hash and the SCRAM secrets (NULL: none) of a user in
+ * one statement, so that a login never sees one without the other. */
+static int set_password(struct dir *d, const char *address, const char *hash, const char *s1,
+			const char *s256, char *err, size_t errlen)
+{
+	char canon[ADDRESS_MAX + 1];
+	struct addr a;
+	int rc, r = 0;
+
+	if (check_address(address, &a, err, errlen) < 0)
+		return -EINVAL;
+	addr_format(&a, canon, sizeof(canon));
+	lock(d);
+	rc = sql_exec(d, "UPDATE users SET password = ?3, scram_sha1 = ?4, scram_sha256 = ?5"
+		      " WHERE localpart = ?2 AND domain_id = (SELECT id FROM domains WHERE name = ?1)",
+		      "ttttt", a.domain, a.local, hash, s1, s256);
+	if (rc != SQLITE_OK) {
+		r = sql_fail(d, rc, "user update", err, errlen);
+	} else if (sqlite3_changes(d->db) == 0) {
+		seterr(err, errlen, "unknown user %s", canon);
+		r = -ENOENT;
+	}
+	unlock(d);
+	return r;
+}
+
 int dir_user_passwd(struct dir *d, const char *address, const char *password, char *err, size_t errlen)
 {
-	char hash[PASSWORD_HASH_MAX];
+	char hash[PASSWORD_HASH_MAX], s1[SASL_SCRAM_SECRET_MAX], s256[SASL_SCRAM_SECRET_MAX];
 	struct addr a;
 	int r;
 
@@ -1293,16 +1353,22 @@ int dir_user_passwd(struct dir *d, const char *address, const char *password, ch
 		seterr(err, errlen, "empty password");
 		return -EINVAL;
 	}
-	r = password_hash(password, hash, sizeof(hash));
-	if (r < 0) {
-		seterr(err, errlen, "cannot hash the password: %s", strerror(-r));
+	r = scram_secrets(password, s1, s256, err, errlen);
+	if (r < 0)
 		return r;
-	}
-	r = user_update(d, address, "password", hash, 0, err, errlen);
+	r = password_hash(password, hash, sizeof(hash));
+	if (r < 0)
+		seterr(err, errlen, "cannot hash the password: %s", strerror(-r));
+	else
+		r = set_password(d, address, hash, s1, s256, err, errlen);
 	wipe(hash, sizeof(hash));
+	wipe(s1, sizeof(s1));
+	wipe(s256, sizeof(s256));
 	return r;
 }
 
+/* An imported hash comes without SCRAM secrets (they need the password):
+ * the old ones go, and SCRAM waits for the next "user passwd". */
 int dir_user_set_hash(struct dir *d, const char *address, const char *hash, char *err, size_t errlen)
 {
 	struct addr a;
@@ -1317,7 +1383,7 @@ int dir_user_set_hash(struct dir *d, const char *address, const char *hash, char
 		seterr(err, errlen, "not a complete hash this libcrypt can verify ($y$, $2b$, $6$, $5$)");
 		return -EINVAL;
 	}
-	return user_update(d, address, "password", hash, 0, err, errlen);
+	return set_password(d, address, hash, NULL, NULL, err, errlen);
 }
 
 int dir_user_set_quota(struct dir *d, const char *address, uint64_t quota, char *err, size_t errlen)
@@ -1825,4 +1891,95 @@ int dir_authenticate(struct dir *d, const char *address, const char *password, c
 	if (canonical_r)
 		snprintf(canonical_r, 320, "%s@%s", a.local, a.domain);
 	return 0;
+}
+
+int dir_scram_lookup(struct dir *d, const char *address, enum sasl_scram_hash hash, struct sasl_scram_user *u_r)
+{
+	struct addr a;
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	memset(u_r, 0, sizeof(*u_r));
+	if (parse_address(address, &a, NULL, 0) != ADDR_OK)
+		return 0;
+	lock(d);
+	rc = prep(d, &st, hash == SASL_SCRAM_SHA1
+		  ? "SELECT u.enabled, u.scram_sha1 FROM users u JOIN domains d ON d.id = u.domain_id"
+		    " WHERE d.name = ?1 AND u.localpart = ?2"
+		  : "SELECT u.enabled, u.scram_sha256 FROM users u JOIN domains d ON d.id = u.domain_id"
+		    " WHERE d.name = ?1 AND u.localpart = ?2", "tt", a.domain, a.local);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const char *sec = (const char *)sqlite3_column_text(st, 1);
+
+			u_r->enabled = sqlite3_column_int(st, 0);
+			if (sec && strlen(sec) < sizeof(u_r->secret))
+				strcpy(u_r->secret, sec);
+			snprintf(u_r->canonical, sizeof(u_r->canonical), "%s@%s", a.local, a.domain);
+			r = 1;
+			rc = SQLITE_DONE;
+		}
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_DONE)
+		r = sql_fail(d, rc, "scram lookup", NULL, 0);
+	unlock(d);
+	return r;
+}
+
+int dir_sasl_secret(struct dir *d, unsigned char out[SASL_CTX_SECRET_LEN])
+{
+	sqlite3_stmt *st;
+	int rc, r = -ENOENT;
+
+	lock(d);
+	rc = prep(d, &st, "SELECT value FROM settings WHERE key = 'sasl_secret'", "");
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const char *hex = (const char *)sqlite3_column_text(st, 0);
+
+			if (hex && strlen(hex) == 2 * SASL_CTX_SECRET_LEN) {
+				r = 0;
+				for (size_t i = 0; i < SASL_CTX_SECRET_LEN && r == 0; i++) {
+					unsigned v;
+
+					if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+						r = -EINVAL;
+					out[i] = (unsigned char)v;
+				}
+			} else {
+				r = -EINVAL;
+			}
+			rc = SQLITE_DONE;
+		}
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_DONE)
+		r = sql_fail(d, rc, "sasl secret", NULL, 0);
+	else if (r < 0)
+		log_error("dir", NULL, "settings row sasl_secret is missing or damaged");
+	unlock(d);
+	return r;
+}
+
+/* The adapters of dir_sasl_backend(). */
+static int backend_check_password(void *ctx, const char *user, const char *password,
+				  char canonical_r[SASL_ID_MAX + 1])
+{
+	return dir_authenticate(ctx, user, password, canonical_r);
+}
+
+static int backend_scram_lookup(void *ctx, const char *user, enum sasl_scram_hash hash,
+				struct sasl_scram_user *u_r)
+{
+	return dir_scram_lookup(ctx, user, hash, u_r);
+}
+
+void dir_sasl_backend(struct dir *d, struct sasl_backend *b)
+{
+	b->ctx = d;
+	b->check_password = backend_check_password;
+	b->scram_lookup = backend_scram_lookup;
 }

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/sasl.h"
+
 /*
  * The user directory: domains, users and aliases in data_dir/buzon.db
  * (SQLite, WAL). The schema comes from schema/ (embedded in the binary) and
@@ -58,7 +60,8 @@ int dir_domain_list(struct dir *d, void (*cb)(void *ctx, const char *domain), vo
 /* 1 when the domain is local, 0 when not, negative on error. */
 int dir_domain_exists(struct dir *d, const char *domain);
 
-/* Adds a user with the password (hashed here, yescrypt) and quota in bytes
+/* Adds a user with the password (hashed here, yescrypt, and SCRAM-SHA-1 and
+ * SCRAM-SHA-256 secrets, sasl_scram_secret_make()) and quota in bytes
  * (0 = none) and creates the user's Maildir (with its default folders).
  * Refuses (-EEXIST) while anything exists at the user's Maildir path: the
  * mail of an earlier user of the name is never handed over by accident. */
@@ -94,8 +97,13 @@ int dir_user_exists(struct dir *d, const char *address);
  * stays (and dir_user_add() refuses the name while it is there). */
 int dir_user_del(struct dir *d, const char *address, char *moved_r, size_t movedlen, char *err,
 		 size_t errlen);
+/* Sets a new password: its yescrypt hash and its SCRAM secrets. Both here
+ * and at dir_user_add(), a password SASL would carry changed (SASLprep:
+ * control characters, non-ASCII spaces, unnormalized Unicode) is refused
+ * with -EINVAL. */
 int dir_user_passwd(struct dir *d, const char *address, const char *password, char *err, size_t errlen);
-/* Sets a stored hash as is (import of $2b$, $6$, $y$ hashes). */
+/* Sets a stored hash as is (import of $2b$, $6$, $y$ hashes); the user's
+ * SCRAM secrets are removed (SCRAM returns at the next dir_user_passwd()). */
 int dir_user_set_hash(struct dir *d, const char *address, const char *hash, char *err, size_t errlen);
 int dir_user_set_quota(struct dir *d, const char *address, uint64_t quota, char *err, size_t errlen);
 int dir_user_set_enabled(struct dir *d, const char *address, int enabled, char *err, size_t errlen);
@@ -171,5 +179,19 @@ enum dir_status dir_resolve_postmaster(struct dir *d, const char *domain, const 
  * canonical_r (size 320) receives the canonical address on success.
  */
 int dir_authenticate(struct dir *d, const char *address, const char *password, char *canonical_r);
+
+/*
+ * Reads the SCRAM secret of address for hash (RFC 5803 text, "" for a user
+ * made before schema 0002 or with an imported hash), whether the user is
+ * enabled and the canonical address: 1 when address is a user, 0 when not
+ * (or not an address), negative on error. Quick (one indexed read).
+ */
+int dir_scram_lookup(struct dir *d, const char *address, enum sasl_scram_hash hash, struct sasl_scram_user *u_r);
+/* Reads the key of the fake SCRAM salts (schema 0002 made it) for
+ * sasl_ctx_new(); 0 or negative. */
+int dir_sasl_secret(struct dir *d, unsigned char out[SASL_CTX_SECRET_LEN]);
+/* Fills b with the directory's lookups for sasl_exchange_step():
+ * dir_authenticate() and dir_scram_lookup(), ctx = d. */
+void dir_sasl_backend(struct dir *d, struct sasl_backend *b);
 
 #endif

@@ -12,7 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gsasl.h>
+
+#include "lib/sasl.h"
 #include "lib/xalloc.h"
+#include "schema/schema.h"
 #include "storage/directory.h"
 #include "storage/password.h"
 
@@ -534,6 +538,176 @@ static void test_login_timing(void)
 	CHECK(unknown > known * 0.3, "unknown user login took %.4fs, known %.4fs", unknown, known);
 }
 
+/* ---- SCRAM secrets and the SASL backend ----------------------------------- */
+
+static int client_cb(Gsasl *g, Gsasl_session *s, Gsasl_property prop)
+{
+	const char *const *cred = gsasl_session_hook_get(s);
+
+	(void)g;
+	if (prop == GSASL_AUTHID)
+		return gsasl_property_set(s, prop, cred[0]);
+	if (prop == GSASL_PASSWORD)
+		return gsasl_property_set(s, prop, cred[1]);
+	return GSASL_NO_CALLBACK;
+}
+
+/* One whole exchange of mech through dir_sasl_backend(): the result, and
+ * the user in user_r (320). */
+static int sasl_login(const char *mech, const char *user, const char *password, char *user_r)
+{
+	static struct sasl_ctx *sctx;
+	static Gsasl *cctx;
+	const char *cred[2] = { user, password };
+	struct sasl_backend b;
+	struct sasl_exchange *x = NULL;
+	Gsasl_session *cs = NULL;
+	const unsigned char *out;
+	size_t outlen, rl;
+	char *resp = NULL;
+	int r, rc;
+
+	if (!sctx) {
+		unsigned char secret[SASL_CTX_SECRET_LEN];
+		CHECK(dir_sasl_secret(d, secret) == 0, "dir_sasl_secret");
+		CHECK(sasl_ctx_new(secret, sizeof(secret), &sctx) == 0, "sasl_ctx_new");
+		gsasl_init(&cctx);
+		gsasl_callback_set(cctx, client_cb);
+	}
+	dir_sasl_backend(d, &b);
+	user_r[0] = '\0';
+	if (sasl_exchange_new(sctx, mech, 1, NULL, &x) < 0 || gsasl_client_start(cctx, mech, &cs) != GSASL_OK)
+		return 99;
+	gsasl_session_hook_set(cs, cred);
+	gsasl_step(cs, NULL, 0, &resp, &rl);
+	r = sasl_exchange_step(x, &b, (unsigned char *)resp, rl, &out, &outlen);
+	gsasl_free(resp);
+	while (r == SASL_STEP_CONTINUE) {
+		resp = NULL;
+		rl = 0;
+		rc = gsasl_step(cs, (const char *)out, outlen, &resp, &rl);
+		if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE) {
+			r = 100 + rc;
+			break;
+		}
+		r = sasl_exchange_step(x, &b, (unsigned char *)(resp ? resp : ""), rl, &out, &outlen);
+		gsasl_free(resp);
+	}
+	snprintf(user_r, 320, "%s", sasl_exchange_user(x));
+	sasl_exchange_free(&x);
+	gsasl_finish(cs);
+	return r;
+}
+
+static void test_scram(void)
+{
+	struct sasl_scram_user u, u2;
+	unsigned char key[SASL_CTX_SECRET_LEN], key2[SASL_CTX_SECRET_LEN];
+	char user[320];
+
+	/* written at user add */
+	CHECK(dir_scram_lookup(d, "Alice@Example.TEST", SASL_SCRAM_SHA256, &u) == 1, "lookup alice");
+	CHECK(u.enabled && strcmp(u.canonical, "alice@example.test") == 0, "alice: %d %s", u.enabled, u.canonical);
+	CHECK(sasl_scram_secret_check(SASL_SCRAM_SHA256, u.secret) == 0 && strncmp(u.secret, "SCRAM-SHA-256$", 14) == 0,
+	      "alice's SCRAM-SHA-256 secret: %s", u.secret);
+	CHECK(dir_scram_lookup(d, "alice@example.test", SASL_SCRAM_SHA1, &u) == 1 &&
+	      sasl_scram_secret_check(SASL_SCRAM_SHA1, u.secret) == 0, "alice's SCRAM-SHA-1 secret: %s", u.secret);
+	/* replaced at user passwd */
+	CHECK(dir_scram_lookup(d, "bob@example.test", SASL_SCRAM_SHA256, &u) == 1 && u.secret[0], "bob");
+	OP(0, NULL, dir_user_passwd(d, "bob@example.test", "newer-bob-pw", err, errlen));
+	CHECK(dir_scram_lookup(d, "bob@example.test", SASL_SCRAM_SHA256, &u2) == 1 && u2.secret[0] &&
+	      strcmp(u.secret, u2.secret) != 0, "bob's secret after passwd");
+	/* removed by an imported hash (dave), kept for a disabled user (carol) */
+	CHECK(dir_scram_lookup(d, "dave@example.test", SASL_SCRAM_SHA256, &u) == 1 && !u.secret[0] && u.enabled,
+	      "dave (imported hash) has a secret: %s", u.secret);
+	CHECK(dir_scram_lookup(d, "carol@example.test", SASL_SCRAM_SHA1, &u) == 1 && !u.enabled && u.secret[0],
+	      "carol (disabled)");
+	CHECK(dir_scram_lookup(d, "nobody@example.test", SASL_SCRAM_SHA1, &u) == 0 && !u.canonical[0], "nobody");
+	CHECK(dir_scram_lookup(d, "sales@example.test", SASL_SCRAM_SHA1, &u) == 0, "an alias");
+	CHECK(dir_scram_lookup(d, "not an address", SASL_SCRAM_SHA1, &u) == 0, "not an address");
+	/* passwords SASL would carry changed are refused */
+	OP(-EINVAL, "SASL", dir_user_passwd(d, "bob@example.test", "a\x01b", err, errlen));
+	OP(-EINVAL, "SASL", dir_user_passwd(d, "bob@example.test", "non\xc2\xa0" "breaking", err, errlen));
+	OP(-EINVAL, "SASL", dir_user_add(d, "eve@example.test", "a\x7f", 0, err, errlen));
+	CHECK(dir_user_exists(d, "eve@example.test") == 0, "eve was added");
+	OP(0, NULL, dir_user_passwd(d, "bob@example.test", "p\xc3\xa4ss w\xc3\xb6rd", err, errlen));
+	/* the key of the fake salts: there, and the same on every read */
+	CHECK(dir_sasl_secret(d, key) == 0 && dir_sasl_secret(d, key2) == 0 && memcmp(key, key2, sizeof(key)) == 0,
+	      "sasl secret");
+
+	/* whole exchanges against the directory */
+	CHECK(sasl_login("SCRAM-SHA-256", "alice@example.test", "alice-pw", user) == SASL_STEP_SUCCESS &&
+	      strcmp(user, "alice@example.test") == 0, "alice over SCRAM-SHA-256: %s", user);
+	CHECK(sasl_login("SCRAM-SHA-1", "bob@example.test", "p\xc3\xa4ss w\xc3\xb6rd", user) == SASL_STEP_SUCCESS,
+	      "bob over SCRAM-SHA-1 with a UTF-8 password");
+	CHECK(sasl_login("SCRAM-SHA-256", "alice@example.test", "wrong", user) == SASL_STEP_FAILURE, "wrong pw");
+	CHECK(sasl_login("SCRAM-SHA-256", "carol@example.test", "carol-pw", user) == SASL_STEP_FAILURE, "disabled");
+	CHECK(sasl_login("SCRAM-SHA-256", "dave@example.test", "secret", user) == SASL_STEP_FAILURE,
+	      "dave (no SCRAM secret) over SCRAM");
+	CHECK(sasl_login("PLAIN", "dave@example.test", "secret", user) == SASL_STEP_SUCCESS &&
+	      strcmp(user, "dave@example.test") == 0, "dave over PLAIN");
+	CHECK(sasl_login("LOGIN", "ALICE@example.test", "alice-pw", user) == SASL_STEP_SUCCESS &&
+	      strcmp(user, "alice@example.test") == 0, "alice over LOGIN: %s", user);
+	CHECK(sasl_login("PLAIN", "nobody@example.test", "x", user) == SASL_STEP_FAILURE, "nobody over PLAIN");
+}
+
+/* A database of schema version 1 (0001-initial.sql) with a user: opening it
+ * migrates it, and the old user logs in as before, with PLAIN but not SCRAM,
+ * until a new password gives the secrets. */
+static void test_migration_v1(void)
+{
+	char dir1[512], path[600], hash[PASSWORD_HASH_MAX], why[256], user[320];
+	struct dir *saved = d;
+	struct sasl_scram_user u;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	snprintf(dir1, sizeof(dir1), "%s-v1", root);
+	CHECK(mkdir(dir1, 0700) == 0, "mkdir %s", dir1);
+	snprintf(path, sizeof(path), "%s/buzon.db", dir1);
+	CHECK(password_hash("old-pw", hash, sizeof(hash)) == 0, "hash");
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK, "open v1");
+	CHECK(strcmp(schema_migrations[0].name, "0001-initial.sql") == 0, "first migration");
+	CHECK(sqlite3_exec(db, schema_migrations[0].sql, NULL, NULL, NULL) == SQLITE_OK, "0001");
+	char *sql = sqlite3_mprintf("INSERT INTO schema_version VALUES (1);"
+				    " INSERT INTO domains (name) VALUES ('old.test');"
+				    " INSERT INTO users (domain_id, localpart, password) VALUES (1, 'olduser', %Q);", hash);
+	CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "v1 data");
+	sqlite3_free(sql);
+	sqlite3_close(db);
+
+	d = NULL;
+	CHECK(dir_open(dir1, &d, why, sizeof(why)) == 0, "open the v1 database: %s", why);
+	if (!d) {
+		d = saved;
+		return;
+	}
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK, "reopen");
+	CHECK(sqlite3_prepare_v2(db, "SELECT (SELECT version FROM schema_version),"
+				 " (SELECT count(*) FROM users WHERE scram_sha1 IS NULL AND scram_sha256 IS NULL),"
+				 " (SELECT length(value) FROM settings WHERE key = 'sasl_secret')", -1, &st, NULL) == SQLITE_OK,
+	      "query");
+	CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2 && sqlite3_column_int(st, 1) == 1 &&
+	      sqlite3_column_int(st, 2) == 64, "after migration: version %d, users without secrets %d, secret %d",
+	      sqlite3_column_int(st, 0), sqlite3_column_int(st, 1), sqlite3_column_int(st, 2));
+	sqlite3_finalize(st);
+	CHECK(dir_authenticate(d, "olduser@old.test", "old-pw", NULL) == 0, "the old user logs in");
+	CHECK(dir_scram_lookup(d, "olduser@old.test", SASL_SCRAM_SHA256, &u) == 1 && !u.secret[0] && u.enabled,
+	      "no secret before the next passwd");
+	CHECK(sasl_login("PLAIN", "olduser@old.test", "old-pw", user) == SASL_STEP_SUCCESS, "PLAIN after migration");
+	CHECK(sasl_login("SCRAM-SHA-256", "olduser@old.test", "old-pw", user) == SASL_STEP_FAILURE,
+	      "SCRAM before the next passwd");
+	OP(0, NULL, dir_user_passwd(d, "olduser@old.test", "new-pw", err, errlen));
+	CHECK(sasl_login("SCRAM-SHA-256", "olduser@old.test", "new-pw", user) == SASL_STEP_SUCCESS &&
+	      strcmp(user, "olduser@old.test") == 0, "SCRAM after passwd");
+	/* a schema CHECK keeps junk out of the columns */
+	CHECK(sqlite3_exec(db, "UPDATE users SET scram_sha1 = 'junk'", NULL, NULL, NULL) != SQLITE_OK, "junk secret");
+	sqlite3_close(db);
+	dir_close(&d);
+	d = saved;
+	nftw(dir1, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ---- schema, reopen, normalize ------------------------------------------ */
 
 static void test_schema(void)
@@ -558,7 +732,7 @@ static void test_schema(void)
 		const char *sql;
 		const char *want;
 	} q[] = {
-		{ "SELECT version FROM schema_version", "1" },
+		{ "SELECT version FROM schema_version", "2" },
 		{ "SELECT count(*) FROM schema_version", "1" },
 		{ "PRAGMA journal_mode", "wal" },
 		{ "SELECT localpart FROM users WHERE localpart = 'alice'", "alice" },
@@ -580,7 +754,7 @@ static void test_schema(void)
 	/* A database from a newer buzon is refused, not damaged. */
 	CHECK(sqlite3_exec(db, "UPDATE schema_version SET version = 999", NULL, NULL, NULL) == SQLITE_OK, "bump");
 	CHECK(dir_open(root, &d2, err, sizeof(err)) == -EPROTO && strstr(err, "newer"), "newer schema: %s", err);
-	CHECK(sqlite3_exec(db, "UPDATE schema_version SET version = 1", NULL, NULL, NULL) == SQLITE_OK, "restore");
+	CHECK(sqlite3_exec(db, "UPDATE schema_version SET version = 2", NULL, NULL, NULL) == SQLITE_OK, "restore");
 	sqlite3_close(db);
 
 	static const struct {
@@ -658,6 +832,8 @@ int main(void)
 	test_resolve();
 	test_passwords();
 	test_login_timing();
+	test_scram();
+	test_migration_v1();
 	test_threads();
 	test_schema();
 	test_lists();
