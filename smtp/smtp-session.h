@@ -81,6 +81,10 @@ struct smtp_io {
 	 * calls smtp_session_tls_started() (or closes). The session consumes
 	 * nothing after the STARTTLS line until then. */
 	void (*start_tls)(void *ctx);
+	/* Optional: asked at each MAIL command; 0 means the client is over its
+	 * listener's max_messages_per_ip_per_minute: the session answers
+	 * 421 4.7.0 and closes (the client tries again later). */
+	int (*mail_allowed)(void *ctx);
 };
 
 struct smtp_session_params {
