@@ -147,6 +147,8 @@ static int s_free(struct rconn *rc)
 static const struct runner_proto imap_proto = {
 	.name = "imap",
 	.busy_reply = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+	.denied_reply = "* BYE Access denied for your address\r\n",
+	.locked_reply = "* BYE [UNAVAILABLE] Too many failed logins from your address, try again later\r\n",
 	.conn_size = sizeof(struct imap_conn),
 	.open = s_open,
 	.input = imap_rs_input,
@@ -159,21 +161,15 @@ static const struct runner_proto imap_proto = {
 	.tls_started = imap_rs_tls_started,
 };
 
-struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop)
+struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
+				    struct lockout *lk)
 {
 	struct imap_server *srv = xcalloc(1, sizeof(*srv));
-	const struct imap_config *ic = &cfg->imap;
-	struct throttle_params tp = {
-		.free_failures = ic->auth_delay_free,
-		.base_ms = ic->auth_delay_base * 1000,
-		.max_ms = ic->auth_delay_max * 1000,
-		.decay_ms = ic->auth_delay_decay * 1000,
-	};
 
 	srv->cfg = cfg;
 	srv->backend.dir = dir;
 	srv->backend.hostname = cfg->hostname;
-	srv->runner = runner_new(&imap_proto, loop, srv, NULL, &tp);
+	srv->runner = runner_new(&imap_proto, loop, srv, NULL, lk);
 	return srv;
 }
 

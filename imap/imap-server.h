@@ -11,12 +11,15 @@
  * The glue between connections (lib/net.h), the IMAP session
  * (imap/imap-session.h) and storage: each command's storage work runs on the
  * libuv threadpool; change notifications between sessions go through
- * lib/notify.h; failed logins are slowed down per client address and per
- * user name (lib/throttle.h).
+ * lib/notify.h; failed logins are slowed down and locked out per client
+ * address and per user name by the table every protocol shares
+ * (lib/lockout.h, through lib/runner.h).
  */
 struct imap_server;
 
-struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop);
+/* lk: the shared failed-login table (NULL: none); it must outlive the server. */
+struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
+				    struct lockout *lk);
 const struct proto_handler *imap_server_handler(const struct imap_server *srv);
 void imap_server_free(struct imap_server **srv);
 

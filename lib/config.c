@@ -57,6 +57,7 @@ struct parse_ctx {
 	 * cfg->listeners and cfg->tls.extra. 0: not set. */
 	struct tls_lines {
 		unsigned tls, certificate, key;
+		unsigned rate, rcpt, auth;   /* listener keys checked against the protocol */
 	} tls_lines, *listener_lines, *cert_lines;
 };
 
@@ -94,7 +95,20 @@ void config_defaults(struct config *cfg)
 	cfg->smtp.min_data_rate = 500;
 	pop3_config_defaults(&cfg->pop3);
 	imap_config_defaults(&cfg->imap);
+	auth_config_defaults(&cfg->auth);
 	cfg->tls.handshake_timeout = 30;
+}
+
+void auth_config_defaults(struct auth_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->delay_free = 2;
+	c->delay_base = 1;
+	c->delay_max = 15;
+	c->delay_decay = 60;
+	c->lockout_failures = 10;
+	c->lockout_window = 600;
+	c->lockout_time = 900;
 }
 
 void imap_config_defaults(struct imap_config *c)
@@ -111,10 +125,6 @@ void imap_config_defaults(struct imap_config *c)
 	c->max_depth = 16;
 	c->max_bad_commands = 20;
 	c->max_auth_failures = 3;
-	c->auth_delay_free = 2;
-	c->auth_delay_base = 1;
-	c->auth_delay_max = 15;
-	c->auth_delay_decay = 60;
 }
 
 void pop3_config_defaults(struct pop3_config *c)
@@ -125,10 +135,6 @@ void pop3_config_defaults(struct pop3_config *c)
 	c->max_commands = 100000;
 	c->max_bad_commands = 20;
 	c->max_auth_failures = 3;
-	c->auth_delay_free = 2;
-	c->auth_delay_base = 1;
-	c->auth_delay_max = 15;
-	c->auth_delay_decay = 60;
 }
 
 void config_free(struct config *cfg)
@@ -138,7 +144,10 @@ void config_free(struct config *cfg)
 		free(cfg->listeners[i].addrs);
 		free(cfg->listeners[i].certificate);
 		free(cfg->listeners[i].key);
+		free(cfg->listeners[i].allow);
+		free(cfg->listeners[i].deny);
 	}
+	free(cfg->auth.exempt);
 	free(cfg->listeners);
 	for (size_t i = 0; i < cfg->tls.n_extra; i++) {
 		free(cfg->tls.extra[i].name);
@@ -619,6 +628,7 @@ static struct listener_config *listener_for(struct parse_ctx *c, const char *sec
 	memset(l, 0, sizeof(*l));
 	l->name = xstrdup(name);
 	l->line = c->section_line;
+	l->allow_plaintext_auth = PLAINTEXT_AUTH_LOOPBACK;
 	return l;
 }
 
@@ -650,6 +660,37 @@ static struct tls_cert_config *certificate_for(struct parse_ctx *c, const char *
 }
 
 static int set_path(struct parse_ctx *c, const char *key, const char *value, char **out);
+
+/* A list of CIDR rules separated by blanks or commas into *out (replaced);
+ * what names the key in errors. An empty value is an empty list. */
+static int cidr_list(struct parse_ctx *c, const char *what, const char *value, struct cidr **out, size_t *n_r)
+{
+	char *copy = xstrdup(value), *save = NULL, *tok, err[128];
+	struct cidr *v = NULL;
+	size_t n = 0;
+
+	for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+		if (n == 10000) {
+			free(copy);
+			free(v);
+			return fail(c, "%s: more than 10000 rules", what);
+		}
+		v = xrealloc(v, (n + 1) * sizeof(*v));
+		if (cidr_parse(tok, &v[n], err, sizeof(err)) < 0) {
+			fail(c, "%s: '%s' is not an address or CIDR (192.0.2.0/24, 2001:db8::/32): %s", what,
+			     q(c, tok), err);
+			free(copy);
+			free(v);
+			return 0;
+		}
+		n++;
+	}
+	free(copy);
+	free(*out);
+	*out = v;
+	*n_r = n;
+	return 1;
+}
 
 /* A certificate or key path of a listener or a [certificate "NAME"]
  * section; what says which in error lines. "auto" is [tls]'s alone: it
@@ -686,15 +727,67 @@ static int listener_key(struct parse_ctx *c, struct listener_config *l, const ch
 	char err[256];
 
 	if (strcmp(key, "protocol") == 0) {
+		l->submission = 0;
 		if (strcmp(value, "smtp") == 0)
 			l->protocol = PROTO_SMTP;
+		else if (strcmp(value, "submission") == 0)
+			l->protocol = PROTO_SMTP, l->submission = 1;
 		else if (strcmp(value, "pop3") == 0)
 			l->protocol = PROTO_POP3;
 		else if (strcmp(value, "imap") == 0)
 			l->protocol = PROTO_IMAP;
 		else
-			return fail(c, "listener \"%s\": protocol '%s' is not smtp, pop3 or imap", l->name, q(c, value));
+			return fail(c, "listener \"%s\": protocol '%s' is not smtp, submission, pop3 or imap", l->name,
+				    q(c, value));
 		l->have_protocol = 1;
+		return 1;
+	}
+	if (strcmp(key, "allow") == 0 || strcmp(key, "deny") == 0) {
+		char what[96];
+
+		snprintf(what, sizeof(what), "listener \"%s\": %s", l->name, key);
+		if (key[0] == 'a')
+			return cidr_list(c, what, value, &l->allow, &l->n_allow);
+		return cidr_list(c, what, value, &l->deny, &l->n_deny);
+	}
+	if (strcmp(key, "max_messages_per_ip_per_minute") == 0) {
+		c->listener_lines[l - c->cfg->listeners].rate = c->line;
+		if (parse_uint(value, 0, 1000000, &l->max_messages_per_ip_per_minute) < 0)
+			return fail(c, "listener \"%s\": max_messages_per_ip_per_minute '%s' is not a number from 0 "
+				    "(no limit) to 1000000", l->name, q(c, value));
+		return 1;
+	}
+	if (strcmp(key, "max_recipients") == 0) {
+		c->listener_lines[l - c->cfg->listeners].rcpt = c->line;
+		if (parse_uint(value, 1, 100000, &l->max_recipients) < 0)
+			return fail(c, "listener \"%s\": max_recipients '%s' is not a number from 1 to 100000", l->name,
+				    q(c, value));
+		return 1;
+	}
+	if (strcmp(key, "auth") == 0) {
+		c->listener_lines[l - c->cfg->listeners].auth = c->line;
+		if (strcmp(value, "none") == 0)
+			l->auth = AUTH_NONE;
+		else if (strcmp(value, "optional") == 0)
+			l->auth = AUTH_OPTIONAL;
+		else if (strcmp(value, "required") == 0)
+			l->auth = AUTH_REQUIRED;
+		else
+			return fail(c, "listener \"%s\": auth '%s' is not none, optional or required", l->name,
+				    q(c, value));
+		l->have_auth = 1;
+		return 1;
+	}
+	if (strcmp(key, "allow_plaintext_auth") == 0) {
+		if (strcmp(value, "no") == 0)
+			l->allow_plaintext_auth = PLAINTEXT_AUTH_NO;
+		else if (strcmp(value, "loopback") == 0)
+			l->allow_plaintext_auth = PLAINTEXT_AUTH_LOOPBACK;
+		else if (strcmp(value, "yes") == 0)
+			l->allow_plaintext_auth = PLAINTEXT_AUTH_YES;
+		else
+			return fail(c, "listener \"%s\": allow_plaintext_auth '%s' is not no, loopback or yes", l->name,
+				    q(c, value));
 		return 1;
 	}
 	if (strcmp(key, "address") == 0) {
@@ -946,13 +1039,42 @@ static int smtp_key(struct parse_ctx *c, const char *key, const char *value)
 }
 
 /* The failed-login keys shared by [pop3] and [imap]: 1 when key was one of
- * them (0 after an error was recorded), -1 when it is not. */
-static int login_key(struct parse_ctx *c, const char *key, const char *value, unsigned *max_auth_failures,
-		     unsigned *delay_free, unsigned *delay_base, unsigned *delay_max, unsigned *delay_decay)
+ * them (0 after an error was recorded), -1 when it is not. The delays moved
+ * to [auth] with the one table of every protocol: the old keys say so. */
+static int login_key(struct parse_ctx *c, const char *key, const char *value, unsigned *max_auth_failures)
 {
 	if (strcmp(key, "max_auth_failures") == 0) {
 		if (parse_uint(value, 1, 100, max_auth_failures) < 0)
 			return fail(c, "max_auth_failures '%s' is not a number from 1 to 100", q(c, value));
+	} else if (strncmp(key, "auth_delay_", 11) == 0) {
+		return fail(c, "[%s]: %s moved to [auth] (one failed-login table for SMTP, POP3 and IMAP): "
+			    "write it there, once", q(c, c->section), q(c, key));
+	} else {
+		return -1;
+	}
+	return 1;
+}
+
+/* [auth]: the delays, the lockout and auth_exempt (lib/lockout.h). */
+static int auth_key(struct parse_ctx *c, const char *key, const char *value)
+{
+	struct auth_config *a = &c->cfg->auth;
+	unsigned *delay_free = &a->delay_free, *delay_base = &a->delay_base, *delay_max = &a->delay_max,
+		 *delay_decay = &a->delay_decay;
+
+	if (strcmp(key, "lockout_failures") == 0) {
+		if (parse_uint(value, 0, 1000, &a->lockout_failures) < 0)
+			return fail(c, "lockout_failures '%s' is not a number from 0 (no lockout) to 1000", q(c, value));
+	} else if (strcmp(key, "lockout_window") == 0) {
+		if (config_parse_duration(value, &a->lockout_window) < 0 || a->lockout_window == 0 ||
+		    a->lockout_window > 7 * 86400)
+			return fail(c, "lockout_window '%s' is not a duration from 1s to 168h", q(c, value));
+	} else if (strcmp(key, "lockout_time") == 0) {
+		if (config_parse_duration(value, &a->lockout_time) < 0 || a->lockout_time == 0 ||
+		    a->lockout_time > 30 * 86400)
+			return fail(c, "lockout_time '%s' is not a duration from 1s to 720h", q(c, value));
+	} else if (strcmp(key, "auth_exempt") == 0) {
+		return cidr_list(c, "auth_exempt", value, &a->exempt, &a->n_exempt);
 	} else if (strcmp(key, "auth_delay_free") == 0) {
 		if (parse_uint(value, 0, 100, delay_free) < 0)
 			return fail(c, "auth_delay_free '%s' is not a number from 0 to 100", q(c, value));
@@ -966,7 +1088,7 @@ static int login_key(struct parse_ctx *c, const char *key, const char *value, un
 		if (config_parse_duration(value, delay_decay) < 0 || *delay_decay == 0 || *delay_decay > 86400)
 			return fail(c, "auth_delay_decay '%s' is not a duration from 1s to 24h", q(c, value));
 	} else {
-		return -1;
+		return fail(c, "[auth]: unknown key '%s'", q(c, key));
 	}
 	return 1;
 }
@@ -990,8 +1112,7 @@ static int pop3_key(struct parse_ctx *c, const char *key, const char *value)
 		if (parse_uint(value, 1, 1000, &p->max_bad_commands) < 0)
 			return fail(c, "max_bad_commands '%s' is not a number from 1 to 1000", q(c, value));
 	} else {
-		int r = login_key(c, key, value, &p->max_auth_failures, &p->auth_delay_free, &p->auth_delay_base,
-				  &p->auth_delay_max, &p->auth_delay_decay);
+		int r = login_key(c, key, value, &p->max_auth_failures);
 		if (r >= 0)
 			return r;
 		return fail(c, "[pop3]: unknown key '%s'", q(c, key));
@@ -1039,8 +1160,7 @@ static int imap_key(struct parse_ctx *c, const char *key, const char *value)
 		if (parse_uint(value, 1, 1000, &p->max_bad_commands) < 0)
 			return fail(c, "max_bad_commands '%s' is not a number from 1 to 1000", q(c, value));
 	} else {
-		int r = login_key(c, key, value, &p->max_auth_failures, &p->auth_delay_free, &p->auth_delay_base,
-				  &p->auth_delay_max, &p->auth_delay_decay);
+		int r = login_key(c, key, value, &p->max_auth_failures);
 		if (r >= 0)
 			return r;
 		return fail(c, "[imap]: unknown key '%s'", q(c, key));
@@ -1095,6 +1215,7 @@ static const struct {
 	{ "smtp", smtp_key },
 	{ "pop3", pop3_key },
 	{ "imap", imap_key },
+	{ "auth", auth_key },
 	{ "tls", tls_key },
 };
 
@@ -1332,6 +1453,21 @@ static int finish_checks(struct parse_ctx *c, int r, char *err, size_t errlen)
 		}
 		if (finish_listener_tls(c, l, &c->listener_lines[i], err, errlen) < 0)
 			return -1;
+		if (l->protocol != PROTO_SMTP && (c->listener_lines[i].rate || c->listener_lines[i].rcpt)) {
+			snprintf(err, errlen, "%s:%u: listener \"%s\": %s is for smtp and submission listeners", c->name,
+				 c->listener_lines[i].rate ? c->listener_lines[i].rate : c->listener_lines[i].rcpt,
+				 l->name, c->listener_lines[i].rate ? "max_messages_per_ip_per_minute" : "max_recipients");
+			return -1;
+		}
+		if (l->protocol != PROTO_SMTP && l->have_auth && l->auth != AUTH_REQUIRED) {
+			snprintf(err, errlen, "%s:%u: listener \"%s\": auth = %s: POP3 and IMAP always require a login",
+				 c->name, c->listener_lines[i].auth, l->name, l->auth == AUTH_NONE ? "none" : "optional");
+			return -1;
+		}
+		if (!l->have_auth)
+			l->auth = l->protocol == PROTO_SMTP && !l->submission ? AUTH_NONE : AUTH_REQUIRED;
+		if (!l->max_recipients)
+			l->max_recipients = cfg->smtp.max_recipients;
 		if (!l->max_connections)
 			l->max_connections = cfg->max_connections;
 		if (!l->max_connections_per_ip)

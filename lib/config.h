@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lib/cidr.h"
 #include "lib/log.h"
 #include "lib/tls-types.h"
 
@@ -17,6 +18,14 @@
 enum proto { PROTO_SMTP, PROTO_POP3, PROTO_IMAP };
 
 enum bare_lf_policy { BARE_LF_NORMALIZE, BARE_LF_REJECT };
+
+/* A listener's auth key: whether a client must log in (SMTP AUTH before
+ * MAIL on submission; POP3 and IMAP always require it). */
+enum auth_policy { AUTH_NONE, AUTH_OPTIONAL, AUTH_REQUIRED };
+
+/* A listener's allow_plaintext_auth: where PLAIN, LOGIN, USER/PASS and IMAP
+ * LOGIN are offered without TLS. */
+enum plaintext_auth { PLAINTEXT_AUTH_NO, PLAINTEXT_AUTH_LOOPBACK, PLAINTEXT_AUTH_YES };
 
 struct listen_addr {
 	struct sockaddr_storage ss;
@@ -45,6 +54,23 @@ struct listener_config {
 	int have_tls;
 	char *certificate;      /* this listener's own PEM chain and key; NULL: [tls]'s */
 	char *key;
+	/* Client-address rules (lib/cidr.h): an empty allow admits everyone;
+	 * deny wins over allow. Checked by lib/net.c at accept. */
+	struct cidr *allow;
+	size_t n_allow;
+	struct cidr *deny;
+	size_t n_deny;
+	/* SMTP: messages (MAIL commands) a minute from one client address on
+	 * this listener; 0: no limit. */
+	unsigned max_messages_per_ip_per_minute;
+	/* SMTP: recipients of one message; 0 in the file: [smtp]'s. */
+	unsigned max_recipients;
+	/* protocol = submission: an SMTP listener (protocol PROTO_SMTP) for
+	 * message submission (RFC 6409); auth defaults to required. */
+	int submission;
+	enum auth_policy auth;  /* smtp: none, submission/pop3/imap: required */
+	int have_auth;
+	enum plaintext_auth allow_plaintext_auth; /* default loopback */
 };
 
 /* A certificate and key: [tls]'s own, or a [certificate "NAME"] section
@@ -89,10 +115,6 @@ struct pop3_config {
 	unsigned max_commands;       /* commands in one session; past it only QUIT is served */
 	unsigned max_bad_commands;   /* client errors before the session is closed */
 	unsigned max_auth_failures;  /* failed logins before the session is closed */
-	unsigned auth_delay_free;    /* failures per address or user before delays start */
-	unsigned auth_delay_base;    /* seconds: the first delay, doubled per further failure; 0: none */
-	unsigned auth_delay_max;     /* seconds: the longest delay */
-	unsigned auth_delay_decay;   /* seconds: one failure is forgotten per quiet interval */
 };
 
 /* [imap]: see docs/configuration.md. */
@@ -108,10 +130,20 @@ struct imap_config {
 	unsigned max_depth;          /* nesting of lists */
 	unsigned max_bad_commands;   /* BAD replies before the session is closed */
 	unsigned max_auth_failures;  /* failed logins before the session is closed */
-	unsigned auth_delay_free;
-	unsigned auth_delay_base;    /* seconds */
-	unsigned auth_delay_max;     /* seconds */
-	unsigned auth_delay_decay;   /* seconds */
+};
+
+/* [auth]: the one failed-login table of every protocol (lib/lockout.h);
+ * see docs/configuration.md. */
+struct auth_config {
+	unsigned delay_free;         /* failures per address or user before delays start */
+	unsigned delay_base;         /* seconds: the first delay, doubled per further failure; 0: none */
+	unsigned delay_max;          /* seconds: the longest delay */
+	unsigned delay_decay;        /* seconds: one failure is forgotten per quiet interval */
+	unsigned lockout_failures;   /* failures within lockout_window that lock an address out; 0: never */
+	unsigned lockout_window;     /* seconds */
+	unsigned lockout_time;       /* seconds */
+	struct cidr *exempt;         /* auth_exempt: never delayed or locked out */
+	size_t n_exempt;
 };
 
 struct config {
@@ -130,6 +162,7 @@ struct config {
 	struct smtp_config smtp;
 	struct pop3_config pop3;
 	struct imap_config imap;
+	struct auth_config auth;
 	struct tls_config tls;
 	struct listener_config *listeners;
 	size_t n_listeners;
@@ -165,5 +198,7 @@ int config_parse_duration(const char *s, unsigned *r);
 const char *config_quote(const char *s, char *out, size_t outlen);
 /* Returns "smtp", "pop3" or "imap". */
 const char *proto_name(enum proto p);
+/* Fills c with the [auth] defaults of docs/configuration.md. */
+void auth_config_defaults(struct auth_config *c);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "lib/lockout.h"
 #include "lib/log.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
@@ -62,6 +63,11 @@ struct net {
 	struct lgroup *groups;
 	uint64_t warn_ms;        /* last "newcomers closed" warning */
 	unsigned warn_count;     /* newcomers closed since it */
+	struct lockout *lockout; /* NULL: no lockout gate */
+	/* clients refused by address rules or a lockout, reported once a
+	 * minute at most (see refused_note) */
+	uint64_t refused_ms;
+	unsigned refused_denied, refused_locked;
 	/* One read buffer for every connection of the loop: a connection that
 	 * holds no input reads here, the protocol takes what it can straight
 	 * from it, and only the rest is copied into the connection's own
@@ -89,6 +95,7 @@ enum conn_flags {
 	CONN_TLS_PENDING = 1 << 8,/* STARTTLS: clear input dropped, handshake once output is sent */
 	CONN_HANDSHAKE = 1 << 9,  /* the TLS handshake runs; no session input or output */
 	CONN_TLS = 1 << 10,       /* the TLS transport carries the session */
+	CONN_REFUSED = 1 << 11,   /* refused by address rules or a lockout: logged in bulk only */
 };
 
 /*
@@ -181,6 +188,11 @@ void net_free(struct net **np)
 	free(n->rbuf);
 	free(n);
 	*np = NULL;
+}
+
+void net_set_lockout(struct net *n, struct lockout *lk)
+{
+	n->lockout = lk;
 }
 
 unsigned net_connections(const struct net *n)
@@ -340,9 +352,10 @@ static void conn_really_close(struct conn *c)
 	if (c->flags & CONN_CLOSED)
 		return;
 	c->flags |= CONN_CLOSED | CONN_CLOSING;
-	log_info("net", c->sid, "disconnect client=%s reason=%s duration_ms=%llu", c->peer,
-		 c->reason[0] ? c->reason : "closed",
-		 (unsigned long long)(uv_now(n->loop) - c->start_ms));
+	/* a refused flood is counted by refused_note(), not logged line by line */
+	log_at(c->flags & CONN_REFUSED ? LOG_DEBUG : LOG_INFO, "net", c->sid,
+	       "disconnect client=%s reason=%s duration_ms=%llu", c->peer, c->reason[0] ? c->reason : "closed",
+	       (unsigned long long)(uv_now(n->loop) - c->start_ms));
 	if (c->session && c->h->closed)
 		c->h->closed(c->session);
 	c->session = NULL;
@@ -1016,6 +1029,44 @@ static void warn_closed(struct net *n, const char *listener, const char *why)
 	n->warn_count = 0;
 }
 
+/* Clients refused by the address rules or a lockout: counted, and the
+ * counts logged once a minute at most (a refused flood must not flood the
+ * log; each lockout's start is logged once by lib/runner.c). */
+static void refused_note(struct net *n, const char *listener, int locked)
+{
+	uint64_t now = uv_now(n->loop);
+
+	if (locked)
+		n->refused_locked++;
+	else
+		n->refused_denied++;
+	if (n->refused_ms && now - n->refused_ms < 60000)
+		return;
+	log_warn("net", NULL, "clients refused listener=%s denied=%u locked_out=%u", listener, n->refused_denied,
+		 n->refused_locked);
+	n->refused_ms = now;
+	n->refused_denied = n->refused_locked = 0;
+}
+
+/* Why a client is refused by its address, or NULL: the listener's rules
+ * (deny wins; with allow rules, only those), then the lockout.
+ * *locked_r says which. */
+static const char *address_refused(struct lgroup *l, const char *peer, int *locked_r)
+{
+	struct net *n = l->net;
+
+	*locked_r = 0;
+	if (l->lim.n_deny && cidr_match_any(l->lim.deny, l->lim.n_deny, peer))
+		return "denied";
+	if (l->lim.n_allow && !cidr_match_any(l->lim.allow, l->lim.n_allow, peer))
+		return "not allowed";
+	if (n->lockout && lockout_locked_until(n->lockout, peer, lockout_now_ms())) {
+		*locked_r = 1;
+		return "locked out";
+	}
+	return NULL;
+}
+
 /* Why a newcomer gets the busy reply instead of a session, or NULL. */
 static const char *over_limits(struct lgroup *l, const char *peer, int fd)
 {
@@ -1031,6 +1082,40 @@ static const char *over_limits(struct lgroup *l, const char *peer, int fd)
 	if (n->lim.fd_limit && fd >= 0 && (unsigned)fd + n->lim.fd_reserve + n->lim.max_busy >= n->lim.fd_limit)
 		return "file descriptor limit";
 	return NULL;
+}
+
+/* Says reply (when it can be said cheaply) and closes: no session, no TLS
+ * handshake. Counted with the busy replies (max_busy): a flood of refused
+ * clients is closed without a word past it, as on implicit-TLS listeners
+ * (a reply there would cost a handshake). */
+static void refuse_client(struct conn *c, const char *why, const char *reply, int fd)
+{
+	struct net *n = c->net;
+	struct lgroup *l = c->g;
+
+	if (!reply || n->n_busy >= n->lim.max_busy || l->tls_mode == TLS_MODE_IMPLICIT ||
+	    (n->lim.fd_limit && fd >= 0 && (unsigned)fd + n->lim.fd_reserve >= n->lim.fd_limit)) {
+		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+		return;
+	}
+	uv_timer_init(n->loop, &c->timer);
+	uv_timer_init(n->loop, &c->resume);
+	c->timer.data = c->resume.data = c;
+	c->handles_open = 3;
+	buf_init(&c->in, n->lim.input_max);
+	buf_init(&c->out, n->lim.output_max);
+	c->start_ms = uv_now(n->loop);
+	make_sid(c->sid);
+	c->next = n->conns;
+	if (n->conns)
+		n->conns->prev = c;
+	n->conns = c;
+	n->n_conns++;
+	c->flags |= CONN_BUSY_REJECT | CONN_REFUSED;
+	n->n_busy++;
+	conn_write(c, reply, strlen(reply));
+	conn_set_timeout(c, 10000);
+	conn_close(c, why);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -1072,6 +1157,17 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	peer_name(&c->tcp, c->peer, sizeof(c->peer));
 	uv_fileno((uv_handle_t *)&c->tcp, &fd);
+	{
+		int locked;
+		const char *why = address_refused(l, c->peer, &locked);
+
+		if (why) {
+			refused_note(n, l->name, locked);
+			log_debug("net", NULL, "client refused listener=%s client=%s reason=%s", l->name, c->peer, why);
+			refuse_client(c, why, locked ? l->h->locked_reply : l->h->denied_reply, fd);
+			return;
+		}
+	}
 	refuse = over_limits(l, c->peer, fd);
 	/* Far past the limits nobody is told why: even the reply costs, and
 	 * the last fd_reserve descriptors belong to the files of the

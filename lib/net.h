@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "lib/cidr.h"
 #include "lib/config.h"
 #include "lib/tls-creds.h"
 #include "lib/tls-types.h"
@@ -60,6 +61,11 @@ struct proto_handler {
 	int (*busy)(void *session);
 	/* Reply sent before closing a connection over the connection limits. */
 	const char *busy_reply;
+	/* Reply sent before closing a client the listener's deny/allow rules
+	 * refuse (SMTP 554 5.7.1), and one whose address is locked out after
+	 * failed logins (SMTP 421 4.7.0). NULL: closed without a word. */
+	const char *denied_reply;
+	const char *locked_reply;
 };
 
 struct net_limits {
@@ -88,11 +94,22 @@ struct listen_limits {
 	/* Of max_connections, how many may not have logged in yet
 	 * (conn_set_authenticated); the rest is kept for those that have. */
 	unsigned max_unauthenticated;
+	/* Client-address rules (referenced: they must outlive the net): with
+	 * allow rules only those addresses are served; deny wins. */
+	const struct cidr *allow;
+	size_t n_allow;
+	const struct cidr *deny;
+	size_t n_deny;
 };
+
+struct lockout;
 
 struct net *net_new(uv_loop_t *loop, const struct net_limits *lim);
 /* Frees a net whose connections and listeners are all closed. */
 void net_free(struct net **n);
+/* Refuses clients that lk (lib/lockout.h, referenced) has locked out, at
+ * accept, before any TLS handshake and before a session exists. */
+void net_set_lockout(struct net *n, struct lockout *lk);
 /* Binds and listens on a; the actual address (port 0 = a free port) is
  * written to bound_r (size 80). 0 or -1 with a reason in err. h may be
  * NULL until net_set_handler() (the server listens as root, then drops

@@ -1,26 +1,23 @@
 #include "lib/runner.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <gnutls/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/xalloc.h"
-
-#define THROTTLE_SLOTS 4096
 
 struct runner {
 	const struct runner_proto *proto;
 	uv_loop_t *loop;
 	void *ctx;
-	struct throttle *throttle;   /* NULL: no login throttling */
-	char *busy;
+	struct lockout *lockout;     /* shared, not owned; NULL: no login throttling */
+	char *busy, *denied, *locked;
 	struct proto_handler handler;
 };
+
+static void auth_end(struct rconn *rc, const char *user, enum lockout_outcome o);
 
 /* ---- freeing ---- */
 
@@ -70,6 +67,8 @@ static void rc_maybe_free(struct rconn *rc)
 		return;
 	if (p->busy(rc))
 		return;
+	if (rc->flags & RCONN_AUTH)
+		auth_end(rc, NULL, LOCKOUT_NONE);
 	rc->flags |= RCONN_FREEING;
 	need_release = p->free(rc);
 	rc->session = NULL;
@@ -120,10 +119,29 @@ static int job_queue(struct rconn *rc)
 	return -1;
 }
 
+/* 1 when the login the job would check comes from an address locked out
+ * during its delay: the check must not run. */
+static int auth_locked(struct rconn *rc)
+{
+	struct runner *r = rc->runner;
+
+	return (rc->flags & RCONN_AUTH) && r->lockout && rc->conn &&
+	       lockout_locked_until(r->lockout, rc->peer, lockout_now_ms()) != 0;
+}
+
 static void delay_done(uv_timer_t *t)
 {
 	struct rconn *rc = t->data;
 
+	if (auth_locked(rc)) {
+		/* The job stays "delaying": h_closed answers it -ECANCELED once
+		 * the connection is gone, when the session has nobody to reply to. */
+		log_info(rc->runner->proto->name, rc->sid, "login not checked: client locked out client=%s", rc->peer);
+		if (rc->runner->locked)
+			conn_write(rc->conn, rc->runner->locked, strlen(rc->runner->locked));
+		conn_close(rc->conn, "client locked out");
+		return;
+	}
 	rc->flags &= ~(unsigned)RCONN_DELAYING;
 	if (job_queue(rc) < 0)
 		rc_maybe_free(rc);
@@ -268,56 +286,55 @@ static void h_closed(void *session)
 
 /* ---- failed-login throttling ---- */
 
-static void user_key(const char *user, char *out, size_t outlen)
+/* The attempt in flight of rc ends with o. */
+static void auth_end(struct rconn *rc, const char *user, enum lockout_outcome o)
 {
-	snprintf(out, outlen, "user:%s", user);
-	/* the name as typed, lower-cased: the same key whether it exists or not */
-	for (char *q = out + 5; *q; q++)
-		*q = (char)tolower((unsigned char)*q);
+	struct runner *r = rc->runner;
+	uint64_t now = lockout_now_ms();
+
+	rc->flags &= ~(unsigned)RCONN_AUTH;
+	if (!r->lockout)
+		return;
+	if (lockout_result(r->lockout, rc->peer, user, o, now)) {
+		uint64_t until = lockout_locked_until(r->lockout, rc->peer, now);
+
+		log_warn(r->proto->name, rc->sid, "client locked out after failed logins client=%s seconds=%llu",
+			 rc->peer, (unsigned long long)((until - now + 999) / 1000));
+	}
 }
 
 unsigned runner_auth_delay(struct rconn *rc, const char *user)
 {
 	struct runner *r = rc->runner;
-	uint64_t now = uv_now(r->loop);
-	char ip[80], uk[400];
-	unsigned a, b;
+	unsigned d;
 
-	if (!r->throttle)
+	if (!r->lockout)
 		return 0;
-	snprintf(ip, sizeof(ip), "ip:%s", rc->peer);
-	user_key(user, uk, sizeof(uk));
-	a = throttle_delay(r->throttle, ip, now);
-	b = throttle_delay(r->throttle, uk, now);
-	return a > b ? a : b;
+	if (rc->flags & RCONN_AUTH)
+		auth_end(rc, NULL, LOCKOUT_NONE);   /* the last one never got an answer */
+	d = lockout_attempt(r->lockout, rc->peer, user, lockout_now_ms());
+	rc->flags |= RCONN_AUTH;
+	/* a locked-out address is stopped when the delay ends (delay_done) */
+	if (!d && auth_locked(rc))
+		d = 1;
+	return d;
 }
 
 void runner_auth_result(struct rconn *rc, const char *user, int ok)
 {
 	struct runner *r = rc->runner;
-	uint64_t now = uv_now(r->loop);
-	char ip[80], uk[400];
 
 	if (ok) {
 		/* from now on in the listener's share kept for users */
 		if (rc->conn)
 			conn_set_authenticated(rc->conn);
 	}
-	if (!r->throttle)
+	if (!r->lockout)
 		return;
-	user_key(user, uk, sizeof(uk));
-	if (ok) {
-		/* the user's counter only: a valid account must not clear its address */
-		throttle_success(r->throttle, uk);
-	} else {
-		unsigned fi, fu;
-
-		snprintf(ip, sizeof(ip), "ip:%s", rc->peer);
-		fi = throttle_failure(r->throttle, ip, now);
-		fu = throttle_failure(r->throttle, uk, now);
-		log_debug(r->proto->name, rc->sid, "login failure counted client_failures=%u user_failures=%u", fi,
-			  fu);
-	}
+	auth_end(rc, user, ok ? LOCKOUT_OK : LOCKOUT_FAIL);
+	if (!ok)
+		log_debug(r->proto->name, rc->sid, "login failure counted client_failures=%u",
+			  lockout_failures(r->lockout, rc->peer, lockout_now_ms()));
 }
 
 /* ---- io adapters ---- */
@@ -369,30 +386,28 @@ void runner_io_start_tls(void *ctx)
 
 /* ---- the runner ---- */
 
-struct runner *runner_new(const struct runner_proto *proto, uv_loop_t *loop, void *ctx, const char *busy_reply,
-			  const struct throttle_params *tp)
+static char *reply_copy(const char *mine, const char *proto)
+{
+	const char *s = mine ? mine : proto;
+
+	return s ? xstrdup(s) : NULL;
+}
+
+struct runner *runner_new(const struct runner_proto *proto, uv_loop_t *loop, void *ctx,
+			  const struct runner_replies *replies, struct lockout *lk)
 {
 	struct runner *r = xcalloc(1, sizeof(*r));
+	struct runner_replies none = { 0 };
 
+	if (!replies)
+		replies = &none;
 	r->proto = proto;
 	r->loop = loop;
 	r->ctx = ctx;
-	if (!busy_reply)
-		busy_reply = proto->busy_reply;
-	r->busy = busy_reply ? xstrdup(busy_reply) : NULL;
-	if (tp) {
-		struct throttle_params p = *tp;
-		unsigned char key[16];
-
-		if (!p.slots)
-			p.slots = THROTTLE_SLOTS;
-		if (gnutls_rnd(GNUTLS_RND_NONCE, key, sizeof(key)) < 0) {
-			uint64_t v = uv_hrtime() ^ (uint64_t)getpid() << 32;
-			memset(key, 0x5a, sizeof(key));
-			memcpy(key, &v, sizeof(v));
-		}
-		r->throttle = throttle_new(&p, key);
-	}
+	r->busy = reply_copy(replies->busy, proto->busy_reply);
+	r->denied = reply_copy(replies->denied, proto->denied_reply);
+	r->locked = reply_copy(replies->locked, proto->locked_reply);
+	r->lockout = lk;
 	r->handler = (struct proto_handler){
 		.name = proto->name,
 		.open = h_open,
@@ -404,6 +419,8 @@ struct runner *runner_new(const struct runner_proto *proto, uv_loop_t *loop, voi
 		.tls_started = h_tls_started,
 		.busy = h_busy,
 		.busy_reply = r->busy,
+		.denied_reply = r->denied,
+		.locked_reply = r->locked,
 	};
 	return r;
 }
@@ -414,8 +431,9 @@ void runner_free(struct runner **rp)
 
 	if (!r)
 		return;
-	throttle_free(&r->throttle);
 	free(r->busy);
+	free(r->denied);
+	free(r->locked);
 	free(r);
 	*rp = NULL;
 }

@@ -5,7 +5,7 @@
 #include <uv.h>
 
 #include "lib/net.h"
-#include "lib/throttle.h"
+#include "lib/lockout.h"
 #include "lib/tls-types.h"
 
 /*
@@ -49,6 +49,7 @@ enum rconn_flags {
 	RCONN_TIMER = 1 << 2,     /* the delay timer is initialised (closed before the free) */
 	RCONN_DRAIN = 1 << 3,     /* runner_when_drained() armed, proto->drained not yet called */
 	RCONN_FREEING = 1 << 4,   /* proto->free ran; the struct goes soon */
+	RCONN_AUTH = 1 << 5,      /* a login attempt is counted in flight (runner_auth_delay) */
 };
 
 /*
@@ -85,6 +86,8 @@ struct runner_open {
 struct runner_proto {
 	const char *name;             /* "smtp", in logs and the net's handler */
 	const char *busy_reply;       /* sent to connections over the caps */
+	const char *denied_reply;     /* sent to clients refused by address rules */
+	const char *locked_reply;     /* sent to locked-out clients (at connect, or at a login) */
 	size_t conn_size;             /* sizeof the per-connection struct */
 	/* Creates the session (it may write its greeting through the io);
 	 * returns it or NULL to drop the connection. ctx: runner_new()'s. */
@@ -123,14 +126,20 @@ struct runner_proto {
 	static void p##_rs_tls_started(struct rconn *rc, const struct tls_info *info) \
 	{ p##_session_tls_started(rc->session, info); }
 
+/* Replies that replace the proto's (copied; SMTP's name the host). */
+struct runner_replies {
+	const char *busy, *denied, *locked;
+};
+
 /*
  * Creates a protocol's runner. ctx (the protocol's server, see
- * runner_handler()) is given to proto->open. busy_reply replaces proto->busy_reply when not NULL (copied:
- * SMTP's names the host). tp, when not NULL, makes the failed-login table of
- * runner_auth_delay() with a random key. proto and loop must outlive it.
+ * runner_handler()) is given to proto->open. replies, when not NULL,
+ * replace the proto's where set. lk, when not NULL, is the failed-login
+ * table shared by every protocol (server/main.c owns it; it must outlive
+ * the runner). proto and loop must outlive it.
  */
-struct runner *runner_new(const struct runner_proto *proto, uv_loop_t *loop, void *ctx, const char *busy_reply,
-			  const struct throttle_params *tp);
+struct runner *runner_new(const struct runner_proto *proto, uv_loop_t *loop, void *ctx,
+			  const struct runner_replies *replies, struct lockout *lk);
 /* Frees the runner once every connection is closed and uv_run() returned. */
 void runner_free(struct runner **r);
 /* The handler to pass to net_listen() / net_set_handler(). Its ctx there
@@ -154,11 +163,17 @@ int runner_busy(const struct rconn *rc);
 void runner_when_drained(struct rconn *rc, size_t below);
 
 /*
- * Failed-login throttling (runner_new()'s tp) with the keys "ip:<peer>" and
- * "user:<user lower-cased>". auth_delay: the ms a login for user must wait
- * before it is checked (the longer of the two). auth_result: ok = 1 forgets
- * the user's failures (never the address's) and calls
- * conn_set_authenticated(); ok = 0 counts a failure for both keys.
+ * Failed-login throttling through the shared table (runner_new()'s lk,
+ * lib/lockout.h). auth_delay: the ms a login for user must wait before it
+ * is checked; from then the attempt counts as in flight for its address
+ * until auth_result, the connection's end, or the next auth_delay. Call it
+ * right before the runner_submit() of the check: should the address be
+ * locked out when the delay ends (other sessions failed meanwhile), the
+ * check never runs; the client gets the proto's locked_reply and the
+ * connection closes (the job is answered -ECANCELED once it is gone).
+ * auth_result: ok = 1 forgets the user's failures (never the address's)
+ * and calls conn_set_authenticated(); ok = 0 counts a failure for both,
+ * and logs the start of a lockout.
  */
 unsigned runner_auth_delay(struct rconn *rc, const char *user);
 void runner_auth_result(struct rconn *rc, const char *user, int ok);

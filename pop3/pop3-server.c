@@ -437,6 +437,8 @@ static void s_release(struct rconn *rc)
 static const struct runner_proto pop3_proto = {
 	.name = "pop3",
 	.busy_reply = "-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+	.denied_reply = "-ERR [SYS/PERM] Access denied for your address\r\n",
+	.locked_reply = "-ERR [SYS/TEMP] Too many failed logins from your address, try again later\r\n",
 	.conn_size = sizeof(struct pop3_conn),
 	.open = s_open,
 	.input = pop3_rs_input,
@@ -450,20 +452,15 @@ static const struct runner_proto pop3_proto = {
 	.tls_started = pop3_rs_tls_started,
 };
 
-struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop)
+struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
+				    struct lockout *lk)
 {
 	struct pop3_server *srv = xcalloc(1, sizeof(*srv));
-	struct throttle_params tp = {
-		.free_failures = cfg->pop3.auth_delay_free,
-		.base_ms = cfg->pop3.auth_delay_base * 1000,
-		.max_ms = cfg->pop3.auth_delay_max * 1000,
-		.decay_ms = cfg->pop3.auth_delay_decay * 1000,
-	};
 
 	srv->cfg = cfg;
 	srv->dir = dir;
 	srv->pcfg = cfg->pop3;
-	srv->runner = runner_new(&pop3_proto, loop, srv, NULL, &tp);
+	srv->runner = runner_new(&pop3_proto, loop, srv, NULL, lk);
 	return srv;
 }
 

@@ -20,14 +20,16 @@
  * the process, so a crash never leaves a maildrop locked; SMTP delivery takes
  * neither, so a POP3 session never blocks delivery.
  *
- * Failed logins are slowed down per client address and per user name
- * (lib/throttle.h): an attempt waits, before its password is checked, for
- * the longer of the two delays.
+ * Failed logins are slowed down and locked out per client address and per
+ * user name by the table every protocol shares (lib/lockout.h): an attempt
+ * waits, before its password is checked, for the delay it gives.
  */
 struct pop3_server;
 
-/* Creates the POP3 service; cfg, dir and loop must outlive it. */
-struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop);
+/* Creates the POP3 service; cfg, dir, loop and lk (the shared failed-login
+ * table, NULL: none) must outlive it. */
+struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
+				    struct lockout *lk);
 /* The handler to pass to net_listen(); ctx is the pop3_server. */
 const struct proto_handler *pop3_server_handler(const struct pop3_server *srv);
 /* Frees the service once every connection is closed and uv_run() returned. */

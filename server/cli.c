@@ -10,8 +10,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "lib/cidr.h"
+#include "lib/lockout.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "storage/directory.h"
@@ -33,6 +36,8 @@ static const char usage_text[] =
 	"       buzon --config FILE alias add ALIAS TARGET...\n"
 	"       buzon --config FILE alias del ALIAS [TARGET...]\n"
 	"       buzon --config FILE alias list\n"
+	"       buzon --config FILE lockout list\n"
+	"       buzon --config FILE lockout clear ADDRESS\n"
 	"ALIAS is an address or @DOMAIN (catch-all); SIZE is bytes or 512k, 100M, 2G; 0 or none is no quota.\n"
 	"user add refuses while a Maildir exists at the user's path; --reuse-mail gives it to the\n"
 	"new user (a Maildir restored from a backup).\n"
@@ -602,6 +607,81 @@ static int cmd_alias(struct dir *d, struct args *a)
 	return fail(EXIT_USAGE, "unknown command 'alias %s' (add, del, list)", a->verb);
 }
 
+/* ---- lockout ---------------------------------------------------------------- */
+
+struct lockout_list_ctx {
+	const struct config *cfg;
+	uint64_t now;
+	unsigned n;
+};
+
+/* One line of `lockout list`: the failures as a running server counts them
+ * now (decayed with [auth] auth_delay_decay), those of the lockout window,
+ * and the end of a lockout in UTC. */
+static void lockout_line(void *ctx, const struct lockout_record *r)
+{
+	struct lockout_list_ctx *c = ctx;
+	const struct auth_config *a = &c->cfg->auth;
+	unsigned f = r->failures, w = r->window_failures;
+	char until[64] = "-";
+
+	if (a->delay_decay && c->now > r->last_ms) {
+		uint64_t steps = (c->now - r->last_ms) / ((uint64_t)a->delay_decay * 1000);
+		f = steps >= f ? 0 : f - (unsigned)steps;
+	}
+	if (!r->window_start_ms || c->now - r->window_start_ms >= (uint64_t)a->lockout_window * 1000)
+		w = 0;
+	if (r->locked_until_ms > c->now) {
+		time_t t = (time_t)(r->locked_until_ms / 1000);
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	} else if (!f && !w) {
+		return;   /* nothing left of it: a server would not keep it */
+	}
+	if (c->n++ == 0)
+		printf("%-40s %8s %9s  %s\n", "ADDRESS", "FAILURES", "IN_WINDOW", "LOCKED_UNTIL");
+	printf("%-40s %8u %9u  %s\n", r->address, f, w, until);
+}
+
+static int cmd_lockout(const struct config *cfg, struct dir *d, struct args *a)
+{
+	int r;
+
+	if (strcmp(a->verb, "list") == 0) {
+		struct lockout_list_ctx c = { .cfg = cfg, .now = lockout_now_ms() };
+
+		if ((r = check_args(a, "lockout", 0, 0, 0, "")) != 0)
+			return r;
+		if (dir_lockout_list(d, lockout_line, &c) < 0)
+			return fail(EXIT_REFUSED, "cannot read the failed-login table");
+		if (c.n == 0)
+			printf("no address has failed logins\n");
+		return 0;
+	}
+	if (strcmp(a->verb, "clear") == 0) {
+		struct cidr addr;
+		char text[64], *slash;
+
+		if ((r = check_args(a, "lockout", 0, 1, 1, "ADDRESS")) != 0)
+			return r;
+		/* written as the server writes a client address (::ffff:a.b.c.d as a.b.c.d) */
+		if (cidr_parse_addr(a->pos[0], &addr) < 0)
+			return fail(EXIT_USAGE, "'%s' is not an IPv4 or IPv6 address", a->pos[0]);
+		cidr_format(&addr, text, sizeof(text));
+		if ((slash = strchr(text, '/')))
+			*slash = '\0';
+		r = dir_lockout_clear(d, text);
+		if (r < 0)
+			return fail(EXIT_REFUSED, "cannot clear %s in the failed-login table", text);
+		printf("%s: %s; a running server forgets it within %d seconds (at once on SIGHUP)\n", text,
+		       r ? "cleared" : "had no failed logins stored", 5);
+		return 0;
+	}
+	return fail(EXIT_USAGE, "unknown command 'lockout %s' (list, clear)", a->verb);
+}
+
 /* ---- entry ------------------------------------------------------------------ */
 
 int cli_main(const struct config *cfg, int argc, char **argv)
@@ -617,8 +697,10 @@ int cli_main(const struct config *cfg, int argc, char **argv)
 		fputs(usage_text, stdout);
 		return 0;
 	}
-	if (strcmp(argv[0], "domain") && strcmp(argv[0], "user") && strcmp(argv[0], "alias"))
-		return fail(EXIT_USAGE, "unknown command '%s' (domain, user or alias; see buzon help)", argv[0]);
+	if (strcmp(argv[0], "domain") && strcmp(argv[0], "user") && strcmp(argv[0], "alias") &&
+	    strcmp(argv[0], "lockout"))
+		return fail(EXIT_USAGE, "unknown command '%s' (domain, user, alias or lockout; see buzon help)",
+			    argv[0]);
 	if (argc < 2)
 		return fail(EXIT_USAGE, "'%s' needs a subcommand (see buzon help)", argv[0]);
 
@@ -637,6 +719,8 @@ int cli_main(const struct config *cfg, int argc, char **argv)
 		r = cmd_domain(d, &a);
 	else if (strcmp(argv[0], "user") == 0)
 		r = cmd_user(d, &a);
+	else if (strcmp(argv[0], "lockout") == 0)
+		r = cmd_lockout(cfg, d, &a);
 	else
 		r = cmd_alias(d, &a);
 	dir_close(&d);

@@ -27,6 +27,7 @@
 #include "lib/config.h"
 #include "lib/failpoint.h"
 #include "lib/folder-watch.h"
+#include "lib/lockout.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xalloc.h"
@@ -83,6 +84,7 @@ static void usage(FILE *fp)
 		"  user add|del|list|passwd [ADDRESS] [--password-stdin] [--quota SIZE] [--reuse-mail]\n"
 		"  user quota ADDRESS SIZE | user enable|disable ADDRESS\n"
 		"  alias add|del|list [ALIAS] [TARGET...]\n"
+		"  lockout list | lockout clear ADDRESS\n"
 		"  version\n"
 		"\n"
 		"Without --config, the embedded default is used (data in ./var, or /var/lib/buzon for root;\n"
@@ -111,7 +113,24 @@ struct daemon {
 	uv_work_t trim_work;
 	int trim_running;
 	uint64_t trim_seen, trim_done;   /* net_reads() at the last tick, at the last trim */
+	/* the failed-login table of every protocol, and its copy in buzon.db
+	 * (see lockout_tick) */
+	struct lockout *lockout;
+	uv_timer_t lk_timer;
+	uv_work_t lk_work;
+	int lk_running, lk_result;
+	uint64_t lk_changes;             /* lockout_changes() of the snapshot being written */
+	uint64_t lk_saved;               /* ... of the last one written */
+	struct lockout_record *lk_recs;  /* the snapshot, owned by the worker while it runs */
+	size_t lk_n;
+	int lk_write;                    /* 0: only read the clears (nothing changed) */
+	char **lk_cleared;               /* addresses `buzon lockout clear` forgot */
+	size_t lk_n_cleared;
 };
+
+/* How often the failed-login table is written to buzon.db when it changed,
+ * and the clears of `buzon lockout clear` read. */
+#define LOCKOUT_SYNC_MS 5000
 
 /*
  * glibc malloc, set for thousands of long-lived sessions (issue 4: 5,000 in
@@ -176,6 +195,108 @@ static void trim_tick(uv_timer_t *t)
 		d->trim_running = 1;
 }
 
+/* ---- the failed-login table in buzon.db ---- */
+
+/* Runs on a worker thread: buzon.db is never written on the loop thread. */
+static void lockout_work_cb(uv_work_t *w)
+{
+	struct daemon *d = w->data;
+
+	/* unchanged: only the clears are read (no write unless there are some) */
+	d->lk_result = dir_lockout_save(d->dir, d->lk_write ? d->lk_recs : NULL, d->lk_n, &d->lk_cleared,
+					&d->lk_n_cleared);
+}
+
+static void lockout_after_cb(uv_work_t *w, int status)
+{
+	struct daemon *d = w->data;
+
+	d->lk_running = 0;
+	free(d->lk_recs);
+	d->lk_recs = NULL;
+	if (status == 0 && d->lk_result == 0) {
+		d->lk_saved = d->lk_changes;
+		for (size_t i = 0; i < d->lk_n_cleared; i++) {
+			lockout_clear(d->lockout, d->lk_cleared[i]);
+			log_info("server", NULL, "lockout cleared by the admin client=%s", d->lk_cleared[i]);
+		}
+	} else if (status == 0) {
+		log_warn("server", NULL, "failed-login table not written to buzon.db error=%s",
+			 strerror(-d->lk_result));
+	}
+	dir_strings_free(d->lk_cleared, d->lk_n_cleared);
+	d->lk_cleared = NULL;
+	d->lk_n_cleared = 0;
+}
+
+/* Every LOCKOUT_SYNC_MS and at SIGHUP: the table goes to buzon.db from a
+ * worker when it changed since the last write (a snapshot: the loop goes
+ * on counting), and the clears of `buzon lockout clear` come back. */
+static void lockout_sync(struct daemon *d)
+{
+	uint64_t now = lockout_now_ms();
+
+	if (d->lk_running || !d->lockout)
+		return;
+	d->lk_changes = lockout_changes(d->lockout);
+	d->lk_write = d->lk_changes != d->lk_saved;
+	d->lk_n = lockout_snapshot(d->lockout, now, &d->lk_recs);
+	d->lk_work.data = d;
+	if (uv_queue_work(d->loop, &d->lk_work, lockout_work_cb, lockout_after_cb) == 0) {
+		d->lk_running = 1;
+		return;
+	}
+	free(d->lk_recs);
+	d->lk_recs = NULL;
+}
+
+static void lockout_tick(uv_timer_t *t)
+{
+	lockout_sync(t->data);
+}
+
+/* The table at start: what the last run wrote (a restart keeps lockouts). */
+static struct lockout *lockout_start(const struct config *cfg, struct dir *dir)
+{
+	const struct auth_config *a = &cfg->auth;
+	struct lockout_params p = {
+		.free_failures = a->delay_free,
+		.base_ms = a->delay_base * 1000,
+		.max_ms = a->delay_max * 1000,
+		.decay_ms = a->delay_decay * 1000,
+		.max_failures = a->lockout_failures,
+		.window_ms = a->lockout_window * 1000,
+		.lock_ms = a->lockout_time * 1000,
+		.slots = 4096,
+		.exempt = a->exempt,
+		.n_exempt = a->n_exempt,
+	};
+	unsigned char key[16];
+	struct lockout *lk;
+	struct lockout_record *r;
+	size_t n;
+	uint64_t now = lockout_now_ms();
+	unsigned locked = 0;
+
+	if (gnutls_rnd(GNUTLS_RND_NONCE, key, sizeof(key)) < 0) {
+		uint64_t v = uv_hrtime() ^ (uint64_t)getpid() << 32;
+		memset(key, 0x5a, sizeof(key));
+		memcpy(key, &v, sizeof(v));
+	}
+	lk = lockout_new(&p, key);
+	if (dir_lockout_load(dir, &r, &n) < 0) {
+		log_warn("server", NULL, "failed-login table not read from buzon.db: starting empty");
+		return lk;
+	}
+	lockout_restore(lk, r, n, now);
+	for (size_t i = 0; i < n; i++)
+		if (r[i].locked_until_ms > now)
+			locked++;
+	free(r);
+	log_info("server", NULL, "failed-login table loaded addresses=%zu locked_out=%u", n, locked);
+	return lk;
+}
+
 static void net_stopped(void *arg)
 {
 	struct daemon *d = arg;
@@ -185,6 +306,7 @@ static void net_stopped(void *arg)
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->trim_timer, NULL);
+	uv_close((uv_handle_t *)&d->lk_timer, NULL);
 }
 
 static void hup_work_cb(uv_work_t *w)
@@ -242,6 +364,8 @@ static void on_hup(struct daemon *d)
 
 	if (r < 0)
 		log_error("server", NULL, "reload: log file not reopened error=%s", strerror(-r));
+	/* `buzon lockout clear` is picked up now rather than at the next sync */
+	lockout_sync(d);
 	log_info("server", NULL, "SIGHUP: log %s, directory and certificates queued; other settings need a restart",
 		 r > 0 ? "reopened" : r == 0 ? "on standard error" : "kept");
 	if (d->hup_running) {
@@ -311,6 +435,10 @@ static int fit_connections(const struct config *cfg, unsigned fd_limit, struct n
 		ll[i].max_connections = l->max_connections;
 		ll[i].max_connections_per_ip = l->max_connections_per_ip;
 		ll[i].max_unauthenticated = l->max_unauthenticated;
+		ll[i].allow = l->allow;
+		ll[i].n_allow = l->n_allow;
+		ll[i].deny = l->deny;
+		ll[i].n_deny = l->n_deny;
 		want += (uint64_t)l->max_connections * fds_per_session(l->protocol);
 	}
 	if (want <= avail)
@@ -438,9 +566,12 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 		goto out;
 	folder_watch_start(d.loop);
 	watching = 1;
-	smtp = smtp_server_new(cfg, dir, d.loop);
-	pop3 = pop3_server_new(cfg, dir, d.loop);
-	imap = imap_server_new(cfg, dir, d.loop);
+	d.lockout = lockout_start(cfg, dir);
+	d.lk_saved = lockout_changes(d.lockout);
+	net_set_lockout(d.net, d.lockout);
+	smtp = smtp_server_new(cfg, dir, d.loop, d.lockout);
+	pop3 = pop3_server_new(cfg, dir, d.loop, d.lockout);
+	imap = imap_server_new(cfg, dir, d.loop, d.lockout);
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct listener_config *l = &cfg->listeners[i];
 
@@ -475,6 +606,10 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 	d.trim_timer.data = &d;
 	uv_timer_start(&d.trim_timer, trim_tick, 1000, 1000);
 	uv_unref((uv_handle_t *)&d.trim_timer);
+	uv_timer_init(d.loop, &d.lk_timer);
+	d.lk_timer.data = &d;
+	uv_timer_start(&d.lk_timer, lockout_tick, LOCKOUT_SYNC_MS, LOCKOUT_SYNC_MS);
+	uv_unref((uv_handle_t *)&d.lk_timer);
 	log_info("server", NULL, "ready hostname=%s data_dir=%s version=%s", cfg->hostname, cfg->data_dir,
 		 BUZON_VERSION);
 	if (banner) {
@@ -488,6 +623,20 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	rc = 0;
+	/* The last state of the failed-login table: the loop is over (every
+	 * session closed), so nothing waits for this write. */
+	{
+		struct lockout_record *recs;
+		size_t n = lockout_snapshot(d.lockout, lockout_now_ms(), &recs);
+		char **cv;
+		size_t cn;
+
+		if (dir_lockout_save(dir, recs, n, &cv, &cn) == 0) {
+			dir_strings_free(cv, cn);
+			log_info("server", NULL, "failed-login table written addresses=%zu", n);
+		}
+		free(recs);
+	}
 	log_info("server", NULL, "exit");
 	goto done;
 out:
@@ -500,6 +649,7 @@ done:
 	smtp_server_free(&smtp);
 	pop3_server_free(&pop3);
 	imap_server_free(&imap);
+	lockout_free(&d.lockout);
 	if (watching)
 		folder_watch_stop();
 	dir_close(&dir);
@@ -728,7 +878,7 @@ int main(int argc, char **argv)
 	} else if (strcmp(argv[i], "demo") == 0) {
 		r = serve(&cfg, demo_ready, &cfg);
 	} else if (strcmp(argv[i], "domain") == 0 || strcmp(argv[i], "user") == 0 ||
-		   strcmp(argv[i], "alias") == 0) {
+		   strcmp(argv[i], "alias") == 0 || strcmp(argv[i], "lockout") == 0) {
 		struct service_user u;
 		/* As root, the CLI acts as the service user, so what it
 		 * creates (buzon.db, a Maildir) is the server's to use. */

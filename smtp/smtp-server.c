@@ -1,6 +1,7 @@
 #include "smtp/smtp-server.h"
 
 #include <errno.h>
+#include <gnutls/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "lib/log.h"
 #include "lib/notify.h"
+#include "lib/ratelimit.h"
 #include "lib/runner.h"
 #include "lib/xalloc.h"
 #include "smtp/smtp-session.h"
@@ -20,7 +22,13 @@ struct smtp_server {
 	struct dir *dir;
 	uv_loop_t *loop;
 	uint64_t held;                /* message octets held by all sessions */
+	/* max_messages_per_ip_per_minute of every listener: one bucket per
+	 * listener and client address, bounded (lib/ratelimit.h) */
+	struct ratelimit *rates;
 };
+
+/* Client addresses whose message rate is kept at once (about 40 octets each). */
+#define RATE_SLOTS 16384
 
 /*
  * One per connection, made and freed by lib/runner.c: it outlives the
@@ -36,6 +44,7 @@ struct smtp_conn {
 	char **maildirs;              /* the delivery's Maildirs, to publish on success */
 	size_t n_maildirs;
 	uint64_t held;                /* this session's share of srv->held */
+	const struct listener_config *listener; /* the listener it came in on; NULL: none known */
 };
 
 static void io_release(void *ctx)
@@ -56,6 +65,19 @@ static int io_reserve(void *ctx, size_t n)
 	sc->srv->held += n;
 	sc->held += n;
 	return 0;
+}
+
+/* At MAIL: one token of the client's bucket on its listener. */
+static int io_mail_allowed(void *ctx)
+{
+	struct smtp_conn *sc = ctx;
+	char key[160];
+
+	if (!sc->listener || !sc->listener->max_messages_per_ip_per_minute)
+		return 1;
+	snprintf(key, sizeof(key), "%s %s", sc->listener->name, sc->rc.peer);
+	return ratelimit_take(sc->srv->rates, key, sc->listener->max_messages_per_ip_per_minute,
+			      uv_now(sc->srv->loop));
 }
 
 /* ---- io for the session ---- */
@@ -279,6 +301,7 @@ static const struct smtp_io smtp_io = {
 	.reserve = io_reserve,
 	.release = io_release,
 	.start_tls = runner_io_start_tls,
+	.mail_allowed = io_mail_allowed,
 };
 
 /* ---- the session's side of the runner ---- */
@@ -289,8 +312,9 @@ static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 {
 	struct smtp_conn *sc = (struct smtp_conn *)rc;
 	struct smtp_server *srv = ctx;
+	struct smtp_config scfg = srv->cfg->smtp;
 	struct smtp_session_params p = {
-		.cfg = &srv->cfg->smtp,
+		.cfg = &scfg,
 		.hostname = srv->cfg->hostname,
 		.sid = o->sid,
 		.client_addr = o->peer,
@@ -300,6 +324,16 @@ static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 	};
 
 	sc->srv = srv;
+	/* the listener's own settings over [smtp]'s (the session copies them) */
+	if (rc->conn) {
+		const char *name = conn_listener(rc->conn);
+
+		for (size_t i = 0; i < srv->cfg->n_listeners; i++)
+			if (strcmp(srv->cfg->listeners[i].name, name) == 0)
+				sc->listener = &srv->cfg->listeners[i];
+	}
+	if (sc->listener && sc->listener->max_recipients)
+		scfg.max_recipients = sc->listener->max_recipients;
 	return smtp_session_new(&p, &smtp_io, sc);
 }
 
@@ -366,10 +400,13 @@ int smtp_server_check_postmaster(const struct config *cfg, struct dir *dir, char
 	return r;
 }
 
-struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop)
+struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
+				    struct lockout *lk)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
-	char msg[512], busy[160];
+	char msg[512], busy[160], denied[160], locked[160];
+	unsigned char key[16];
+	struct runner_replies replies = { .busy = busy, .denied = denied, .locked = locked };
 
 	if (smtp_server_check_postmaster(cfg, dir, msg, sizeof(msg)) < 0)
 		log_error("smtp", NULL, "%s", msg);
@@ -381,7 +418,13 @@ struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, u
 	srv->dir = dir;
 	/* the busy reply names the host, as a 421 does (RFC 5321 4.2.3) */
 	snprintf(busy, sizeof(busy), "421 4.7.0 %s too many connections, try again later\r\n", cfg->hostname);
-	srv->runner = runner_new(&smtp_proto, loop, srv, busy, NULL);
+	snprintf(denied, sizeof(denied), "554 5.7.1 %s access denied for your address\r\n", cfg->hostname);
+	snprintf(locked, sizeof(locked), "421 4.7.0 %s too many failed logins from your address, try again later\r\n",
+		 cfg->hostname);
+	srv->runner = runner_new(&smtp_proto, loop, srv, &replies, lk);
+	if (gnutls_rnd(GNUTLS_RND_NONCE, key, sizeof(key)) < 0)
+		memset(key, 0x3c, sizeof(key));
+	srv->rates = ratelimit_new(RATE_SLOTS, key);
 	return srv;
 }
 
@@ -395,6 +438,7 @@ void smtp_server_free(struct smtp_server **srv)
 	if (!*srv)
 		return;
 	runner_free(&(*srv)->runner);
+	ratelimit_free(&(*srv)->rates);
 	free(*srv);
 	*srv = NULL;
 }

@@ -14,7 +14,10 @@ struct smtp_server;
 
 /* Creates the SMTP service; logs where mail to the postmaster goes (see
  * smtp_server_check_postmaster()), an error when that is not deliverable. */
-struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop);
+/* lk: the shared failed-login table for SMTP AUTH (NULL: none); it must
+ * outlive the server. */
+struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
+				    struct lockout *lk);
 /*
  * Checks where mail to the postmaster goes (RFC 5321 4.5.1), for the start
  * and for "buzon check": 0 with the mailbox (or "no user yet") described

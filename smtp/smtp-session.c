@@ -913,6 +913,12 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 		reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
 		return;
 	}
+	if (s->io.mail_allowed && !s->io.mail_allowed(s->ctx)) {
+		reply(s, "421 4.7.0 %s Too many messages from your address, try again later", s->hostname);
+		log_info("smtp", s->sid, "mail refused reason=message_rate client=%s", s->client_addr);
+		close_session(s, "message rate");
+		return;
+	}
 	tx_reset(s);
 	memcpy(s->tx.from, m.path, sizeof(s->tx.from));
 	s->tx.size_hint = m.has_size ? m.size : 0;

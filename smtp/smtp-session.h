@@ -127,6 +127,10 @@ struct smtp_io {
 	 * smtp_session_sender_done() later or from inside this call. Required
 	 * when params.submission is set. */
 	void (*sender_check)(void *ctx, struct smtp_sender_req *req);
+	/* Optional: asked at each MAIL command; 0 means the client is over its
+	 * listener's max_messages_per_ip_per_minute: the session answers
+	 * 421 4.7.0 and closes (the client tries again later). */
+	int (*mail_allowed)(void *ctx);
 };
 
 struct smtp_session_params {

@@ -1983,3 +1983,197 @@ void dir_sasl_backend(struct dir *d, struct sasl_backend *b)
 	b->check_password = backend_check_password;
 	b->scram_lookup = backend_scram_lookup;
 }
+
+/* ---- failed logins kept across restarts (lib/lockout.h) ---------------- */
+
+static const char sql_lockout_select[] =
+	"SELECT address, failures, last_ms, window_failures, window_start_ms, locked_until_ms"
+	" FROM auth_failures ORDER BY address";
+
+static void record_of(sqlite3_stmt *st, struct lockout_record *r)
+{
+	const unsigned char *a = sqlite3_column_text(st, 0);
+	int64_t v;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->address, sizeof(r->address), "%s", a ? (const char *)a : "");
+	v = sqlite3_column_int64(st, 1);
+	r->failures = v < 0 ? 0 : v > 1000000 ? 1000000 : (unsigned)v;
+	v = sqlite3_column_int64(st, 2);
+	r->last_ms = v < 0 ? 0 : (uint64_t)v;
+	v = sqlite3_column_int64(st, 3);
+	r->window_failures = v < 0 ? 0 : v > 1000000 ? 1000000 : (unsigned)v;
+	v = sqlite3_column_int64(st, 4);
+	r->window_start_ms = v < 0 ? 0 : (uint64_t)v;
+	v = sqlite3_column_int64(st, 5);
+	r->locked_until_ms = v < 0 ? 0 : (uint64_t)v;
+}
+
+int dir_lockout_list(struct dir *d, void (*cb)(void *ctx, const struct lockout_record *r), void *ctx)
+{
+	sqlite3_stmt *st;
+	struct lockout_record rec;
+	int rc;
+
+	lock(d);
+	rc = prep(d, &st, sql_lockout_select, "");
+	if (rc != SQLITE_OK) {
+		rc = sql_fail(d, rc, "lockout list", NULL, 0);
+		unlock(d);
+		return rc;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		record_of(st, &rec);
+		cb(ctx, &rec);
+	}
+	sqlite3_finalize(st);
+	rc = rc == SQLITE_DONE ? 0 : sql_fail(d, rc, "lockout list", NULL, 0);
+	unlock(d);
+	return rc;
+}
+
+int dir_lockout_load(struct dir *d, struct lockout_record **r, size_t *n_r)
+{
+	sqlite3_stmt *st;
+	struct lockout_record *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	*r = NULL;
+	*n_r = 0;
+	lock(d);
+	rc = prep(d, &st, sql_lockout_select, "");
+	if (rc != SQLITE_OK) {
+		rc = sql_fail(d, rc, "lockout load", NULL, 0);
+		unlock(d);
+		return rc;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		record_of(st, &v[n++]);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		rc = sql_fail(d, rc, "lockout load", NULL, 0);
+		unlock(d);
+		return rc;
+	}
+	/* the CLI removed their rows already: nothing left to forget */
+	rc = sql_exec(d, "DELETE FROM auth_clears", "");
+	unlock(d);
+	if (rc != SQLITE_OK)
+		log_warn("dir", NULL, "lockout clears not emptied rc=%d", rc);
+	*r = v;
+	*n_r = n;
+	return 0;
+}
+
+void dir_strings_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int cleared(char *const *v, size_t n, const char *address)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], address) == 0)
+			return 1;
+	return 0;
+}
+
+int dir_lockout_save(struct dir *d, const struct lockout_record *r, size_t n, char ***cleared_r,
+		     size_t *n_cleared_r)
+{
+	sqlite3_stmt *st = NULL;
+	char **cv = NULL;
+	size_t cn = 0;
+	int rc;
+
+	*cleared_r = NULL;
+	*n_cleared_r = 0;
+	lock(d);
+	rc = begin(d);
+	if (rc == SQLITE_OK)
+		rc = prep(d, &st, "SELECT address FROM auth_clears", "");
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *a = sqlite3_column_text(st, 0);
+
+		cv = xrealloc(cv, (cn + 1) * sizeof(*cv));
+		cv[cn++] = xstrdup(a ? (const char *)a : "");
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE && !r && cn == 0) {
+		/* nothing to write and nothing cleared: no write at all */
+		rollback(d);
+		unlock(d);
+		return 0;
+	}
+	if (rc == SQLITE_DONE)
+		rc = sql_exec(d, "DELETE FROM auth_clears", "");
+	if (rc == SQLITE_OK && r)
+		rc = sql_exec(d, "DELETE FROM auth_failures", "");
+	if (!r)
+		n = 0;
+	if (rc == SQLITE_OK && r)
+		rc = prep(d, &st,
+			  "INSERT OR REPLACE INTO auth_failures (address, failures, last_ms, window_failures,"
+			  " window_start_ms, locked_until_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", "");
+	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+		if (!r[i].address[0] || cleared(cv, cn, r[i].address))
+			continue;
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, r[i].address, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (int64_t)r[i].failures);
+		sqlite3_bind_int64(st, 3, (int64_t)r[i].last_ms);
+		sqlite3_bind_int64(st, 4, (int64_t)r[i].window_failures);
+		sqlite3_bind_int64(st, 5, (int64_t)r[i].window_start_ms);
+		sqlite3_bind_int64(st, 6, (int64_t)r[i].locked_until_ms);
+		rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK)
+		rc = commit(d);
+	if (rc != SQLITE_OK) {
+		rollback(d);
+		rc = sql_fail(d, rc, "lockout save", NULL, 0);
+		unlock(d);
+		dir_strings_free(cv, cn);
+		return rc;
+	}
+	unlock(d);
+	*cleared_r = cv;
+	*n_cleared_r = cn;
+	return 0;
+}
+
+int dir_lockout_clear(struct dir *d, const char *address)
+{
+	int rc, had;
+
+	lock(d);
+	rc = begin(d);
+	if (rc == SQLITE_OK)
+		rc = sql_exec(d, "DELETE FROM auth_failures WHERE address = ?1", "t", address);
+	had = sqlite3_changes(d->db) > 0;
+	if (rc == SQLITE_OK)
+		rc = sql_exec(d, "INSERT OR REPLACE INTO auth_clears (address) VALUES (?1)", "t", address);
+	if (rc == SQLITE_OK)
+		rc = commit(d);
+	if (rc != SQLITE_OK) {
+		rollback(d);
+		rc = sql_fail(d, rc, "lockout clear", NULL, 0);
+		unlock(d);
+		return rc;
+	}
+	unlock(d);
+	return had;
+}

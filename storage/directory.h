@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "lib/sasl.h"
+#include "lib/lockout.h"
 
 /*
  * The user directory: domains, users and aliases in data_dir/buzon.db
@@ -193,5 +194,28 @@ int dir_sasl_secret(struct dir *d, unsigned char out[SASL_CTX_SECRET_LEN]);
 /* Fills b with the directory's lookups for sasl_exchange_step():
  * dir_authenticate() and dir_scram_lookup(), ctx = d. */
 void dir_sasl_backend(struct dir *d, struct sasl_backend *b);
+
+/*
+ * The failed-login table kept across restarts (schema/0003-auth-failures.sql,
+ * lib/lockout.h). Blocking: the server calls them on a worker thread.
+ *
+ * dir_lockout_load: every stored address into a malloc'd array *r (NULL when
+ * none) and *n_r; forgets the pending clears. dir_lockout_save: in one
+ * transaction, takes the addresses cleared since the last save (a malloc'd
+ * array of malloc'd strings in *cleared_r, *n_cleared_r; free with
+ * dir_strings_free) and replaces the table with the n records, those
+ * cleared left out; with r NULL it only takes the clears (the CLI removed
+ * their rows) and writes nothing when there are none. 0 or a negative errno.
+ */
+int dir_lockout_load(struct dir *d, struct lockout_record **r, size_t *n_r);
+int dir_lockout_save(struct dir *d, const struct lockout_record *r, size_t n, char ***cleared_r,
+		     size_t *n_cleared_r);
+void dir_strings_free(char **v, size_t n);
+/* Calls cb for each stored address (the admin's list); 0 or negative. */
+int dir_lockout_list(struct dir *d, void (*cb)(void *ctx, const struct lockout_record *r), void *ctx);
+/* Forgets address (written as a server writes it) and tells a running
+ * server to forget it too: 1 when it was stored, 0 when not, negative on
+ * error. */
+int dir_lockout_clear(struct dir *d, const char *address);
 
 #endif

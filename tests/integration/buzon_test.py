@@ -556,7 +556,7 @@ class Server:
     # -- configuration --------------------------------------------------------
 
     def write_config(self, server=None, smtp=None, listeners=None, raw=None, imap=None, pop3=None,
-                     tls=None):
+                     tls=None, auth=None):
         """Writes the config file. server, smtp, imap, pop3, tls: the keys of
         those sections ([server] has hostname, data_dir and log_level = info
         unless given); listeners: {name: "addr [addr]"} for SMTP or {name:
@@ -571,7 +571,8 @@ class Server:
             if 'shutdown_timeout' in s:
                 self.shutdown_timeout = int(str(s['shutdown_timeout']).rstrip('s'))
             text = '[server]\n' + ''.join('%s = %s\n' % kv for kv in s.items())
-            for section, keys in (('smtp', smtp), ('imap', imap), ('pop3', pop3), ('tls', tls)):
+            for section, keys in (('smtp', smtp), ('imap', imap), ('pop3', pop3), ('tls', tls),
+                                  ('auth', auth)):
                 if keys:
                     text += '\n[%s]\n' % section + ''.join('%s = %s\n' % kv for kv in keys.items())
             for name, addr in (listeners or {'mx': '127.0.0.1:0'}).items():
@@ -779,13 +780,14 @@ class BuzonTestCase(unittest.TestCase):
     """Gives each test a fresh Server; stops it and checks for sanitizer reports."""
 
     def new_server(self, start=True, users=True, server=None, smtp=None, listeners=None, imap=None,
-                   pop3=None, tls=None):
+                   pop3=None, tls=None, auth=None):
         """A Server (see write_config) stopped and checked after the test.
         users: True for alice, bob, carol and dave of DOMAIN, a tuple of local
         parts for those, False for no domain and no users."""
         s = Server()
         self.servers.append(s)
-        s.write_config(server=server, smtp=smtp, listeners=listeners, imap=imap, pop3=pop3, tls=tls)
+        s.write_config(server=server, smtp=smtp, listeners=listeners, imap=imap, pop3=pop3, tls=tls,
+                       auth=auth)
         if users is True:
             s.setup_users()
         elif users:

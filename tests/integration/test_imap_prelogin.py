@@ -36,8 +36,8 @@ def quoted(text):
 
 class PreLogin(BuzonTestCase):
 
-    def imap_server(self, imap=None):
-        return self.new_server(listeners=IMAP_LISTENERS, imap=imap)
+    def imap_server(self, imap=None, auth=None):
+        return self.new_server(listeners=IMAP_LISTENERS, imap=imap, auth=auth)
 
     def raw(self, s, **kw):
         c = s.connect_imap(**kw)
@@ -204,7 +204,7 @@ class PreLogin(BuzonTestCase):
 
     def test_failed_logins_do_not_extend_the_deadline(self):
         # many failures allowed and no delays: only the deadline can end it
-        s = self.imap_server(imap={'login_timeout': '2s', 'max_auth_failures': '100', 'auth_delay_base': '0'})
+        s = self.imap_server(imap={'login_timeout': '2s', 'max_auth_failures': '100'}, auth={'auth_delay_base': '0', 'lockout_failures': '0'})
         c = self.raw(s)
         t0 = time.monotonic()
         replies = []

@@ -509,16 +509,28 @@ class LoginDelay(POP3Case):
         # one failure each from two addresses: no address has a delay yet
         r1, t1 = self.attempt(s, CAROL, 'bad1', source='127.0.0.2')
         r2, t2 = self.attempt(s, CAROL, 'bad2', source='127.0.0.3')
-        # the user has: a third address waits
+        # the user's failures do not delay an address without failures of
+        # its own (issue 10: the real user's correct password never waits)
         r3, t3 = self.attempt(s, CAROL, 'bad3', source='127.0.0.4')
         self.assertEqual({r1, r2, r3}, {b'-ERR [AUTH] Authentication failed'})
-        self.assertGreaterEqual(t3, 0.95)
-        # an unknown user is slowed down the same way (nothing tells them apart)
-        self.attempt(s, 'ghost@example.test', 'x', source='127.0.0.5')
-        self.attempt(s, 'ghost@example.test', 'x', source='127.0.0.6')
-        r6, t6 = self.attempt(s, 'ghost@example.test', 'x', source='127.0.0.7')
+        self.assertLess(t3, 0.9)
+        r4, t4 = self.attempt(s, CAROL, PASSWORD, source='127.0.0.5')
+        self.assertTrue(r4.startswith(b'+OK'), r4)
+        self.assertLess(t4, 0.9)
+        # ... but once that address has failed, they do
+        self.attempt(s, CAROL, 'bad4', source='127.0.0.2')
+        self.attempt(s, CAROL, 'bad5', source='127.0.0.3')
+        r6, t6 = self.attempt(s, CAROL, 'bad6', source='127.0.0.4')
         self.assertEqual(r6, b'-ERR [AUTH] Authentication failed')
         self.assertGreaterEqual(t6, 0.95)
+        # an unknown user is slowed down the same way (nothing tells them apart)
+        self.attempt(s, 'ghost@example.test', 'x', source='127.0.0.6')
+        self.attempt(s, 'ghost@example.test', 'x', source='127.0.0.7')
+        self.attempt(s, 'ghost@example.test', 'x', source='127.0.0.6')
+        self.attempt(s, 'ghost@example.test', 'x', source='127.0.0.7')
+        r7, t7 = self.attempt(s, 'ghost@example.test', 'x', source='127.0.0.6')
+        self.assertEqual(r7, b'-ERR [AUTH] Authentication failed')
+        self.assertGreaterEqual(t7, 0.95)
 
 
 class Configured(POP3Case):

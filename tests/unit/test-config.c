@@ -41,7 +41,7 @@ static const struct bad_case bad[] = {
 	{ HEAD "[listener \"mx\"]\nprotocol = smtp\naddress = ::1:25\n", 0,
 	  "t.conf:6: listener \"mx\": address '::1:25' is not host:port (write IPv6 as [addr]:port)" },
 	{ HEAD "[listener \"mx\"]\nprotocol = gopher\n", 0,
-	  "t.conf:5: listener \"mx\": protocol 'gopher' is not smtp, pop3 or imap" },
+	  "t.conf:5: listener \"mx\": protocol 'gopher' is not smtp, submission, pop3 or imap" },
 	{ HEAD "[listener \"mx\"]\naddress = 127.0.0.1:25\n", 0, "t.conf:4: listener \"mx\": protocol is not set" },
 	{ HEAD, 0, "t.conf: no [listener \"name\"] section" },
 	{ "[server]\nhostname = a\n" MX, 0, "t.conf: [server] data_dir is not set" },
@@ -166,6 +166,35 @@ static const struct bad_case bad[] = {
 	  "t.conf:5: certificate \"b\": certificate = auto is only for [tls]" },
 	{ HEAD "[certificate \"b\"]\ncertificate = /../b\n", 0, "t.conf:5: certificate \"b\": certificate '/../b' goes above /" },
 	{ HEAD "[certificate \"b\"]\nkey = /b\nkey = /c\n", 0, "t.conf:6: [certificate \"b\"]: key 'key' is set twice" },
+	/* listener policy keys and [auth] */
+	{ HEAD MX "allow = 192.0.2.0/33\n", 0,
+	  "t.conf:7: listener \"mx\": allow: '192.0.2.0/33' is not an address or CIDR (192.0.2.0/24, 2001:db8::/32): "
+	  "the prefix length is not from 0 to 32" },
+	{ HEAD MX "deny = 10.0.0.0/8 nonsense\n", 0,
+	  "t.conf:7: listener \"mx\": deny: 'nonsense' is not an address or CIDR" },
+	{ HEAD MX "deny = 2001:db8::/129\n", 0, "the prefix length is not from 0 to 128" },
+	{ HEAD MX "deny = 10.0.0.0/x\n", 0, "t.conf:7: listener \"mx\": deny: '10.0.0.0/x'" },
+	{ HEAD MX "max_messages_per_ip_per_minute = -1\n", 0,
+	  "t.conf:7: listener \"mx\": max_messages_per_ip_per_minute '-1' is not a number from 0" },
+	{ HEAD "[listener \"i\"]\nprotocol = imap\naddress = 127.0.0.1:143\nmax_messages_per_ip_per_minute = 5\n", 0,
+	  "t.conf:7: listener \"i\": max_messages_per_ip_per_minute is for smtp and submission listeners" },
+	{ HEAD "[listener \"i\"]\nprotocol = pop3\naddress = 127.0.0.1:110\nmax_recipients = 5\n", 0,
+	  "t.conf:7: listener \"i\": max_recipients is for smtp and submission listeners" },
+	{ HEAD MX "max_recipients = 0\n", 0, "t.conf:7: listener \"mx\": max_recipients '0' is not a number from 1" },
+	{ HEAD MX "auth = maybe\n", 0, "t.conf:7: listener \"mx\": auth 'maybe' is not none, optional or required" },
+	{ HEAD "[listener \"i\"]\nprotocol = imap\naddress = 127.0.0.1:143\nauth = none\n", 0,
+	  "t.conf:7: listener \"i\": auth = none: POP3 and IMAP always require a login" },
+	{ HEAD MX "allow_plaintext_auth = sometimes\n", 0,
+	  "t.conf:7: listener \"mx\": allow_plaintext_auth 'sometimes' is not no, loopback or yes" },
+	{ HEAD "[imap]\nauth_delay_base = 2s\n" MX, 0,
+	  "t.conf:5: [imap]: auth_delay_base moved to [auth] (one failed-login table for SMTP, POP3 and IMAP)" },
+	{ HEAD "[pop3]\nauth_delay_free = 2\n" MX, 0, "t.conf:5: [pop3]: auth_delay_free moved to [auth]" },
+	{ HEAD "[auth]\nlockout_failures = many\n" MX, 0,
+	  "t.conf:5: lockout_failures 'many' is not a number from 0 (no lockout) to 1000" },
+	{ HEAD "[auth]\nlockout_window = 0\n" MX, 0, "t.conf:5: lockout_window '0' is not a duration from 1s" },
+	{ HEAD "[auth]\nlockout_time = 31d\n" MX, 0, "t.conf:5: lockout_time '31d' is not a duration" },
+	{ HEAD "[auth]\nauth_exempt = 127.0.0.1 ::1/200\n" MX, 0, "t.conf:5: auth_exempt: '::1/200'" },
+	{ HEAD "[auth]\nlockout = yes\n" MX, 0, "t.conf:5: [auth]: unknown key 'lockout'" },
 };
 
 /* Accepted on purpose: each must load, and check() says what it gave. */
@@ -443,6 +472,37 @@ int main(void)
 	CHECK(cfg.listeners[0].n_addrs == 1 && strcmp(cfg.listeners[0].addrs[0].text, "127.0.0.1:2525") == 0, "address");
 	CHECK(cfg.smtp.max_recipients == 100, "default max_recipients");
 	CHECK(cfg.log_file == NULL, "log_file defaults to standard error");
+	config_free(&cfg);
+
+	/* the listener policy keys and [auth], parsed and stored */
+	CHECK(config_load_string("[server]\nhostname = h\ndata_dir = /d\n[smtp]\nmax_recipients = 7\n"
+				 "[auth]\nlockout_failures = 3\nlockout_window = 2m\nlockout_time = 1h\n"
+				 "auth_exempt = 192.0.2.1, 2001:db8::/32\nauth_delay_base = 2s\n"
+				 "[listener \"x\"]\nprotocol = smtp\naddress = 127.0.0.1:25\n"
+				 "allow = 192.0.2.0/24 ::ffff:198.51.100.0/120 2001:db8::/32\ndeny = 192.0.2.7\n"
+				 "max_messages_per_ip_per_minute = 60\n"
+				 "[listener \"s\"]\nprotocol = submission\naddress = 127.0.0.1:587\nmax_recipients = 9\n"
+				 "allow_plaintext_auth = no\n"
+				 "[listener \"i\"]\nprotocol = imap\naddress = 127.0.0.1:143\nauth = required\n",
+				 "t.conf", &cfg, err, sizeof(err)) == 0, "%s", err);
+	CHECK(cfg.auth.lockout_failures == 3 && cfg.auth.lockout_window == 120 && cfg.auth.lockout_time == 3600 &&
+	      cfg.auth.n_exempt == 2 && cfg.auth.delay_base == 2 && cfg.auth.delay_free == 2, "[auth]");
+	CHECK(cfg.listeners[0].n_allow == 3 && !cfg.listeners[0].allow[1].v6 && cfg.listeners[0].allow[1].prefix == 24,
+	      "allow, the IPv4-mapped rule as IPv4");
+	CHECK(cfg.listeners[0].n_deny == 1 && cfg.listeners[0].deny[0].prefix == 32, "deny");
+	CHECK(cfg.listeners[0].max_messages_per_ip_per_minute == 60 && cfg.listeners[0].max_recipients == 7 &&
+	      cfg.listeners[0].auth == AUTH_NONE && !cfg.listeners[0].submission &&
+	      cfg.listeners[0].allow_plaintext_auth == PLAINTEXT_AUTH_LOOPBACK, "smtp listener");
+	CHECK(cfg.listeners[1].protocol == PROTO_SMTP && cfg.listeners[1].submission &&
+	      cfg.listeners[1].auth == AUTH_REQUIRED && cfg.listeners[1].max_recipients == 9 &&
+	      cfg.listeners[1].allow_plaintext_auth == PLAINTEXT_AUTH_NO, "submission listener");
+	CHECK(cfg.listeners[2].auth == AUTH_REQUIRED, "imap listener");
+	config_free(&cfg);
+	CHECK(config_load_string(minimal, "t.conf", &cfg, err, sizeof(err)) == 0, "minimal: %s", err);
+	CHECK(cfg.auth.lockout_failures == 10 && cfg.auth.lockout_window == 600 && cfg.auth.lockout_time == 900 &&
+	      cfg.auth.n_exempt == 0 && cfg.auth.delay_free == 2 && cfg.auth.delay_base == 1 &&
+	      cfg.auth.delay_max == 15 && cfg.auth.delay_decay == 60, "[auth] defaults");
+	CHECK(cfg.listeners[0].n_allow == 0 && cfg.listeners[0].max_messages_per_ip_per_minute == 0, "defaults");
 	config_free(&cfg);
 
 	CHECK(config_load_string("[server]\nhostname = h\ndata_dir = /d\n[listener \"x\"]\nprotocol = smtp\n"

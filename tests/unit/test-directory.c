@@ -687,7 +687,7 @@ static void test_migration_v1(void)
 				 " (SELECT count(*) FROM users WHERE scram_sha1 IS NULL AND scram_sha256 IS NULL),"
 				 " (SELECT length(value) FROM settings WHERE key = 'sasl_secret')", -1, &st, NULL) == SQLITE_OK,
 	      "query");
-	CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2 && sqlite3_column_int(st, 1) == 1 &&
+	CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3 && sqlite3_column_int(st, 1) == 1 &&
 	      sqlite3_column_int(st, 2) == 64, "after migration: version %d, users without secrets %d, secret %d",
 	      sqlite3_column_int(st, 0), sqlite3_column_int(st, 1), sqlite3_column_int(st, 2));
 	sqlite3_finalize(st);
@@ -709,6 +709,49 @@ static void test_migration_v1(void)
 }
 
 /* ---- schema, reopen, normalize ------------------------------------------ */
+
+/* The failed-login table in buzon.db: a save, a load, the CLI's clear taken
+ * by the next save, the list. */
+static void count_cb(void *ctx, const struct lockout_record *r)
+{
+	(void)r;
+	(*(int *)ctx)++;
+}
+
+static void test_lockout_rows(void)
+{
+	struct lockout_record in[2], *out = NULL;
+	char **cleared = NULL;
+	size_t n = 0, nc = 0;
+	int listed = 0;
+
+	memset(in, 0, sizeof(in));
+	snprintf(in[0].address, sizeof(in[0].address), "192.0.2.1");
+	in[0].failures = 7;
+	in[0].last_ms = 1700000000123ULL;
+	in[0].window_failures = 3;
+	in[0].window_start_ms = 1700000000000ULL;
+	in[0].locked_until_ms = 1700000900000ULL;
+	snprintf(in[1].address, sizeof(in[1].address), "2001:db8::1");
+	in[1].failures = 1;
+	CHECK(dir_lockout_save(d, in, 2, &cleared, &nc) == 0 && nc == 0, "save");
+	CHECK(dir_lockout_load(d, &out, &n) == 0 && n == 2, "load: %zu", n);
+	CHECK(out && memcmp(&out[0], &in[0], sizeof(in[0])) == 0, "round trip of every field");
+	free(out);
+	CHECK(dir_lockout_clear(d, "192.0.2.1") == 1, "clear a stored address");
+	CHECK(dir_lockout_clear(d, "198.51.100.1") == 0, "clear an address not stored");
+	CHECK(dir_lockout_list(d, count_cb, &listed) == 0 && listed == 1, "list after the clear: %d", listed);
+	/* a server that still has 192.0.2.1 in memory does not write it back */
+	CHECK(dir_lockout_save(d, in, 2, &cleared, &nc) == 0 && nc == 2, "clears taken: %zu", nc);
+	dir_strings_free(cleared, nc);
+	listed = 0;
+	CHECK(dir_lockout_list(d, count_cb, &listed) == 0 && listed == 1, "list after the save: %d", listed);
+	/* nothing to write and nothing cleared: nothing happens */
+	CHECK(dir_lockout_save(d, NULL, 0, &cleared, &nc) == 0 && nc == 0, "read-only pass");
+	listed = 0;
+	CHECK(dir_lockout_list(d, count_cb, &listed) == 0 && listed == 1, "list unchanged: %d", listed);
+	CHECK(dir_lockout_save(d, in, 0, &cleared, &nc) == 0, "empty table");
+}
 
 static void test_schema(void)
 {
@@ -732,7 +775,8 @@ static void test_schema(void)
 		const char *sql;
 		const char *want;
 	} q[] = {
-		{ "SELECT version FROM schema_version", "2" },
+		{ "SELECT version FROM schema_version", "3" },
+		{ "SELECT count(*) FROM sqlite_master WHERE name IN ('auth_failures','auth_clears')", "2" },
 		{ "SELECT count(*) FROM schema_version", "1" },
 		{ "PRAGMA journal_mode", "wal" },
 		{ "SELECT localpart FROM users WHERE localpart = 'alice'", "alice" },
@@ -754,7 +798,7 @@ static void test_schema(void)
 	/* A database from a newer buzon is refused, not damaged. */
 	CHECK(sqlite3_exec(db, "UPDATE schema_version SET version = 999", NULL, NULL, NULL) == SQLITE_OK, "bump");
 	CHECK(dir_open(root, &d2, err, sizeof(err)) == -EPROTO && strstr(err, "newer"), "newer schema: %s", err);
-	CHECK(sqlite3_exec(db, "UPDATE schema_version SET version = 2", NULL, NULL, NULL) == SQLITE_OK, "restore");
+	CHECK(sqlite3_exec(db, "UPDATE schema_version SET version = 3", NULL, NULL, NULL) == SQLITE_OK, "restore");
 	sqlite3_close(db);
 
 	static const struct {
@@ -836,6 +880,7 @@ int main(void)
 	test_migration_v1();
 	test_threads();
 	test_schema();
+	test_lockout_rows();
 	test_lists();
 	test_delete();
 	dir_close(&d);
