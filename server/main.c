@@ -37,6 +37,7 @@
 #include "imap/imap-server.h"
 #include "pop3/pop3-server.h"
 #include "storage/directory.h"
+#include "lib/sasl.h"
 #include "server/tls-setup.h"
 #include "storage/maildir.h"
 
@@ -484,6 +485,7 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 	struct daemon d;
 	struct dir *dir = NULL;
 	struct smtp_server *smtp = NULL;
+	struct sasl_ctx *sasl = NULL;
 	struct pop3_server *pop3 = NULL;
 	struct imap_server *imap = NULL;
 	struct service_user u;
@@ -569,7 +571,18 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 	d.lockout = lockout_start(cfg, dir);
 	d.lk_saved = lockout_changes(d.lockout);
 	net_set_lockout(d.net, d.lockout);
-	smtp = smtp_server_new(cfg, dir, d.loop, d.lockout);
+	{
+		unsigned char secret[SASL_CTX_SECRET_LEN];
+		int sr = dir_sasl_secret(dir, secret);
+
+		/* the fake salts of unknown users stay the same across restarts */
+		if (sasl_ctx_new(sr == 0 ? secret : NULL, sizeof(secret), &sasl) < 0) {
+			fprintf(stderr, "buzon: GNU SASL cannot be started (a mechanism is missing)\n");
+			goto out;
+		}
+		gnutls_memset(secret, 0, sizeof(secret));
+	}
+	smtp = smtp_server_new(cfg, dir, d.loop, d.lockout, sasl);
 	pop3 = pop3_server_new(cfg, dir, d.loop, d.lockout);
 	imap = imap_server_new(cfg, dir, d.loop, d.lockout);
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -647,6 +660,7 @@ done:
 	net_free(&d.net);
 	tls_setup_free(&d.tls);
 	smtp_server_free(&smtp);
+	sasl_ctx_free(&sasl);
 	pop3_server_free(&pop3);
 	imap_server_free(&imap);
 	lockout_free(&d.lockout);

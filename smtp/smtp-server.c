@@ -12,6 +12,7 @@
 #include "lib/notify.h"
 #include "lib/ratelimit.h"
 #include "lib/runner.h"
+#include "lib/sasl.h"
 #include "lib/xalloc.h"
 #include "smtp/smtp-session.h"
 #include "storage/maildir.h"
@@ -25,6 +26,10 @@ struct smtp_server {
 	/* max_messages_per_ip_per_minute of every listener: one bucket per
 	 * listener and client address, bounded (lib/ratelimit.h) */
 	struct ratelimit *rates;
+	/* SMTP AUTH: GNU SASL (NULL: AUTH is not offered) and the directory
+	 * as its steps see it */
+	struct sasl_ctx *sasl;
+	struct sasl_backend backend;
 };
 
 /* Client addresses whose message rate is kept at once (about 40 octets each). */
@@ -45,6 +50,12 @@ struct smtp_conn {
 	size_t n_maildirs;
 	uint64_t held;                /* this session's share of srv->held */
 	const struct listener_config *listener; /* the listener it came in on; NULL: none known */
+	/* SMTP AUTH: the exchange (loop thread between steps, a worker during one) */
+	struct sasl_exchange *sx;
+	struct auth_step *step;
+	enum sasl_step_result step_result;
+	struct smtp_sender_req *sender;
+	char mechs[SASL_MECHS_MAX];
 };
 
 static void io_release(void *ctx)
@@ -290,6 +301,165 @@ static void io_deliver(void *ctx, struct smtp_delivery *dv)
 	runner_submit(&sc->rc, deliver_work, deliver_after, 0);
 }
 
+/* ---- AUTH (RFC 4954) through GNU SASL on a worker ---- */
+
+static int is_loopback(const char *ip)
+{
+	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
+}
+
+/* PLAIN and LOGIN carry the password itself: offered under TLS, and in
+ * clear only where allow_plaintext_auth says. */
+static int plaintext_ok(const struct smtp_conn *sc)
+{
+	if (sc->rc.conn && conn_tls_info(sc->rc.conn))
+		return 1;
+	switch (sc->listener ? sc->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK) {
+	case PLAINTEXT_AUTH_YES:
+		return 1;
+	case PLAINTEXT_AUTH_LOOPBACK:
+		return is_loopback(sc->rc.peer);
+	default:
+		return 0;
+	}
+}
+
+static const char *io_auth_mechs(void *ctx)
+{
+	struct smtp_conn *sc = ctx;
+
+	sc->mechs[0] = '\0';
+	if (!sc->rc.conn || !sc->listener || sc->listener->auth == AUTH_NONE || !sc->srv->sasl)
+		return sc->mechs;
+	if (sasl_ctx_mechs(sc->srv->sasl, plaintext_ok(sc), conn_tls_info(sc->rc.conn), sc->mechs,
+			   sizeof(sc->mechs)) < 0)
+		sc->mechs[0] = '\0';
+	return sc->mechs;
+}
+
+/* Runs on a worker thread: GNU SASL checks the password or the SCRAM proof
+ * against the directory. */
+static void auth_work(struct rconn *rc)
+{
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
+	struct auth_step *st = sc->step;
+	const unsigned char *out = NULL;
+	size_t outlen = 0;
+
+	sc->step_result = sasl_exchange_step(sc->sx, &sc->srv->backend, st->in_absent ? NULL : st->in, st->in_len,
+					     &out, &outlen);
+	st->out = NULL;
+	st->out_len = 0;
+	if (sc->step_result == SASL_STEP_CONTINUE && outlen) {
+		st->out = xmalloc(outlen);
+		memcpy(st->out, out, outlen);
+		st->out_len = outlen;
+	}
+}
+
+static void auth_after(struct rconn *rc, int status)
+{
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
+	struct auth_step *st = sc->step;
+	const char *who = sasl_exchange_authcid(sc->sx);
+
+	sc->step = NULL;
+	if (status < 0)
+		sc->step_result = SASL_STEP_TEMPFAIL;
+	switch (sc->step_result) {
+	case SASL_STEP_CONTINUE:
+		st->status = AUTH_CONTINUE;
+		break;
+	case SASL_STEP_SUCCESS:
+		st->status = AUTH_OK;
+		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_user(sc->sx));
+		runner_auth_result(rc, st->user, 1);
+		break;
+	case SASL_STEP_FAILURE:
+		st->status = AUTH_FAILED;
+		snprintf(st->user, sizeof(st->user), "%s", who);
+		runner_auth_result(rc, who, 0);
+		break;
+	case SASL_STEP_MALFORMED:
+		st->status = AUTH_MALFORMED;
+		break;
+	default:
+		st->status = AUTH_TEMPFAIL;
+		break;
+	}
+	smtp_session_auth_done(rc->session, st);
+}
+
+static void io_auth_step(void *ctx, struct auth_step *st)
+{
+	struct smtp_conn *sc = ctx;
+	unsigned delay = 0;
+
+	if (st->first) {
+		sasl_exchange_free(&sc->sx);
+		if (!sc->rc.conn || sasl_exchange_new(sc->srv->sasl, st->mech, plaintext_ok(sc),
+						      conn_tls_info(sc->rc.conn), &sc->sx) < 0) {
+			st->status = AUTH_MALFORMED;
+			smtp_session_auth_done(sc->rc.session, st);
+			return;
+		}
+		/* the client address's failed-login delay, before the first step */
+		delay = runner_auth_delay(&sc->rc, "");
+	}
+	if (!sc->sx) {
+		st->status = AUTH_TEMPFAIL;
+		smtp_session_auth_done(sc->rc.session, st);
+		return;
+	}
+	sc->step = st;
+	runner_submit(&sc->rc, auth_work, auth_after, delay);
+}
+
+static void io_auth_end(void *ctx)
+{
+	struct smtp_conn *sc = ctx;
+
+	sasl_exchange_free(&sc->sx);
+}
+
+/* Runs on a worker thread: does the envelope sender deliver to the user
+ * (the user's own address, an alias of it, plus-addressing)? */
+static void sender_work(struct rconn *rc)
+{
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
+	struct smtp_sender_req *req = sc->sender;
+	struct dir_target *t = xcalloc(DIR_MAX_TARGETS, sizeof(*t));
+	size_t n = 0;
+	enum dir_status st = dir_resolve(sc->srv->dir, req->address, sc->srv->cfg->smtp.recipient_delimiter, t, &n);
+
+	req->status = SMTP_SENDER_NOT_OWNED;
+	if (st == DIR_TEMPFAIL)
+		req->status = SMTP_SENDER_TEMPFAIL;
+	for (size_t i = 0; st == DIR_OK && i < n; i++)
+		if (strcasecmp(t[i].address, req->user) == 0)
+			req->status = SMTP_SENDER_OK;
+	free(t);
+}
+
+static void sender_after(struct rconn *rc, int status)
+{
+	struct smtp_conn *sc = (struct smtp_conn *)rc;
+	struct smtp_sender_req *req = sc->sender;
+
+	sc->sender = NULL;
+	if (status < 0)
+		req->status = SMTP_SENDER_TEMPFAIL;
+	smtp_session_sender_done(rc->session, req);
+}
+
+static void io_sender_check(void *ctx, struct smtp_sender_req *req)
+{
+	struct smtp_conn *sc = ctx;
+
+	sc->sender = req;
+	runner_submit(&sc->rc, sender_work, sender_after, 0);
+}
+
 static const struct smtp_io smtp_io = {
 	.write = runner_io_write,
 	.close = runner_io_close,
@@ -302,6 +472,10 @@ static const struct smtp_io smtp_io = {
 	.release = io_release,
 	.start_tls = runner_io_start_tls,
 	.mail_allowed = io_mail_allowed,
+	.auth_mechs = io_auth_mechs,
+	.auth_step = io_auth_step,
+	.auth_end = io_auth_end,
+	.sender_check = io_sender_check,
 };
 
 /* ---- the session's side of the runner ---- */
@@ -334,6 +508,10 @@ static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 	}
 	if (sc->listener && sc->listener->max_recipients)
 		scfg.max_recipients = sc->listener->max_recipients;
+	if (sc->listener) {
+		p.submission = sc->listener->submission;
+		p.auth_required = sc->listener->auth == AUTH_REQUIRED;
+	}
 	return smtp_session_new(&p, &smtp_io, sc);
 }
 
@@ -348,6 +526,7 @@ static int s_free(struct rconn *rc)
 
 	io_release(rc);
 	smtp_session_free(&s);
+	sasl_exchange_free(&((struct smtp_conn *)rc)->sx);
 	return 0;
 }
 
@@ -401,7 +580,7 @@ int smtp_server_check_postmaster(const struct config *cfg, struct dir *dir, char
 }
 
 struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
-				    struct lockout *lk)
+				    struct lockout *lk, struct sasl_ctx *sasl)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
 	char msg[512], busy[160], denied[160], locked[160];
@@ -416,6 +595,8 @@ struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, u
 	srv->loop = loop;
 	srv->cfg = cfg;
 	srv->dir = dir;
+	srv->sasl = sasl;
+	dir_sasl_backend(dir, &srv->backend);
 	/* the busy reply names the host, as a 421 does (RFC 5321 4.2.3) */
 	snprintf(busy, sizeof(busy), "421 4.7.0 %s too many connections, try again later\r\n", cfg->hostname);
 	snprintf(denied, sizeof(denied), "554 5.7.1 %s access denied for your address\r\n", cfg->hostname);

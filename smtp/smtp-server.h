@@ -14,10 +14,13 @@ struct smtp_server;
 
 /* Creates the SMTP service; logs where mail to the postmaster goes (see
  * smtp_server_check_postmaster()), an error when that is not deliverable. */
-/* lk: the shared failed-login table for SMTP AUTH (NULL: none); it must
- * outlive the server. */
+/* lk: the shared failed-login table for SMTP AUTH (NULL: none); sasl: the
+ * SASL context of SMTP AUTH (NULL: AUTH is never offered). Both must
+ * outlive the server. Where AUTH is offered is each listener's auth and
+ * allow_plaintext_auth. */
+struct sasl_ctx;
 struct smtp_server *smtp_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
-				    struct lockout *lk);
+				    struct lockout *lk, struct sasl_ctx *sasl);
 /*
  * Checks where mail to the postmaster goes (RFC 5321 4.5.1), for the start
  * and for "buzon check": 0 with the mailbox (or "no user yet") described
