@@ -1032,6 +1032,13 @@ static int smtp_key(struct parse_ctx *c, const char *key, const char *value)
 		if (parse_uint(value, 1, 1000000000, &s->min_data_rate) < 0)
 			return fail(c, "min_data_rate '%s' is not a number of octets per second from 1 to 1000000000",
 				    q(c, value));
+	} else if (strcmp(key, "received_hide_client") == 0) {
+		if (strcmp(value, "yes") == 0)
+			s->received_hide_client = 1;
+		else if (strcmp(value, "no") == 0)
+			s->received_hide_client = 0;
+		else
+			return fail(c, "received_hide_client '%s' is not yes or no", q(c, value));
 	} else {
 		return fail(c, "[smtp]: unknown key '%s'", q(c, key));
 	}

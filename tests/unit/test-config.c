@@ -47,6 +47,7 @@ static const struct bad_case bad[] = {
 	{ "[server]\nhostname = a\n" MX, 0, "t.conf: [server] data_dir is not set" },
 	{ HEAD "[smtp]\nmax_message_size = lots\n", 0, "t.conf:5: max_message_size 'lots' is not a size" },
 	{ HEAD "[smtp]\nbare_newline = maybe\n", 0, "t.conf:5: bare_newline 'maybe' is not normalize or reject" },
+	{ HEAD "[smtp]\nreceived_hide_client = maybe\n", 0, "t.conf:5: received_hide_client 'maybe' is not yes or no" },
 	{ "[server]\nhostname = a\nhostname = b\n", 0, "t.conf:3: [server]: key 'hostname' is set twice" },
 	{ HEAD "[listener \"a\"]\nprotocol = smtp\naddress = 127.0.0.1:25\n"
 	  "[listener \"b\"]\nprotocol = smtp\naddress = 127.0.0.1:25\n", 0,
@@ -471,6 +472,7 @@ int main(void)
 	CHECK(cfg.n_listeners == 1 && cfg.listeners[0].protocol == PROTO_SMTP, "listener");
 	CHECK(cfg.listeners[0].n_addrs == 1 && strcmp(cfg.listeners[0].addrs[0].text, "127.0.0.1:2525") == 0, "address");
 	CHECK(cfg.smtp.max_recipients == 100, "default max_recipients");
+	CHECK(cfg.smtp.received_hide_client == 0, "received_hide_client defaults to no");
 	CHECK(cfg.log_file == NULL, "log_file defaults to standard error");
 	config_free(&cfg);
 
@@ -507,12 +509,13 @@ int main(void)
 
 	CHECK(config_load_string("[server]\nhostname = h\ndata_dir = /d\n[listener \"x\"]\nprotocol = smtp\n"
 				 "address = 127.0.0.1:25 [::1]:25\n[smtp]\nmax_message_size = 10M\n"
-				 "command_timeout = 2m\nrecipient_delimiter =\n",
+				 "command_timeout = 2m\nrecipient_delimiter =\nreceived_hide_client = yes\n",
 				 "t.conf", &cfg, err, sizeof(err)) == 0, "%s", err);
 	CHECK(cfg.listeners[0].n_addrs == 2, "two addresses");
 	CHECK(cfg.listeners[0].addrs[1].ss.ss_family == AF_INET6, "IPv6");
 	CHECK(cfg.smtp.max_message_size == 10 * 1024 * 1024, "max_message_size");
 	CHECK(cfg.smtp.command_timeout == 120, "command_timeout");
+	CHECK(cfg.smtp.received_hide_client == 1, "received_hide_client");
 	CHECK(cfg.smtp.recipient_delimiter[0] == '\0', "empty recipient_delimiter");
 	config_free(&cfg);
 
