@@ -172,16 +172,13 @@ static struct entry *get(struct lockout *lk, const char *ip, uint64_t now)
 
 static unsigned delay_for(const struct lockout *lk, unsigned n)
 {
-	unsigned shift;
-	uint64_t d;
+	const struct throttle_params tp = {
+		.free_failures = lk->p.free_failures,
+		.base_ms = lk->p.base_ms,
+		.max_ms = lk->p.max_ms,
+	};
 
-	if (!lk->p.base_ms || n < lk->p.free_failures)
-		return 0;
-	shift = n - lk->p.free_failures;
-	if (shift >= 32)
-		return lk->p.max_ms;
-	d = (uint64_t)lk->p.base_ms << shift;
-	return d > lk->p.max_ms ? lk->p.max_ms : (unsigned)d;
+	return throttle_backoff(&tp, n);
 }
 
 static void user_key(const char *user, char *out, size_t outlen)

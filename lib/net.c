@@ -1084,6 +1084,27 @@ static const char *over_limits(struct lgroup *l, const char *peer, int fd)
 	return NULL;
 }
 
+/* An accepted socket becomes a connection of the net: its timers, its
+ * (empty) buffers, a session id, a place in the list. */
+static void conn_register(struct conn *c)
+{
+	struct net *n = c->net;
+
+	uv_timer_init(n->loop, &c->timer);
+	uv_timer_init(n->loop, &c->resume);
+	c->timer.data = c->resume.data = c;
+	c->handles_open = 3;
+	buf_init(&c->in, n->lim.input_max);
+	buf_init(&c->out, n->lim.output_max);
+	c->start_ms = uv_now(n->loop);
+	make_sid(c->sid);
+	c->next = n->conns;
+	if (n->conns)
+		n->conns->prev = c;
+	n->conns = c;
+	n->n_conns++;
+}
+
 /* Says reply (when it can be said cheaply) and closes: no session, no TLS
  * handshake. Counted with the busy replies (max_busy): a flood of refused
  * clients is closed without a word past it, as on implicit-TLS listeners
@@ -1098,19 +1119,7 @@ static void refuse_client(struct conn *c, const char *why, const char *reply, in
 		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 		return;
 	}
-	uv_timer_init(n->loop, &c->timer);
-	uv_timer_init(n->loop, &c->resume);
-	c->timer.data = c->resume.data = c;
-	c->handles_open = 3;
-	buf_init(&c->in, n->lim.input_max);
-	buf_init(&c->out, n->lim.output_max);
-	c->start_ms = uv_now(n->loop);
-	make_sid(c->sid);
-	c->next = n->conns;
-	if (n->conns)
-		n->conns->prev = c;
-	n->conns = c;
-	n->n_conns++;
+	conn_register(c);
 	c->flags |= CONN_BUSY_REJECT | CONN_REFUSED;
 	n->n_busy++;
 	conn_write(c, reply, strlen(reply));
@@ -1179,20 +1188,8 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 		return;
 	}
-	uv_timer_init(n->loop, &c->timer);
-	uv_timer_init(n->loop, &c->resume);
-	c->timer.data = c->resume.data = c;
-	c->handles_open = 3;
+	conn_register(c);
 	uv_tcp_nodelay(&c->tcp, 1);
-	buf_init(&c->in, n->lim.input_max);
-	buf_init(&c->out, n->lim.output_max);
-	c->start_ms = uv_now(n->loop);
-	make_sid(c->sid);
-	c->next = n->conns;
-	if (n->conns)
-		n->conns->prev = c;
-	n->conns = c;
-	n->n_conns++;
 	log_info("net", c->sid, "connect listener=%s proto=%s client=%s%s%s", l->name, l->h->name, c->peer,
 		 refuse ? " refused=" : "", refuse ? refuse : "");
 	if (refuse) {

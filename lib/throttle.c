@@ -139,18 +139,23 @@ static unsigned decayed(const struct throttle *t, struct entry *e, uint64_t now_
 	return f;
 }
 
-static unsigned delay_for(const struct throttle *t, unsigned f)
+unsigned throttle_backoff(const struct throttle_params *p, unsigned f)
 {
 	unsigned shift;
 	uint64_t d;
 
-	if (!t->p.base_ms || f < t->p.free_failures)
+	if (!p->base_ms || f < p->free_failures)
 		return 0;
-	shift = f - t->p.free_failures;
+	shift = f - p->free_failures;
 	if (shift >= 32)
-		return t->p.max_ms;
-	d = (uint64_t)t->p.base_ms << shift;
-	return d > t->p.max_ms ? t->p.max_ms : (unsigned)d;
+		return p->max_ms;
+	d = (uint64_t)p->base_ms << shift;
+	return d > p->max_ms ? p->max_ms : (unsigned)d;
+}
+
+static unsigned delay_for(const struct throttle *t, unsigned f)
+{
+	return throttle_backoff(&t->p, f);
 }
 
 unsigned throttle_failures(const struct throttle *t, const char *key, uint64_t now_ms)

@@ -37,6 +37,10 @@ struct throttle;
 
 /* Creates a table; key is the 16-byte hash key (random in the server, fixed
  * in tests). */
+/* The delay after failures failures under p: none for the first
+ * free_failures, then base_ms doubled per further failure, at most max_ms
+ * (0 with base_ms 0). Also the curve of lib/lockout.c. */
+unsigned throttle_backoff(const struct throttle_params *p, unsigned failures);
 struct throttle *throttle_new(const struct throttle_params *p, const unsigned char key[16]);
 void throttle_free(struct throttle **t);
 
