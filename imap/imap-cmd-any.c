@@ -23,11 +23,25 @@ bool imap_tls_needed(const struct imap_session *s)
 	return !s->tls && s->tls_mode == TLS_MODE_REQUIRED;
 }
 
+bool imap_plaintext_ok(struct imap_session *s)
+{
+	if (imap_tls_needed(s))
+		return false;
+	if (s->tls || !s->io.plaintext_ok)
+		return true;
+	return s->io.plaintext_ok(s->ctx) != 0;
+}
+
 /* STARTTLS only where it may be used: before login, in clear (RFC 3501
- * 6.2.1; after it the client asks again and no longer sees it). With tls =
- * required, LOGINDISABLED instead of AUTH=PLAIN until then (RFC 3501 6.2.3). */
+ * 6.2.1; after it the client asks again and no longer sees it). The SASL
+ * mechanisms come from the glue (AUTH=<mech> each, RFC 3501 6.2.2); where
+ * LOGIN and PLAIN may not be used (in clear off loopback, or
+ * allow_plaintext_auth = no), LOGINDISABLED (RFC 3501 6.2.3). With tls =
+ * required, no mechanism at all until TLS. */
 void imap_capabilities(struct imap_session *s, struct buf *out)
 {
+	const char *mechs;
+
 	buf_adds(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
 		      "SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)s->cfg.max_literal);
@@ -35,10 +49,21 @@ void imap_capabilities(struct imap_session *s, struct buf *out)
 		return;
 	if (imap_tls_offered(s))
 		buf_adds(out, " STARTTLS");
-	if (imap_tls_needed(s))
+	if (imap_tls_needed(s)) {
 		buf_adds(out, " LOGINDISABLED");
-	else
-		buf_adds(out, " AUTH=PLAIN");
+		return;
+	}
+	mechs = s->io.auth_mechs ? s->io.auth_mechs(s->ctx) : NULL;
+	while (mechs && *mechs) {
+		size_t n = strcspn(mechs, " ");
+		if (n)
+			buf_printf(out, " AUTH=%.*s", (int)n, mechs);
+		mechs += n;
+		while (*mechs == ' ')
+			mechs++;
+	}
+	if (!imap_plaintext_ok(s))
+		buf_adds(out, " LOGINDISABLED");
 }
 
 static void cmd_capability(struct imap_cmd *cmd)
@@ -184,12 +209,23 @@ static bool refuse_in_clear(struct imap_cmd *cmd)
 	return true;
 }
 
+/* LOGIN and PLAIN where plaintext passwords are not allowed (in clear
+ * off loopback, allow_plaintext_auth = no): NO [PRIVACYREQUIRED]. */
+static bool refuse_plaintext(struct imap_cmd *cmd)
+{
+	if (imap_plaintext_ok(cmd->s))
+		return false;
+	imap_cmd_tagged(cmd, "NO", "[PRIVACYREQUIRED] Plaintext authentication is not allowed without TLS");
+	return true;
+}
+
 /* ---- LOGIN and AUTHENTICATE ---- */
 
 struct login {
+	const char *mech;         /* NULL: LOGIN; else the SASL mechanism of AUTHENTICATE */
 	char user[SASL_ID_MAX + 1];
 	char password[SASL_PASSWORD_MAX + 1];
-	char canonical[320];
+	char canonical[SASL_ID_MAX + 1];
 	char maildir[4096];
 	int ok;
 	int tempfail;
@@ -213,8 +249,13 @@ static int login_run(struct imap_cmd *cmd)
 	size_t n = 0;
 	int r;
 
-	r = dir_authenticate(b->dir, l->user, l->password, l->canonical);
-	wipe(l->password, sizeof(l->password));
+	if (l->mech) {
+		/* AUTHENTICATE: the glue's SASL checked the credentials */
+		r = 0;
+	} else {
+		r = dir_authenticate(b->dir, l->user, l->password, l->canonical);
+		wipe(l->password, sizeof(l->password));
+	}
 	if (r == 0) {
 		if (dir_resolve(b->dir, l->canonical, "", t, &n) == DIR_OK && n == 1) {
 			snprintf(l->maildir, sizeof(l->maildir), "%s", t[0].maildir);
@@ -236,11 +277,15 @@ static void login_finish(struct imap_cmd *cmd)
 
 	log_safe(l->user, safe, sizeof(safe));
 	if (l->tempfail) {
-		log_warn("imap", s->sid, "login error user=%s client=%s", safe, s->client);
+		if (l->mech)
+			log_warn("imap", s->sid, "auth error mech=%s user=%s client=%s", l->mech, safe, s->client);
+		else
+			log_warn("imap", s->sid, "login error user=%s client=%s", safe, s->client);
 		imap_cmd_tagged(cmd, "NO", "[UNAVAILABLE] Temporary authentication failure");
 		return;
 	}
-	s->io.auth_result(s->ctx, l->user, l->ok);
+	if (!l->mech)   /* SASL: the glue counted it */
+		s->io.auth_result(s->ctx, l->user, l->ok);
 	if (!l->ok) {
 		log_info("imap", s->sid, "login failed user=%s client=%s", safe, s->client);
 		imap_cmd_tagged(cmd, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
@@ -256,7 +301,10 @@ static void login_finish(struct imap_cmd *cmd)
 	snprintf(s->user, sizeof(s->user), "%s", l->canonical);
 	free(s->maildir);
 	s->maildir = xstrdup(l->maildir);
-	log_info("imap", s->sid, "login user=%s client=%s", safe, s->client);
+	if (l->mech)
+		log_info("imap", s->sid, "auth ok mech=%s user=%s client=%s", l->mech, safe, s->client);
+	else
+		log_info("imap", s->sid, "login user=%s client=%s", safe, s->client);
 	{
 		struct buf b = BUF_INIT(0);
 		imap_capabilities(s, &b);
@@ -289,7 +337,7 @@ static void cmd_login(struct imap_cmd *cmd)
 	const char *user, *pass;
 	size_t ulen, plen;
 
-	if (refuse_in_clear(cmd))
+	if (refuse_in_clear(cmd) || refuse_plaintext(cmd))
 		return;
 	if (cmd->count != 2 || !imap_arg_get_astring(&cmd->args[0], &user, &ulen) ||
 	    !imap_arg_get_astring(&cmd->args[1], &pass, &plen)) {
@@ -299,35 +347,66 @@ static void cmd_login(struct imap_cmd *cmd)
 	start_login(cmd, user, ulen, pass, plen);
 }
 
-/* Feeds the SASL exchange one step; starts the login when it is complete. */
-static void auth_step(struct imap_cmd *cmd, struct sasl_server *x, int r)
+/*
+ * AUTHENTICATE (RFC 3501 6.2.2, SASL-IR RFC 4959) through the glue's SASL
+ * (lib/auth-types.h): the session decodes each client response and hands
+ * it to io->auth_step as s->astep; the glue runs it (GNU SASL, on a worker)
+ * and answers with imap_session_auth_done(), which comes here
+ * (imap_auth_answer()): a challenge becomes "+ <base64>" and the next line
+ * is read raw; the end becomes a command of its own (imap_cmd_new()) so
+ * that the tagged line goes through the usual machinery: success runs the
+ * Maildir lookup on a worker and finishes as LOGIN does (state,
+ * [CAPABILITY], the full parser limits); failure is NO
+ * [AUTHENTICATIONFAILED], counted in max_auth_failures; a directory
+ * failure NO [UNAVAILABLE]; a response that is not base64 or not a message
+ * of the mechanism BAD. "*" cancels with BAD.
+ */
+
+static const char *mech_offered(struct imap_session *s, const char *mech)
 {
-	switch (r) {
-	case SASL_DONE:
-		if (x->authzid[0] && strcmp(x->authzid, x->authcid) != 0) {
-			imap_cmd_tagged(cmd, "NO", "[AUTHORIZATIONFAILED] Authorization identity not allowed");
-			break;
-		}
-		start_login(cmd, x->authcid, strlen(x->authcid), x->password, strlen(x->password));
-		break;
-	case SASL_CANCELLED:
-		imap_cmd_bad(cmd, "Authentication cancelled");
-		break;
-	default:
-		imap_cmd_bad(cmd, "Invalid SASL response");
-		break;
+	const char *m = s->io.auth_mechs ? s->io.auth_mechs(s->ctx) : NULL;
+	size_t len = strlen(mech);
+
+	while (m && *m) {
+		size_t n = strcspn(m, " ");
+		if (n == len && strncasecmp(m, mech, n) == 0)
+			return m;
+		m += n;
+		while (*m == ' ')
+			m++;
 	}
-	sasl_server_wipe(x);
+	return NULL;
+}
+
+/* Decodes a client response (base64, "=" for an empty initial response
+ * when ir) into s->auth_in; false when it is not strict base64 or too long. */
+static bool auth_decode(struct imap_session *s, const char *text, size_t len, bool ir)
+{
+	long n;
+
+	if (!s->auth_in)
+		s->auth_in = xmalloc(SASL_RESPONSE_MAX);
+	if (ir && len == 1 && text[0] == '=') {
+		n = 0;
+	} else {
+		if (len > SASL_RESPONSE_LINE_MAX)
+			return false;
+		n = sasl_base64_decode(text, len, s->auth_in, SASL_RESPONSE_MAX);
+		if (n < 0)
+			return false;
+	}
+	s->astep.in = s->auth_in;
+	s->astep.in_len = (size_t)n;
+	s->astep.in_absent = 0;
+	return true;
 }
 
 static void cmd_authenticate(struct imap_cmd *cmd)
 {
 	struct imap_session *s = cmd->s;
-	struct sasl_server x;
+	struct auth_step *st = &s->astep;
 	const char *mech, *ir = NULL;
-	size_t irlen = 0;
-	enum sasl_mech m;
-	int r;
+	size_t mlen;
 
 	if (refuse_in_clear(cmd))
 		return;
@@ -336,45 +415,142 @@ static void cmd_authenticate(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "AUTHENTICATE needs a mechanism");
 		return;
 	}
-	m = sasl_mech_lookup(mech);
-	if (m == SASL_MECH_NONE) {
+	mlen = strlen(mech);
+	if ((strcasecmp(mech, "PLAIN") == 0 || strcasecmp(mech, "LOGIN") == 0) && refuse_plaintext(cmd))
+		return;
+	if (mlen >= sizeof(st->mech) || !mech_offered(s, mech)) {
 		imap_cmd_tagged(cmd, "NO", "Unsupported authentication mechanism");
 		return;
 	}
-	if (ir)
-		irlen = strlen(ir);
-	sasl_server_init(&x, m);
-	r = sasl_server_start(&x, ir, irlen);
-	if (r == SASL_CONTINUE) {
-		/* Wait for the client's line: imap_auth_line(). */
-		sasl_server_wipe(&x);
-		imap_session_printf(s, "+ ");
-		free(s->auth_tag);
-		s->auth_tag = xstrdup(cmd->tag);
-		s->auth_mech = (int)m;
-		imap_parser_read_line(s->parser);
-		cmd->no_reply = true;
-		return;
+	memset(st, 0, sizeof(*st));
+	for (size_t i = 0; i <= mlen; i++)
+		st->mech[i] = (char)((mech[i] >= 'a' && mech[i] <= 'z') ? mech[i] - 'a' + 'A' : mech[i]);
+	st->first = 1;
+	if (ir) {
+		if (!auth_decode(s, ir, strlen(ir), true)) {
+			imap_cmd_bad(cmd, "Invalid base64 in the initial response");
+			return;
+		}
+	} else {
+		st->in = NULL;
+		st->in_len = 0;
+		st->in_absent = 1;
 	}
-	auth_step(cmd, &x, r);
+	/* the first step goes to the glue once this command is over
+	 * (imap_session_input()); the tagged line comes at the end */
+	free(s->auth_tag);
+	s->auth_tag = xstrdup(cmd->tag);
+	s->auth_go = true;
+	cmd->no_reply = true;
 }
 
 void imap_auth_line(struct imap_session *s, const char *line, size_t len)
 {
 	struct imap_cmd *cmd;
-	struct sasl_server x;
 	char *tag = s->auth_tag;
 
 	if (!tag) {
 		imap_session_printf(s, "* BAD Unexpected line");
 		return;
 	}
+	if (len == 1 && line[0] == '*') {
+		s->auth_tag = NULL;
+		if (s->io.auth_end)
+			s->io.auth_end(s->ctx);
+		cmd = imap_cmd_new(s, tag, "AUTHENTICATE");
+		free(tag);
+		imap_cmd_bad(cmd, "Authentication cancelled");
+		imap_cmd_dispatch(s);
+		return;
+	}
+	s->astep.first = 0;
+	if (!auth_decode(s, line, len, false)) {
+		s->auth_tag = NULL;
+		if (s->io.auth_end)
+			s->io.auth_end(s->ctx);
+		cmd = imap_cmd_new(s, tag, "AUTHENTICATE");
+		free(tag);
+		imap_cmd_bad(cmd, "Invalid base64 in the SASL response");
+		imap_cmd_dispatch(s);
+		return;
+	}
+	imap_auth_send(s);
+}
+
+void imap_auth_answer(struct imap_session *s, struct auth_step *st)
+{
+	struct imap_cmd *cmd;
+	struct login *l;
+	char *tag = s->auth_tag;
+	char safe[128];
+
+	if (st->status == AUTH_CONTINUE) {
+		size_t cap = ((st->out_len + 2) / 3) * 4 + 1;
+		char *b64 = xmalloc(cap);
+		long n = sasl_base64_encode(st->out ? st->out : (const unsigned char *)"", st->out_len, b64, cap);
+
+		if (n >= 0) {
+			char *line = xasprintf("+ %s\r\n", b64);
+			s->io.write(s->ctx, line, strlen(line));
+			free(line);
+		}
+		wipe(b64, cap);
+		free(b64);
+		if (st->out) {
+			wipe(st->out, st->out_len);
+			free(st->out);
+			st->out = NULL;
+			st->out_len = 0;
+		}
+		if (n >= 0) {
+			imap_parser_read_line(s->parser);
+			return;
+		}
+		st->status = AUTH_TEMPFAIL;
+	}
+	if (st->out) {
+		wipe(st->out, st->out_len);
+		free(st->out);
+		st->out = NULL;
+		st->out_len = 0;
+	}
 	s->auth_tag = NULL;
-	cmd = imap_cmd_new(s, tag, "AUTHENTICATE");
+	if (s->io.auth_end)
+		s->io.auth_end(s->ctx);
+	cmd = imap_cmd_new(s, tag ? tag : "*", "AUTHENTICATE");
 	free(tag);
-	sasl_server_init(&x, (enum sasl_mech)s->auth_mech);
-	sasl_server_start(&x, NULL, 0);
-	auth_step(cmd, &x, sasl_server_step(&x, line, len));
+	log_safe(st->user, safe, sizeof(safe));
+	switch (st->status) {
+	case AUTH_OK:
+		l = xcalloc(1, sizeof(*l));
+		l->mech = st->mech;
+		snprintf(l->user, sizeof(l->user), "%s", st->user);
+		snprintf(l->canonical, sizeof(l->canonical), "%s", st->user);
+		cmd->priv = l;
+		cmd->free_priv = login_free;
+		cmd->run = login_run;
+		cmd->finish = login_finish;
+		break;
+	case AUTH_FAILED:
+		log_info("imap", s->sid, "auth failed mech=%s user=%s client=%s", st->mech, safe, s->client);
+		imap_cmd_tagged(cmd, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
+		if (++s->auth_failures >= s->cfg.max_auth_failures) {
+			imap_session_printf(s, "%s NO [AUTHENTICATIONFAILED] Authentication failed", cmd->tag);
+			imap_session_printf(s, "* BYE Too many failed logins");
+			cmd->no_reply = true;
+			imap_session_close(s, "too many failed logins");
+		}
+		break;
+	case AUTH_MALFORMED:
+		log_info("imap", s->sid, "auth failed mech=%s user=%s client=%s reason=malformed", st->mech, safe,
+			 s->client);
+		imap_cmd_bad(cmd, "Invalid SASL response");
+		break;
+	default:
+		log_warn("imap", s->sid, "auth error mech=%s user=%s client=%s", st->mech, safe, s->client);
+		imap_cmd_tagged(cmd, "NO", "[UNAVAILABLE] Temporary authentication failure");
+		break;
+	}
 	imap_cmd_dispatch(s);
 }
 

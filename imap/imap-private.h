@@ -107,7 +107,7 @@ struct imap_session {
 	unsigned auth_failures;
 
 	/* AUTH and SELECTED */
-	char user[320];
+	char user[321];
 	char *maildir;              /* "" until login */
 
 	/* SELECTED: touched by run functions only while a command runs */
@@ -134,9 +134,13 @@ struct imap_session {
 	bool tls_go;                /* STARTTLS answered OK: start TLS after its reply */
 	bool tls_wait;              /* io->start_tls called: nothing is read until tls_started */
 
-	/* AUTHENTICATE waiting for the client's response line */
+	/* AUTHENTICATE: the tag of the exchange in progress (waiting for the
+	 * client's response line, or for the glue's answer to a step) */
 	char *auth_tag;
-	int auth_mech;
+	bool auth_go;               /* a step is ready: send it once the command is written */
+	bool auth_busy;             /* io->auth_step called, imap_session_auth_done() not yet */
+	struct auth_step astep;
+	unsigned char *auth_in;     /* the decoded client response (SASL_RESPONSE_MAX), wiped after each step */
 
 	/* IDLE (RFC 2177) */
 	bool idling;
@@ -169,6 +173,13 @@ void imap_cmd_dispatch(struct imap_session *s);
 void imap_session_enter_idle(struct imap_session *s, const char *tag);
 /* The client's line for a pending AUTHENTICATE (imap-cmd-any.c). */
 void imap_auth_line(struct imap_session *s, const char *line, size_t len);
+/* Hands s->astep to io->auth_step (imap-session.c). */
+void imap_auth_send(struct imap_session *s);
+/* The glue's answer to a step, once the session has taken it back
+ * (imap-cmd-any.c): a continuation, or the tagged result. */
+void imap_auth_answer(struct imap_session *s, struct auth_step *st);
+/* LOGIN and PLAIN may be used now (imap-cmd-any.c). */
+bool imap_plaintext_ok(struct imap_session *s);
 
 /* Sets the tagged result: status "OK", "NO" or "BAD", then text (which may
  * start with a response code "[...]"). */

@@ -1,16 +1,23 @@
 #include "imap/imap-server.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "imap/imap-session.h"
 #include "lib/notify.h"
 #include "lib/runner.h"
+#include "lib/sasl.h"
 #include "lib/xalloc.h"
 
 struct imap_server {
 	struct runner *runner;      /* first: this struct is the handler's ctx (lib/runner.h) */
 	struct imap_backend backend;
 	const struct config *cfg;
+	/* AUTHENTICATE: GNU SASL (NULL: no mechanism offered) and the
+	 * directory as its steps see it */
+	struct sasl_ctx *sasl;
+	struct sasl_backend sasl_backend;
 };
 
 /*
@@ -22,6 +29,13 @@ struct imap_conn {
 	struct rconn rc;            /* first: the runner's part (conn, session, sid, peer) */
 	struct imap_cmd *cmd;       /* on the threadpool or waiting for the delay */
 	struct notify_sub *watch;
+	struct imap_server *srv;
+	const struct listener_config *listener; /* the listener it came in on; NULL: none known */
+	/* AUTHENTICATE: the exchange (loop thread between steps, a worker during one) */
+	struct sasl_exchange *sx;
+	struct auth_step *step;
+	enum sasl_step_result step_result;
+	char mechs[SASL_MECHS_MAX];
 };
 
 /* Runs on a worker thread. */
@@ -88,6 +102,133 @@ static void io_auth_result(void *ctx, const char *user, int ok)
 	runner_auth_result(ctx, user, ok);
 }
 
+/* ---- AUTHENTICATE through GNU SASL on a worker (as smtp/smtp-server.c) ---- */
+
+static int is_loopback(const char *ip)
+{
+	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
+}
+
+/* PLAIN, LOGIN and the LOGIN command carry the password itself: under TLS,
+ * and in clear only where allow_plaintext_auth says. */
+static int io_plaintext_ok(void *ctx)
+{
+	struct imap_conn *ic = ctx;
+
+	if (ic->rc.conn && conn_tls_info(ic->rc.conn))
+		return 1;
+	switch (ic->listener ? ic->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK) {
+	case PLAINTEXT_AUTH_YES:
+		return 1;
+	case PLAINTEXT_AUTH_LOOPBACK:
+		return is_loopback(ic->rc.peer);
+	default:
+		return 0;
+	}
+}
+
+static const char *io_auth_mechs(void *ctx)
+{
+	struct imap_conn *ic = ctx;
+
+	ic->mechs[0] = '\0';
+	if (!ic->rc.conn || !ic->srv->sasl)
+		return ic->mechs;
+	if (sasl_ctx_mechs(ic->srv->sasl, io_plaintext_ok(ic), conn_tls_info(ic->rc.conn), ic->mechs,
+			   sizeof(ic->mechs)) < 0)
+		ic->mechs[0] = '\0';
+	return ic->mechs;
+}
+
+/* Runs on a worker thread: GNU SASL checks the password or the SCRAM proof
+ * against the directory. */
+static void auth_work(struct rconn *rc)
+{
+	struct imap_conn *ic = (struct imap_conn *)rc;
+	struct auth_step *st = ic->step;
+	const unsigned char *out = NULL;
+	size_t outlen = 0;
+
+	ic->step_result = sasl_exchange_step(ic->sx, &ic->srv->sasl_backend, st->in_absent ? NULL : st->in,
+					     st->in_len, &out, &outlen);
+	st->out = NULL;
+	st->out_len = 0;
+	if (ic->step_result == SASL_STEP_CONTINUE && outlen) {
+		st->out = xmalloc(outlen);
+		memcpy(st->out, out, outlen);
+		st->out_len = outlen;
+	}
+}
+
+static void auth_after(struct rconn *rc, int status)
+{
+	struct imap_conn *ic = (struct imap_conn *)rc;
+	struct auth_step *st = ic->step;
+	const char *who = sasl_exchange_authcid(ic->sx);
+
+	ic->step = NULL;
+	if (status < 0)
+		ic->step_result = SASL_STEP_TEMPFAIL;
+	switch (ic->step_result) {
+	case SASL_STEP_CONTINUE:
+		st->status = AUTH_CONTINUE;
+		break;
+	case SASL_STEP_SUCCESS:
+		st->status = AUTH_OK;
+		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_user(ic->sx));
+		runner_auth_result(rc, st->user, 1);
+		break;
+	case SASL_STEP_FAILURE:
+		st->status = AUTH_FAILED;
+		snprintf(st->user, sizeof(st->user), "%s", who);
+		runner_auth_result(rc, who, 0);
+		break;
+	case SASL_STEP_MALFORMED:
+		st->status = AUTH_MALFORMED;
+		snprintf(st->user, sizeof(st->user), "%s", who);
+		break;
+	default:
+		st->status = AUTH_TEMPFAIL;
+		snprintf(st->user, sizeof(st->user), "%s", who);
+		break;
+	}
+	imap_session_auth_done(rc->session, st);
+}
+
+static void io_auth_step(void *ctx, struct auth_step *st)
+{
+	struct imap_conn *ic = ctx;
+	unsigned delay = 0;
+
+	st->user[0] = '\0';
+	if (st->first) {
+		sasl_exchange_free(&ic->sx);
+		if (!ic->rc.conn || !ic->srv->sasl ||
+		    sasl_exchange_new(ic->srv->sasl, st->mech, io_plaintext_ok(ic), conn_tls_info(ic->rc.conn),
+				      &ic->sx) < 0) {
+			st->status = AUTH_MALFORMED;
+			imap_session_auth_done(ic->rc.session, st);
+			return;
+		}
+		/* the client address's failed-login delay, before the first step */
+		delay = runner_auth_delay(&ic->rc, "");
+	}
+	if (!ic->sx) {
+		st->status = AUTH_TEMPFAIL;
+		imap_session_auth_done(ic->rc.session, st);
+		return;
+	}
+	ic->step = st;
+	runner_submit(&ic->rc, auth_work, auth_after, delay);
+}
+
+static void io_auth_end(void *ctx)
+{
+	struct imap_conn *ic = ctx;
+
+	sasl_exchange_free(&ic->sx);
+}
+
 static const struct imap_io imap_io = {
 	.write = runner_io_write,
 	.close = runner_io_close,
@@ -100,6 +241,10 @@ static const struct imap_io imap_io = {
 	.auth_delay = io_auth_delay,
 	.auth_result = io_auth_result,
 	.start_tls = runner_io_start_tls,
+	.auth_mechs = io_auth_mechs,
+	.plaintext_ok = io_plaintext_ok,
+	.auth_step = io_auth_step,
+	.auth_end = io_auth_end,
 };
 
 /* ---- the session's side of the runner ---- */
@@ -109,6 +254,7 @@ RUNNER_SESSION_CALLS(imap)
 static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 {
 	struct imap_server *srv = ctx;
+	struct imap_conn *ic = (struct imap_conn *)rc;
 	struct imap_session_params p = {
 		.cfg = &srv->cfg->imap,
 		.backend = &srv->backend,
@@ -118,6 +264,14 @@ static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 		.tls = o->tls,
 	};
 
+	ic->srv = srv;
+	if (rc->conn) {
+		const char *name = conn_listener(rc->conn);
+
+		for (size_t i = 0; i < srv->cfg->n_listeners; i++)
+			if (strcmp(srv->cfg->listeners[i].name, name) == 0)
+				ic->listener = &srv->cfg->listeners[i];
+	}
 	return imap_session_new(&p, &imap_io, rc);
 }
 
@@ -141,6 +295,7 @@ static int s_free(struct rconn *rc)
 
 	notify_unsubscribe(&ic->watch);
 	imap_session_free(&s);
+	sasl_exchange_free(&ic->sx);
 	return 0;
 }
 
@@ -162,11 +317,13 @@ static const struct runner_proto imap_proto = {
 };
 
 struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
-				    struct lockout *lk)
+				    struct lockout *lk, struct sasl_ctx *sasl)
 {
 	struct imap_server *srv = xcalloc(1, sizeof(*srv));
 
 	srv->cfg = cfg;
+	srv->sasl = sasl;
+	dir_sasl_backend(dir, &srv->sasl_backend);
 	srv->backend.dir = dir;
 	srv->backend.hostname = cfg->hostname;
 	srv->runner = runner_new(&imap_proto, loop, srv, NULL, lk);

@@ -17,9 +17,12 @@
  */
 struct imap_server;
 
-/* lk: the shared failed-login table (NULL: none); it must outlive the server. */
+struct sasl_ctx;
+
+/* lk: the shared failed-login table (NULL: none); sasl: GNU SASL for
+ * AUTHENTICATE (NULL: no mechanism offered); both must outlive the server. */
 struct imap_server *imap_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
-				    struct lockout *lk);
+				    struct lockout *lk, struct sasl_ctx *sasl);
 const struct proto_handler *imap_server_handler(const struct imap_server *srv);
 void imap_server_free(struct imap_server **srv);
 

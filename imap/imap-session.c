@@ -9,6 +9,7 @@
 
 #include "imap/imap-utf7.h"
 #include "lib/log.h"
+#include "lib/sasl.h"
 #include "lib/xalloc.h"
 
 /*
@@ -227,8 +228,9 @@ static void literal_announced(struct imap_session *s)
 
 	imap_parser_literal_info(s->parser, &info);
 	part = imap_parser_partial(s->parser);
-	if (login && imap_tls_needed(s) && part && part->name &&
-	    (strcasecmp(part->name, "LOGIN") == 0 || strcasecmp(part->name, "AUTHENTICATE") == 0)) {
+	if (login && part && part->name &&
+	    ((imap_tls_needed(s) && strcasecmp(part->name, "AUTHENTICATE") == 0) ||
+	     (strcasecmp(part->name, "LOGIN") == 0 && !imap_plaintext_ok(s)))) {
 		/* a synchronizing literal would make the client send the
 		 * password in clear: refused before it does */
 		tag = imap_parser_tag(s->parser);
@@ -295,6 +297,14 @@ void imap_session_free(struct imap_session **sp)
 	imap_seqset_release(&s->saved);
 	free(s->idle_tag);
 	free(s->auth_tag);
+	if (s->astep.out) {
+		wipe(s->astep.out, s->astep.out_len);
+		free(s->astep.out);
+	}
+	if (s->auth_in) {
+		wipe(s->auth_in, SASL_RESPONSE_MAX);
+		free(s->auth_in);
+	}
 	free(s->kw_told);
 	free(s->maildir);
 	free(s->key);
@@ -842,6 +852,51 @@ void imap_session_enter_idle(struct imap_session *s, const char *tag)
 	imap_parser_read_line(s->parser);
 }
 
+/* ---- AUTHENTICATE: the steps the glue runs ---- */
+
+void imap_auth_send(struct imap_session *s)
+{
+	if (!s->io.auth_step)
+		BUG("imap AUTHENTICATE without io->auth_step");
+	s->pending = true;
+	s->auth_busy = true;
+	s->io.auth_step(s->ctx, &s->astep);
+}
+
+void imap_session_auth_done(struct imap_session *s, struct auth_step *st)
+{
+	if (!s->auth_busy || st != &s->astep)
+		BUG("imap auth_done without a step in progress");
+	s->auth_busy = false;
+	s->pending = false;
+	if (s->auth_in)
+		wipe(s->auth_in, SASL_RESPONSE_MAX);
+	st->in = NULL;
+	st->in_len = 0;
+	if (s->closed) {
+		if (st->out) {
+			wipe(st->out, st->out_len);
+			free(st->out);
+			st->out = NULL;
+		}
+		free(s->auth_tag);
+		s->auth_tag = NULL;
+		if (s->io.auth_end)
+			s->io.auth_end(s->ctx);
+		return;
+	}
+	imap_auth_answer(s, st);
+	if (s->pending)
+		return;     /* the login's maildir lookup runs: imap_session_cmd_done() goes on */
+	if (!s->closed && s->shutdown) {
+		imap_session_printf(s, "* BYE Server shutting down");
+		imap_session_close(s, "shutdown");
+	}
+	arm_timeout(s);
+	if (!s->in_input && !s->closed)
+		s->io.resume(s->ctx);
+}
+
 size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 {
 	size_t used = 0;
@@ -869,6 +924,11 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 		case IMAP_PARSE_COMMAND:
 			arm_timeout(s);
 			start_command(s, imap_parser_command(s->parser));
+			if (s->auth_go) {
+				/* AUTHENTICATE: its first step goes to the glue */
+				s->auth_go = false;
+				imap_auth_send(s);
+			}
 			if (s->tls_go) {
 				/* STARTTLS: its OK is written; not one byte after
 				 * the command is read in clear */
@@ -919,8 +979,11 @@ size_t imap_session_input(struct imap_session *s, const char *data, size_t len)
 			/* An AUTHENTICATE response line that is too long ends
 			 * that AUTHENTICATE: the client waits for its tag. */
 			s->auth_tag = NULL;
-			if (auth_tag)
+			if (auth_tag) {
 				tag = auth_tag;
+				if (s->io.auth_end)
+					s->io.auth_end(s->ctx);
+			}
 			if (e == IMAP_PARSE_ERROR_LITERAL_TOO_BIG && s->state == IMAP_NOAUTH) {
 				/* Before login no literal is a message: one over the
 				 * login limit is a bad argument, refused before the

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/auth-types.h"
 #include "lib/config.h"
 #include "lib/tls-types.h"
 
@@ -52,6 +53,22 @@ struct imap_io {
 	 * sends the replies, runs the handshake and calls
 	 * imap_session_tls_started() (or closes). */
 	void (*start_tls)(void *ctx);
+	/*
+	 * AUTHENTICATE (RFC 3501 6.2.2) through the glue's SASL (lib/auth-types.h).
+	 * auth_mechs: the mechanisms to offer now, space-separated (CAPABILITY
+	 * lists each as AUTH=<mech>); NULL or "" offers none.
+	 * plaintext_ok: 1 when LOGIN and PLAIN may be used now (TLS active, or
+	 * the listener's allow_plaintext_auth allows it for the client); 0:
+	 * LOGINDISABLED. NULL: always, unless tls = required and in clear.
+	 * auth_step: runs one step (on a worker) and answers with
+	 * imap_session_auth_done(), later or from inside the call; the session
+	 * reads no input meanwhile (imap_session_busy()).
+	 * auth_end: the exchange is over (done, failed, cancelled, closed).
+	 */
+	const char *(*auth_mechs)(void *ctx);
+	int (*plaintext_ok)(void *ctx);
+	void (*auth_step)(void *ctx, struct auth_step *st);
+	void (*auth_end)(void *ctx);
 };
 
 struct imap_session_params {
@@ -81,6 +98,10 @@ void imap_session_notify(struct imap_session *s);
 /* The STARTTLS handshake is done (info valid as long as the session): the
  * session forgets what it advertised (RFC 3501 6.2.1). */
 void imap_session_tls_started(struct imap_session *s, const struct tls_info *info);
+
+/* Loop thread: the step asked of io->auth_step is answered (st is the
+ * session's own struct, its out malloc'd by the glue). */
+void imap_session_auth_done(struct imap_session *s, struct auth_step *st);
 
 /* Worker thread: does the storage work of cmd. */
 void imap_cmd_run(struct imap_cmd *cmd);

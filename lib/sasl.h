@@ -8,8 +8,8 @@ struct tls_info;
 /*
  * Two APIs live here while the sessions move from one to the other:
  *
- *  - sasl_server_*: the hand-written PLAIN of POP3 AUTH and IMAP
- *    AUTHENTICATE (below), with the strict base64 and UTF-8 helpers every
+ *  - sasl_server_*: the hand-written PLAIN of POP3 AUTH (below; IMAP
+ *    AUTHENTICATE and SMTP AUTH use sasl_exchange_* through their glue), with the strict base64 and UTF-8 helpers every
  *    protocol uses. It goes once the sessions use sasl_exchange_*.
  *  - sasl_ctx_* and sasl_exchange_* (lib/sasl-gsasl.c, further below): every
  *    mechanism through GNU SASL, its steps run on a worker thread.

@@ -584,7 +584,7 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 	}
 	smtp = smtp_server_new(cfg, dir, d.loop, d.lockout, sasl);
 	pop3 = pop3_server_new(cfg, dir, d.loop, d.lockout);
-	imap = imap_server_new(cfg, dir, d.loop, d.lockout);
+	imap = imap_server_new(cfg, dir, d.loop, d.lockout, sasl);
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct listener_config *l = &cfg->listeners[i];
 

@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev libuv1-dev libgnutls28-dev
-	  libsqlite3-dev libcrypt-dev libinih-dev libgsasl-dev gsasl python3 swaks curl gnutls-bin fetchmail getmail6 isync
+	  libsqlite3-dev libcrypt-dev libinih-dev libgsasl-dev gsasl python3 swaks curl gnutls-bin fetchmail getmail6 isync libsasl2-modules
 	  libfiu-dev fiu-utils mutt libnet-ssleay-perl libio-socket-ssl-perl)
 
 passed=0

@@ -1,9 +1,14 @@
 #include "tests/common/imap-fake-io.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "imap/imap-session.h"
 #include "lib/buf.h"
+#include "lib/sasl.h"
+#include "lib/xalloc.h"
+#include "storage/directory.h"
 /* the fake's own failures: imap_fake_failures() */
 #include "tests/common/check.h"
 
@@ -95,16 +100,129 @@ static void f_start_tls(void *ctx)
 	f->n_start_tls++;
 }
 
+/* ---- AUTHENTICATE through GNU SASL, as imap/imap-server.c ---- */
+
+static struct sasl_ctx *fake_sasl;
+static struct sasl_backend fake_backend;
+
+int imap_fake_sasl_init(struct dir *dir)
+{
+	int r = sasl_ctx_new(NULL, 0, &fake_sasl);
+
+	if (r < 0)
+		return r;
+	dir_sasl_backend(dir, &fake_backend);
+	return 0;
+}
+
+void imap_fake_sasl_free(void)
+{
+	sasl_ctx_free(&fake_sasl);
+}
+
+static int f_plaintext_ok(void *ctx)
+{
+	struct imap_fake *f = ctx;
+
+	return f->plaintext;
+}
+
+static const char *f_auth_mechs(void *ctx)
+{
+	struct imap_fake *f = ctx;
+
+	f->mechs[0] = '\0';
+	if (fake_sasl && sasl_ctx_mechs(fake_sasl, f->plaintext, NULL, f->mechs, sizeof(f->mechs)) < 0)
+		f->mechs[0] = '\0';
+	return f->mechs;
+}
+
+static void run_step(struct imap_fake *f, struct auth_step *st)
+{
+	const unsigned char *out = NULL;
+	size_t outlen = 0;
+	enum sasl_step_result r;
+
+	st->out = NULL;
+	st->out_len = 0;
+	st->user[0] = '\0';
+	if (st->first) {
+		sasl_exchange_free(&f->sx);
+		if (!fake_sasl || sasl_exchange_new(fake_sasl, st->mech, f->plaintext, NULL, &f->sx) < 0) {
+			st->status = AUTH_MALFORMED;
+			imap_session_auth_done(f->s, st);
+			return;
+		}
+	}
+	CHECK(f->sx != NULL, "auth step without an exchange");
+	if (!f->sx) {
+		st->status = AUTH_TEMPFAIL;
+		imap_session_auth_done(f->s, st);
+		return;
+	}
+	r = sasl_exchange_step(f->sx, &fake_backend, st->in_absent ? NULL : st->in, st->in_len, &out, &outlen);
+	switch (r) {
+	case SASL_STEP_CONTINUE:
+		st->status = AUTH_CONTINUE;
+		if (outlen) {
+			st->out = xmalloc(outlen);
+			memcpy(st->out, out, outlen);
+			st->out_len = outlen;
+		}
+		break;
+	case SASL_STEP_SUCCESS:
+		st->status = AUTH_OK;
+		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_user(f->sx));
+		break;
+	case SASL_STEP_FAILURE:
+		st->status = AUTH_FAILED;
+		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_authcid(f->sx));
+		break;
+	case SASL_STEP_MALFORMED:
+		st->status = AUTH_MALFORMED;
+		break;
+	default:
+		st->status = AUTH_TEMPFAIL;
+		break;
+	}
+	imap_session_auth_done(f->s, st);
+}
+
+static void f_auth_step(void *ctx, struct auth_step *st)
+{
+	struct imap_fake *f = ctx;
+
+	CHECK(!f->auth_queued && !f->queued, "auth_step while another request waits");
+	CHECK(imap_session_busy(f->s), "auth_step with the session not busy");
+	f->n_auth_steps++;
+	if (f->flags & IMAP_FAKE_RUN_NOW) {
+		run_step(f, st);
+		return;
+	}
+	f->auth_queued = st;
+}
+
+static void f_auth_end(void *ctx)
+{
+	struct imap_fake *f = ctx;
+
+	f->n_auth_ends++;
+	sasl_exchange_free(&f->sx);
+}
+
 static const struct imap_io fake_io = {
 	.write = f_write, .close = f_close, .set_timeout = f_set_timeout, .exec = f_exec,
 	.resume = f_resume, .when_drained = f_when_drained, .watch = f_watch, .publish = f_watch,
 	.auth_delay = f_auth_delay, .auth_result = f_auth_result, .start_tls = f_start_tls,
+	.auth_mechs = f_auth_mechs, .plaintext_ok = f_plaintext_ok, .auth_step = f_auth_step,
+	.auth_end = f_auth_end,
 };
 
 void imap_fake_open(struct imap_fake *f, const struct imap_session_params *p, enum imap_fake_flags flags)
 {
 	memset(f, 0, sizeof(*f));
 	f->flags = flags;
+	f->plaintext = 1;
 	buf_init(&f->out, 0);
 	buf_init(&f->greeting, 0);
 	buf_init(&f->dropped, 0);
@@ -116,7 +234,17 @@ void imap_fake_open(struct imap_fake *f, const struct imap_session_params *p, en
 void imap_fake_free(struct imap_fake *f)
 {
 	imap_session_disconnected(f->s);
+	if (f->auth_queued) {
+		struct auth_step *st = f->auth_queued;
+
+		/* the glue's answer after the disconnect, as auth_after's */
+		f->auth_queued = NULL;
+		st->status = AUTH_TEMPFAIL;
+		st->out = NULL;
+		imap_session_auth_done(f->s, st);
+	}
 	imap_session_free(&f->s);
+	sasl_exchange_free(&f->sx);
 	buf_release(&f->out);
 	buf_release(&f->greeting);
 	buf_release(&f->dropped);
@@ -131,6 +259,11 @@ void imap_fake_settle(struct imap_fake *f)
 			f->queued = NULL;
 			imap_cmd_run(cmd);
 			imap_session_cmd_done(f->s, cmd);
+		} else if (f->auth_queued) {
+			struct auth_step *st = f->auth_queued;
+
+			f->auth_queued = NULL;
+			run_step(f, st);
 		} else if (f->drain) {
 			f->drain = false;
 			imap_session_drained(f->s);
@@ -159,8 +292,9 @@ void imap_fake_feed(struct imap_fake *f, const char *data, size_t len, size_t st
 		CHECK(used <= n, "consumed more than given");
 		off += used;
 		if (used < n && !f->tls_wanted) {
-			CHECK(imap_session_busy(f->s) || f->queued, "input left without a command running");
-			if (!f->queued && !f->drain)
+			CHECK(imap_session_busy(f->s) || f->queued || f->auth_queued,
+			      "input left without a command running");
+			if (!f->queued && !f->drain && !f->auth_queued)
 				break;
 		}
 		imap_fake_settle(f);

@@ -28,8 +28,16 @@
  */
 
 enum imap_fake_flags {
-	IMAP_FAKE_RUN_NOW = 1 << 0,   /* exec and when_drained act at once */
+	IMAP_FAKE_RUN_NOW = 1 << 0,   /* exec, when_drained and auth_step act at once */
 };
+
+/*
+ * AUTHENTICATE: once imap_fake_sasl_init() gave the fakes a directory, the
+ * fake answers io->auth_step as imap/imap-server.c does, with GNU SASL
+ * (lib/sasl.h) over that directory, without channel binding (no -PLUS):
+ * queued like a command (run by imap_fake_settle()) or at once with
+ * IMAP_FAKE_RUN_NOW. plaintext_ok is f->plaintext (1 after open).
+ */
 
 struct imap_fake {
 	struct imap_session *s;
@@ -44,7 +52,18 @@ struct imap_fake {
 	bool tls_wanted;         /* start_tls() called, handshake not done */
 	unsigned n_start_tls;    /* start_tls() calls */
 	struct buf dropped;      /* input thrown away during the handshake */
+	int plaintext;           /* what io->plaintext_ok answers (1 after open) */
+	struct auth_step *auth_queued; /* auth_step asked, not answered yet */
+	struct sasl_exchange *sx;      /* the exchange in progress */
+	unsigned n_auth_steps, n_auth_ends;
+	char mechs[96];
 };
+
+struct dir;
+/* Gives every fake GNU SASL over dir (which must outlive them); 0 or a
+ * negative code. imap_fake_sasl_free() at the end. */
+int imap_fake_sasl_init(struct dir *dir);
+void imap_fake_sasl_free(void);
 
 /* Opens a session with params p on the fake f (p->backend and p->tls must
  * outlive the session), moving the greeting from out to greeting. */

@@ -41,6 +41,17 @@
  * At STARTTLS, io->start_tls must come right after the tagged OK, at a
  * line end of the stream, and the session must take nothing and write
  * nothing until imap_session_tls_started(), called with a fixed tls_info.
+ * AUTHENTICATE: the harness is the glue and answers io->auth_step with a
+ * script instead of GNU SASL, queued like a command: mechanisms
+ * "SCRAM-SHA-256 X-TWO PLAIN LOGIN" (PLAIN and LOGIN left out, and
+ * plaintext_ok 0, when bit 1 of octet 1 is set); PLAIN succeeds for
+ * "\0alice@example.test\0secret"; the others take a challenge
+ * ("r=fuzz,s=c2FsdA==,i=4096"), then a response "ok" gets a last challenge
+ * ("v=ZmluYWw=", as SCRAM's) whose empty answer succeeds, one starting
+ * with 'T' a temporary failure, with 'M' a malformed message, anything
+ * else a failure. A step while the session is not busy, a second request
+ * while one waits, a step of an exchange that is over and an auth_end
+ * without an exchange abort.
  * FUZZ_IMAP_SESSION_DUMP=1 in the environment prints what the first run wrote.
  */
 
@@ -283,6 +294,10 @@ struct run {
 	bool drop_line;          /* at STARTTLS, drop the stream up to its next LF */
 	bool tls_wanted;         /* start_tls called, tls_started not yet */
 	bool tls_checked;
+	bool no_plaintext;       /* plaintext_ok answers 0 */
+	struct auth_step *step;  /* auth_step asked, not answered yet */
+	int exchange;            /* 0 none; else the number of steps answered + 1 */
+	bool final_sent;         /* the "v=" challenge went out */
 };
 
 static void r_write(void *ctx, const char *data, size_t len)
@@ -415,10 +430,111 @@ static void r_start_tls(void *ctx)
 	r->tls_checked = false;
 }
 
+static const char *r_auth_mechs(void *ctx)
+{
+	struct run *r = ctx;
+
+	return r->no_plaintext ? "SCRAM-SHA-256 X-TWO" : "SCRAM-SHA-256 X-TWO PLAIN LOGIN";
+}
+
+static int r_plaintext_ok(void *ctx)
+{
+	struct run *r = ctx;
+
+	return !r->no_plaintext;
+}
+
+static void r_auth_step(void *ctx, struct auth_step *st)
+{
+	struct run *r = ctx;
+
+	if (!st)
+		FAIL("auth_step without a step");
+	if (r->step || r->exec)
+		FAIL("auth_step while a request waits");
+	if (!imap_session_busy(r->s))
+		FAIL("auth_step with the session not busy");
+	if (r->s->state != IMAP_NOAUTH)
+		FAIL("auth_step after login");
+	if (st->first) {
+		r->exchange = 1;
+		r->final_sent = false;
+		if (!st->in_absent && !st->in)
+			FAIL("initial response without data");
+	} else if (!r->exchange) {
+		FAIL("a step of an exchange that is over");
+	} else if (st->in_absent || (st->in_len && !st->in)) {
+		FAIL("a later step without a response");
+	}
+	r->step = st;
+}
+
+static void answer_step(struct run *r, struct auth_step *st)
+{
+	static const char plain[] = "\0" USER "\0secret";
+	static const char first[] = "r=fuzz,s=c2FsdA==,i=4096";
+	static const char final[] = "v=ZmluYWw=";
+	const char *ch = NULL;
+
+	st->out = NULL;
+	st->out_len = 0;
+	st->user[0] = '\0';
+	if (strcmp(st->mech, "PLAIN") == 0 || strcmp(st->mech, "LOGIN") == 0) {
+		if (st->in_absent) {
+			st->status = AUTH_CONTINUE;
+		} else if (st->in_len == sizeof(plain) - 1 && memcmp(st->in, plain, st->in_len) == 0) {
+			st->status = AUTH_OK;
+			snprintf(st->user, sizeof(st->user), "%s", USER);
+		} else {
+			st->status = AUTH_FAILED;
+			snprintf(st->user, sizeof(st->user), "someone");
+		}
+	} else if (r->final_sent) {
+		st->status = st->in_len == 0 ? AUTH_OK : AUTH_MALFORMED;
+		if (st->status == AUTH_OK)
+			snprintf(st->user, sizeof(st->user), "%s", USER);
+	} else if (st->first) {
+		st->status = AUTH_CONTINUE;
+		ch = first;
+	} else if (st->in_len == 2 && memcmp(st->in, "ok", 2) == 0) {
+		st->status = AUTH_CONTINUE;
+		ch = final;
+		r->final_sent = true;
+	} else if (st->in_len && st->in[0] == 'T') {
+		st->status = AUTH_TEMPFAIL;
+	} else if (st->in_len && st->in[0] == 'M') {
+		st->status = AUTH_MALFORMED;
+	} else {
+		st->status = AUTH_FAILED;
+	}
+	if (ch) {
+		st->out = malloc(strlen(ch));
+		if (!st->out)
+			FAIL("out of memory");
+		memcpy(st->out, ch, strlen(ch));
+		st->out_len = strlen(ch);
+	}
+	r->exchange++;
+	imap_session_auth_done(r->s, st);
+}
+
+static void r_auth_end(void *ctx)
+{
+	struct run *r = ctx;
+
+	if (r->step)
+		FAIL("auth_end while a step runs");
+	if (!r->exchange)
+		FAIL("auth_end without an exchange");
+	r->exchange = 0;
+}
+
 static const struct imap_io fuzz_io = {
 	.write = r_write, .close = r_close, .set_timeout = r_set_timeout, .exec = r_exec,
 	.resume = r_resume, .when_drained = r_when_drained, .watch = r_watch, .publish = r_publish,
 	.auth_delay = r_auth_delay, .auth_result = r_auth_result, .start_tls = r_start_tls,
+	.auth_mechs = r_auth_mechs, .plaintext_ok = r_plaintext_ok, .auth_step = r_auth_step,
+	.auth_end = r_auth_end,
 };
 
 static const struct tls_info fuzz_tls = { .version = "TLS1.3", .cipher = "TLS_AES_256_GCM_SHA384" };
@@ -496,6 +612,11 @@ static void settle(struct run *r)
 				FAIL("exec but the session is not busy");
 			imap_cmd_run(cmd);
 			imap_session_cmd_done(r->s, cmd);
+		} else if (r->step) {
+			struct auth_step *st = r->step;
+
+			r->step = NULL;
+			answer_step(r, st);
 		} else if (r->drain) {
 			r->drain = false;
 			imap_session_drained(r->s);
@@ -528,7 +649,7 @@ static void drop_message(struct run *r)
 }
 
 static void run(struct run *r, const struct imap_config *cfg, unsigned flags, unsigned seed, bool drop_line,
-		const uint8_t *data, size_t size)
+		bool no_plaintext, const uint8_t *data, size_t size)
 {
 	enum tls_mode mode = (enum tls_mode)((flags >> 6) & 3);
 	struct imap_session_params p = {
@@ -540,6 +661,7 @@ static void run(struct run *r, const struct imap_config *cfg, unsigned flags, un
 	memset(r, 0, sizeof(*r));
 	r->stream = data;
 	r->drop_line = drop_line;
+	r->no_plaintext = no_plaintext;
 	r->flags = flags;
 	r->cfg = cfg;
 	buf_init(&r->out, OUT_MAX);
@@ -656,10 +778,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.login_max_literal = 512;
 		cfg.login_max_buffered = 700;   /* one session holds at most 512 */
 	}
-	run(&a, &cfg, flags, 0, seed & 1, stream, stream_len);
+	run(&a, &cfg, flags, 0, seed & 1, seed & 2, stream, stream_len);
 	if (imap_literals_held() != 0 || imap_login_literals_held() != 0)
 		FAIL("a freed session left literal octets counted");
-	run(&b, &cfg, flags, seed, seed & 1, stream, stream_len);
+	run(&b, &cfg, flags, seed, seed & 1, seed & 2, stream, stream_len);
 	if (imap_literals_held() != 0 || imap_login_literals_held() != 0)
 		FAIL("a freed session left literal octets counted");
 	free(stream);

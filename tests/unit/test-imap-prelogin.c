@@ -345,6 +345,10 @@ static void setup(void)
 		bob_password[i] = "ab\"c\\d e"[i % 8];
 	bob_password[sizeof(bob_password) - 1] = '\0';
 	imap_test_world_make(&world, "/tmp/buzon-prelogin-XXXXXX");
+	if (imap_fake_sasl_init(world.backend.dir) < 0) {
+		fprintf(stderr, "set-up: GNU SASL\n");
+		exit(2);
+	}
 	if (dir_user_add(world.backend.dir, BOB, bob_password, 0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "set-up: %s\n", err);
 		exit(2);
@@ -366,6 +370,7 @@ int main(void)
 
 	for (size_t i = 0; i < n_cases; i++)
 		free(cases[i].in);
+	imap_fake_sasl_free();
 	if (imap_test_world_remove(&world) < 0)
 		failures++;
 	failures += imap_fake_failures();

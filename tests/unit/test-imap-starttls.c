@@ -69,19 +69,20 @@ struct tcase {
 	bool closed;
 };
 
-#define CAPS_STARTTLS "* OK [CAPABILITY IMAP4rev1 * APPENDLIMIT=* STARTTLS AUTH=PLAIN] imap.test IMAP4rev1 buzon ready\r\n"
+#define MECHS "AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-1 AUTH=PLAIN AUTH=LOGIN"
+#define CAPS_STARTTLS "* OK [CAPABILITY IMAP4rev1 * APPENDLIMIT=* STARTTLS " MECHS "] imap.test IMAP4rev1 buzon ready\r\n"
 #define CAPS_REQUIRED "* OK [CAPABILITY IMAP4rev1 * APPENDLIMIT=* STARTTLS LOGINDISABLED] imap.test IMAP4rev1 buzon ready\r\n"
-#define CAPS_PLAIN "* OK [CAPABILITY IMAP4rev1 * APPENDLIMIT=* AUTH=PLAIN] imap.test IMAP4rev1 buzon ready\r\n"
+#define CAPS_PLAIN "* OK [CAPABILITY IMAP4rev1 * APPENDLIMIT=* " MECHS "] imap.test IMAP4rev1 buzon ready\r\n"
 #define BEGIN(tag) tag " OK Begin TLS negotiation now\r\n"
 #define PRIVACY(tag) tag " NO [PRIVACYREQUIRED] Must issue a STARTTLS command first\r\n"
-#define CAP_PLAIN(tag) "* CAPABILITY IMAP4rev1 * APPENDLIMIT=* AUTH=PLAIN\r\n" tag " OK Capability completed\r\n"
+#define CAP_PLAIN(tag) "* CAPABILITY IMAP4rev1 * APPENDLIMIT=* " MECHS "\r\n" tag " OK Capability completed\r\n"
 #define LOGGED_IN(tag) tag " OK [CAPABILITY *] Logged in\r\n"
 
 static const struct tcase cases[] = {
 	{ .name = "STARTTLS offered, then not any more", .mode = TLS_MODE_STARTTLS, .greeting = CAPS_STARTTLS,
 	  .in = "a CAPABILITY\r\nb STARTTLS\r\n",
 	  .in_tls = "c CAPABILITY\r\nd STARTTLS\r\ne LOGIN " ALICE " secret\r\nf CAPABILITY\r\ng STARTTLS\r\n",
-	  .want = "* CAPABILITY IMAP4rev1 * STARTTLS AUTH=PLAIN\r\na OK Capability completed\r\n" BEGIN("b")
+	  .want = "* CAPABILITY IMAP4rev1 * STARTTLS " MECHS "\r\na OK Capability completed\r\n" BEGIN("b")
 		  CAP_PLAIN("c") "d BAD TLS is already active\r\n" LOGGED_IN("e")
 		  "* CAPABILITY IMAP4rev1 *\r\nf OK Capability completed\r\ng BAD Already logged in\r\n",
 	  .starttls = 1 },
@@ -226,11 +227,95 @@ static void test_handshake(const struct imap_config *cfg)
 	imap_fake_free(&f);
 }
 
+/* ---- AUTHENTICATE through GNU SASL (the fake answers auth_step) ---- */
+
+/* base64 of "n,,n=alice@example.test,r=fyko+d2lbbFgONRv9qkxdawL" */
+#define SCRAM_FIRST "biwsbj1hbGljZUBleGFtcGxlLnRlc3Qscj1meWtvK2QybGJiRmdPTlJ2OXFreGRhd0w="
+
+struct sasl_case {
+	const char *name;
+	int plaintext;
+	const char *in;
+	const char *want;
+	const char *absent;
+	bool closed;
+	unsigned ends;           /* auth_end calls at least */
+};
+
+static const struct sasl_case sasl_cases[] = {
+	{ "plaintext not allowed: LOGINDISABLED, SCRAM still offered", 0,
+	  "a CAPABILITY\r\nb LOGIN " ALICE " secret\r\nc AUTHENTICATE PLAIN " PLAIN_ALICE "\r\n"
+	  "d AUTHENTICATE login\r\ne LOGIN {18}\r\nf NOOP\r\n",
+	  "* CAPABILITY IMAP4rev1 * APPENDLIMIT=* AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-1 LOGINDISABLED\r\n"
+	  "a OK Capability completed\r\n"
+	  "b NO [PRIVACYREQUIRED] *\r\nc NO [PRIVACYREQUIRED] *\r\nd NO [PRIVACYREQUIRED] *\r\n"
+	  "e NO [PRIVACYREQUIRED] *\r\nf OK NOOP completed\r\n", "AUTH=PLAIN", false, 0 },
+	{ "SCRAM in clear: a challenge, then cancelled", 0,
+	  "a AUTHENTICATE SCRAM-SHA-256\r\n*\r\nb AUTHENTICATE scram-sha-256 " SCRAM_FIRST "\r\n*\r\nc NOOP\r\n",
+	  "+ \r\na BAD Authentication cancelled\r\n+ cj1meWtvK2QybGJiRmdPTlJ2OXFreGRh*\r\n"
+	  "b BAD Authentication cancelled\r\nc OK NOOP completed\r\n", NULL, false, 2 },
+	{ "SCRAM: a malformed final message is BAD", 1,
+	  "a AUTHENTICATE SCRAM-SHA-256 " SCRAM_FIRST "\r\n"
+	  "Zm9v\r\nb NOOP\r\n",
+	  "+ cj1meWtvK2QybGJiRmdPTlJ2OXFreGRh*\r\na BAD Invalid SASL response\r\nb OK NOOP completed\r\n",
+	  NULL, false, 1 },
+	{ "PLAIN through GNU SASL: wrong password, bad base64, unknown mechanism, then right", 1,
+	  "a AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==\r\nb AUTHENTICATE PLAIN !!!\r\n"
+	  "c AUTHENTICATE PLAIN\r\nnot base64\r\nd AUTHENTICATE CRAM-MD5\r\ne AUTHENTICATE PLAIN =\r\n*\r\n"
+	  "f AUTHENTICATE PLAIN\r\n" PLAIN_ALICE "\r\ng CAPABILITY\r\n",
+	  "a NO [AUTHENTICATIONFAILED] Authentication failed\r\nb BAD Invalid base64 *\r\n"
+	  "+ \r\nc BAD Invalid base64 *\r\nd NO Unsupported authentication mechanism\r\n"
+	  "+ \r\ne BAD Authentication cancelled\r\n"
+	  "+ \r\nf OK [CAPABILITY IMAP4rev1 *] Logged in\r\n* CAPABILITY IMAP4rev1 *\r\ng OK Capability completed\r\n",
+	  NULL, false, 3 },
+	{ "too many failed AUTHENTICATEs close", 1,
+	  "a AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==\r\n"
+	  "b AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==\r\n"
+	  "c AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==\r\nd NOOP\r\n",
+	  "a NO [AUTHENTICATIONFAILED] *\r\nb NO [AUTHENTICATIONFAILED] *\r\n"
+	  "c NO [AUTHENTICATIONFAILED] *\r\n* BYE Too many failed logins\r\n", NULL, true, 3 },
+};
+
+static void test_sasl(const struct imap_config *defaults)
+{
+	static const size_t steps[] = { 1, 0 };
+	struct imap_config cfg = *defaults;
+
+	cfg.max_auth_failures = 3;
+	for (size_t i = 0; i < sizeof(sasl_cases) / sizeof(sasl_cases[0]); i++) {
+		const struct sasl_case *c = &sasl_cases[i];
+
+		for (size_t k = 0; k < 4; k++) {
+			struct imap_session_params p = {
+				.cfg = &cfg, .backend = &world.backend, .sid = "T1", .client_addr = "192.0.2.1",
+			};
+			struct imap_fake f;
+
+			imap_fake_open(&f, &p, k >= 2 ? IMAP_FAKE_RUN_NOW : 0);
+			f.plaintext = c->plaintext;
+			imap_fake_feed(&f, c->in, strlen(c->in), steps[k % 2]);
+			CHECK(imap_fake_match(c->want, f.out.data ? f.out.data : "", f.out.len),
+			      "%s (way %zu):\n  want: %s\n  got:  %.*s", c->name, k, c->want, (int)f.out.len,
+			      f.out.data ? f.out.data : "");
+			CHECK(!c->absent || !contains(&f.out, c->absent), "%s (way %zu): '%s' in the output", c->name, k,
+			      c->absent);
+			CHECK(f.closed == c->closed, "%s (way %zu): closed %d", c->name, k, f.closed);
+			CHECK(f.n_auth_ends >= c->ends, "%s (way %zu): auth_end %u", c->name, k, f.n_auth_ends);
+			CHECK(!f.sx, "%s (way %zu): exchange left", c->name, k);
+			imap_fake_free(&f);
+		}
+	}
+}
+
 /* ---- set-up ---- */
 
 static void setup(void)
 {
 	imap_test_world_make(&world, "/tmp/buzon-starttls-XXXXXX");
+	if (imap_fake_sasl_init(world.backend.dir) < 0) {
+		fprintf(stderr, "set-up: GNU SASL\n");
+		exit(2);
+	}
 }
 
 int main(void)
@@ -241,7 +326,9 @@ int main(void)
 	setup();
 	run_cases(cfg);
 	test_handshake(cfg);
+	test_sasl(cfg);
 
+	imap_fake_sasl_free();
 	if (imap_test_world_remove(&world) < 0)
 		failures++;
 	failures += imap_fake_failures();
@@ -249,6 +336,7 @@ int main(void)
 		printf("%d failures\n", failures);
 		return 1;
 	}
-	printf("imap-starttls: ok (%zu table cases x 2 ways)\n", sizeof(cases) / sizeof(cases[0]));
+	printf("imap-starttls: ok (%zu table cases x 2 ways, %zu SASL cases x 4 ways)\n",
+	       sizeof(cases) / sizeof(cases[0]), sizeof(sasl_cases) / sizeof(sasl_cases[0]));
 	return 0;
 }
