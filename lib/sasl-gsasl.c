@@ -583,7 +583,20 @@ enum sasl_step_result sasl_exchange_step(struct sasl_exchange *x, const struct s
 			return finish(x, SASL_STEP_TEMPFAIL);
 		}
 	}
-	rc = gsasl_step(x->gs, in ? (const char *)in : NULL, in ? len : 0, &out, &outlen);
+	/* GNU SASL's mechanisms take (input, len) but some copy it with
+	 * strndup(), which may read up to a NUL: the response is handed over
+	 * NUL-terminated (ASan's strict string checks caught LOGIN doing it). */
+	if (in) {
+		char *z = xmalloc(len + 1);
+
+		memcpy(z, in, len);
+		z[len] = '\0';
+		rc = gsasl_step(x->gs, z, len, &out, &outlen);
+		gnutls_memset(z, 0, len);
+		free(z);
+	} else {
+		rc = gsasl_step(x->gs, NULL, 0, &out, &outlen);
+	}
 	x->backend = NULL;
 	wipe_property(x->gs, GSASL_PASSWORD);
 	if (x->tempfail) {
