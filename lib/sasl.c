@@ -6,15 +6,8 @@
 
 #include "lib/xalloc.h"
 
-/*
- * SASL PLAIN (RFC 4616): message = [authzid] NUL authcid NUL passwd, each
- * part UTF-8 without NUL, authcid and passwd not empty. The decoded message
- * is kept in x->buf with its two NULs, and one more NUL after the password,
- * so that the three parts are C strings in place: no copy of the password
- * ever exists outside x->buf.
- */
-
-enum { ST_INIT, ST_WAIT, ST_DONE, ST_FAILED };
+/* The strict base64 and UTF-8 checks every protocol's SASL framing uses;
+ * the mechanisms themselves are GNU SASL's (lib/sasl-gsasl.c). */
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -139,114 +132,4 @@ int sasl_utf8_valid(const unsigned char *s, size_t n)
 		i += len;
 	}
 	return 1;
-}
-
-enum sasl_mech sasl_mech_lookup(const char *name)
-{
-	if (strcasecmp(name, "PLAIN") == 0)
-		return SASL_MECH_PLAIN;
-	return SASL_MECH_NONE;
-}
-
-const char *sasl_mech_list(void)
-{
-	return "PLAIN";
-}
-
-void sasl_server_init(struct sasl_server *x, enum sasl_mech mech)
-{
-	wipe(x->buf, sizeof(x->buf));
-	x->mech = mech;
-	x->state = ST_INIT;
-	x->authzid = x->authcid = x->password = NULL;
-}
-
-void sasl_server_wipe(struct sasl_server *x)
-{
-	wipe(x->buf, sizeof(x->buf));
-	x->state = ST_FAILED;
-	x->authzid = x->authcid = x->password = NULL;
-}
-
-/* Splits the decoded PLAIN message of n octets in x->buf. */
-static int plain_parse(struct sasl_server *x, size_t n)
-{
-	unsigned char *p = x->buf, *nul1, *nul2;
-	size_t zlen, clen, plen;
-
-	nul1 = memchr(p, '\0', n);
-	if (!nul1)
-		return SASL_BAD_MESSAGE;
-	nul2 = memchr(nul1 + 1, '\0', n - (size_t)(nul1 + 1 - p));
-	if (!nul2)
-		return SASL_BAD_MESSAGE;
-	zlen = (size_t)(nul1 - p);
-	clen = (size_t)(nul2 - nul1 - 1);
-	plen = n - (size_t)(nul2 + 1 - p);
-	if (clen == 0 || plen == 0 || zlen > SASL_ID_MAX || clen > SASL_ID_MAX || plen > SASL_PASSWORD_MAX)
-		return SASL_BAD_MESSAGE;
-	/* a third NUL (inside the password) fails the UTF-8 check */
-	if (!sasl_utf8_valid(p, zlen) || !sasl_utf8_valid(nul1 + 1, clen) || !sasl_utf8_valid(nul2 + 1, plen))
-		return SASL_BAD_MESSAGE;
-	p[n] = '\0';
-	x->authzid = (const char *)p;
-	x->authcid = (const char *)nul1 + 1;
-	x->password = (const char *)nul2 + 1;
-	return SASL_DONE;
-}
-
-/* Decodes one response and finishes the exchange. */
-static int take_response(struct sasl_server *x, const char *line, size_t len)
-{
-	long n;
-	int r;
-
-	if (len > SASL_LINE_MAX) {
-		x->state = ST_FAILED;
-		return SASL_BAD_MESSAGE;
-	}
-	n = sasl_base64_decode(line, len, x->buf, SASL_MESSAGE_MAX);
-	if (n == -ENOBUFS) {
-		wipe(x->buf, sizeof(x->buf));
-		x->state = ST_FAILED;
-		return SASL_BAD_MESSAGE;
-	}
-	if (n < 0) {
-		wipe(x->buf, sizeof(x->buf));
-		x->state = ST_FAILED;
-		return SASL_BAD_BASE64;
-	}
-	r = plain_parse(x, (size_t)n);
-	if (r != SASL_DONE) {
-		wipe(x->buf, sizeof(x->buf));
-		x->state = ST_FAILED;
-		return r;
-	}
-	x->state = ST_DONE;
-	return SASL_DONE;
-}
-
-int sasl_server_start(struct sasl_server *x, const char *ir, size_t len)
-{
-	if (x->state != ST_INIT || x->mech != SASL_MECH_PLAIN)
-		BUG("sasl_server_start out of sequence");
-	if (!ir) {
-		x->state = ST_WAIT;
-		return SASL_CONTINUE;
-	}
-	/* RFC 4954, 5034: "=" stands for an empty initial response. */
-	if (len == 1 && ir[0] == '=')
-		return take_response(x, "", 0);
-	return take_response(x, ir, len);
-}
-
-int sasl_server_step(struct sasl_server *x, const char *line, size_t len)
-{
-	if (x->state != ST_WAIT)
-		BUG("sasl_server_step out of sequence");
-	if (len == 1 && line[0] == '*') {
-		x->state = ST_FAILED;
-		return SASL_CANCELLED;
-	}
-	return take_response(x, line, len);
 }

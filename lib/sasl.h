@@ -6,84 +6,18 @@
 struct tls_info;
 
 /*
- * Two APIs live here while the sessions move from one to the other:
- *
- *  - sasl_server_*: the hand-written PLAIN of POP3 AUTH (below; IMAP
- *    AUTHENTICATE and SMTP AUTH use sasl_exchange_* through their glue), with the strict base64 and UTF-8 helpers every
- *    protocol uses. It goes once the sessions use sasl_exchange_*.
- *  - sasl_ctx_* and sasl_exchange_* (lib/sasl-gsasl.c, further below): every
- *    mechanism through GNU SASL, its steps run on a worker thread.
- *
- * The server side of SASL exchanges, protocol-neutral: POP3 AUTH (RFC 5034),
- * IMAP AUTHENTICATE (RFC 9051) and SMTP AUTH (RFC 4954) all carry base64
- * lines and cancel with "*", so each protocol only frames the lines and maps
- * the results to its replies.
- *
- * Mechanisms: PLAIN (RFC 4616). A mechanism that needs more than one step
- * with real challenges (SCRAM) is meant to come from GNU SASL behind the same
- * interface.
- *
- * Usage:
- *   sasl_server_init(&x, mech);
- *   r = sasl_server_start(&x, initial_or_NULL, len);
- *   while (r == SASL_CONTINUE) { send the empty challenge; r = sasl_server_step(&x, line, len); }
- *   r == SASL_DONE: x.authzid, x.authcid and x.password are valid until
- *   sasl_server_wipe(&x), which must always be called at the end.
- *
- * The struct holds the password: it lives in the caller's memory (no heap),
- * and sasl_server_wipe() overwrites it.
+ * The server side of SASL, protocol-neutral: POP3 AUTH (RFC 5034), IMAP
+ * AUTHENTICATE (RFC 9051) and SMTP AUTH (RFC 4954) all carry base64 lines
+ * and cancel with "*", so each protocol only frames the lines (with the
+ * strict base64 and UTF-8 helpers below) and maps the results to its
+ * replies; every mechanism is GNU SASL's (sasl_ctx_* and sasl_exchange_*,
+ * lib/sasl-gsasl.c, further below), its steps run on a worker thread.
  */
-
-/* Results of sasl_server_start() and sasl_server_step(). */
-enum sasl_result {
-	SASL_DONE = 0,       /* credentials are ready */
-	SASL_CONTINUE = 1,   /* send an empty challenge, then feed the client's next line */
-	SASL_CANCELLED = -1, /* the client sent "*" */
-	SASL_BAD_BASE64 = -2,/* the line is not strict base64 */
-	SASL_BAD_MESSAGE = -3,/* decoded, but not a valid message for the mechanism */
-};
-
-enum sasl_mech {
-	SASL_MECH_NONE = 0,
-	SASL_MECH_PLAIN,
-};
 
 /* Limits on the identities and the password (octets, UTF-8). RFC 4616 asks
  * for at least 255; an address may be 320. */
 #define SASL_ID_MAX 320
 #define SASL_PASSWORD_MAX 1024
-/* The longest decoded PLAIN message: authzid NUL authcid NUL password. */
-#define SASL_MESSAGE_MAX (2 * SASL_ID_MAX + SASL_PASSWORD_MAX + 2)
-/* The longest base64 line a client needs to send (without CRLF). */
-#define SASL_LINE_MAX (((SASL_MESSAGE_MAX + 2) / 3) * 4)
-
-struct sasl_server {
-	enum sasl_mech mech;
-	int state;
-	/* set by SASL_DONE, pointing into buf */
-	const char *authzid;   /* "" when the client sent none */
-	const char *authcid;
-	const char *password;
-	unsigned char buf[SASL_MESSAGE_MAX + 1];
-};
-
-/* Returns the mechanism named name (case-insensitive), or SASL_MECH_NONE. */
-enum sasl_mech sasl_mech_lookup(const char *name);
-/* The mechanisms offered, space-separated ("PLAIN"), for CAPA, EHLO, CAPABILITY. */
-const char *sasl_mech_list(void);
-
-/* Starts an exchange with mech. */
-void sasl_server_init(struct sasl_server *x, enum sasl_mech mech);
-/*
- * Feeds the initial response of the command (AUTH PLAIN <ir>): ir is the
- * base64 text, "=" for an empty response, or NULL when the command carried
- * none (then the result is SASL_CONTINUE). "*" is not accepted here.
- */
-int sasl_server_start(struct sasl_server *x, const char *ir, size_t len);
-/* Feeds one client line (without CRLF) after a challenge. */
-int sasl_server_step(struct sasl_server *x, const char *line, size_t len);
-/* Overwrites the credentials and resets the struct; safe to call twice. */
-void sasl_server_wipe(struct sasl_server *x);
 
 /*
  * Strict base64 (RFC 4648 section 4, padding required, no white space,

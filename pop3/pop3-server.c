@@ -11,6 +11,7 @@
 
 #include "lib/log.h"
 #include "lib/runner.h"
+#include "lib/sasl.h"
 #include "lib/xalloc.h"
 #include "pop3/pop3-session.h"
 #include "storage/mailbox.h"
@@ -32,6 +33,10 @@ struct pop3_server {
 	struct pop3_config pcfg;
 	struct dir *dir;
 	struct maildrop_lock *locks[LOCK_BUCKETS];
+	/* AUTH: GNU SASL (NULL: AUTH is not offered) and the directory as its
+	 * steps see it */
+	struct sasl_ctx *sasl;
+	struct sasl_backend backend;
 };
 
 /*
@@ -55,6 +60,12 @@ struct pop3_conn {
 	int lock_fd;
 	int msg_fd;
 	size_t msg_idx;
+	const struct listener_config *listener; /* the listener it came in on; NULL: none known */
+	/* AUTH: the exchange (loop thread between steps, a worker during one) */
+	struct sasl_exchange *sx;
+	struct auth_step *step;
+	enum sasl_step_result step_result;
+	char mechs[SASL_MECHS_MAX];
 };
 
 static struct pop3_conn *pconn(struct rconn *rc)
@@ -136,10 +147,6 @@ static void auth_work(struct rconn *rc)
 	int r;
 
 	r = dir_authenticate(pc->srv->dir, req->user, req->password, req->canonical);
-	/* acting as another user (RFC 4616 authzid) is not offered */
-	if (r == 0 && req->authzid[0] && strcasecmp(req->authzid, req->user) != 0 &&
-	    strcasecmp(req->authzid, req->canonical) != 0)
-		r = -EPERM;
 	pc->result = r;
 }
 
@@ -167,6 +174,137 @@ static void io_auth(void *ctx, struct pop3_auth_req *req)
 	if (d)
 		log_info("pop3", pc->rc.sid, "login delayed ms=%u client=%s", d, pc->rc.peer);
 	submit(pc, auth_work, auth_after, d);
+}
+
+/* -- AUTH (RFC 5034) through GNU SASL on a worker -- */
+
+static int is_loopback(const char *ip)
+{
+	/* lib/net.c writes an IPv4-mapped address as IPv4 */
+	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
+}
+
+/* Plaintext logins without TLS: as the listener's allow_plaintext_auth says. */
+static int plaintext_in_clear(const struct pop3_conn *pc)
+{
+	switch (pc->listener ? pc->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK) {
+	case PLAINTEXT_AUTH_YES:
+		return 1;
+	case PLAINTEXT_AUTH_LOOPBACK:
+		return is_loopback(pc->rc.peer);
+	default:
+		return 0;
+	}
+}
+
+/* PLAIN and LOGIN carry the password itself: offered under TLS, and in
+ * clear only where allow_plaintext_auth says (as USER/PASS). */
+static int plaintext_ok(const struct pop3_conn *pc)
+{
+	if (pc->rc.conn && conn_tls_info(pc->rc.conn))
+		return 1;
+	return plaintext_in_clear(pc);
+}
+
+static const char *io_auth_mechs(void *ctx)
+{
+	struct pop3_conn *pc = ctx;
+
+	pc->mechs[0] = '\0';
+	if (!pc->rc.conn || !pc->srv->sasl)
+		return pc->mechs;
+	if (sasl_ctx_mechs(pc->srv->sasl, plaintext_ok(pc), conn_tls_info(pc->rc.conn), pc->mechs,
+			   sizeof(pc->mechs)) < 0)
+		pc->mechs[0] = '\0';
+	return pc->mechs;
+}
+
+/* Runs on a worker thread: GNU SASL checks the password or the SCRAM proof
+ * against the directory. */
+static void sasl_work(struct rconn *rc)
+{
+	struct pop3_conn *pc = pconn(rc);
+	struct auth_step *st = pc->step;
+	const unsigned char *out = NULL;
+	size_t outlen = 0;
+
+	pc->step_result = sasl_exchange_step(pc->sx, &pc->srv->backend, st->in_absent ? NULL : st->in, st->in_len,
+					     &out, &outlen);
+	st->out = NULL;
+	st->out_len = 0;
+	if (pc->step_result == SASL_STEP_CONTINUE && outlen) {
+		st->out = xmalloc(outlen);
+		memcpy(st->out, out, outlen);
+		st->out_len = outlen;
+	}
+}
+
+static void sasl_after(struct rconn *rc, int status)
+{
+	struct pop3_conn *pc = pconn(rc);
+	struct auth_step *st = pc->step;
+	const char *who = sasl_exchange_authcid(pc->sx);
+
+	pc->step = NULL;
+	if (status < 0)
+		pc->step_result = SASL_STEP_TEMPFAIL;
+	switch (pc->step_result) {
+	case SASL_STEP_CONTINUE:
+		st->status = AUTH_CONTINUE;
+		break;
+	case SASL_STEP_SUCCESS:
+		st->status = AUTH_OK;
+		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_user(pc->sx));
+		runner_auth_result(rc, st->user, 1);
+		break;
+	case SASL_STEP_FAILURE:
+		st->status = AUTH_FAILED;
+		snprintf(st->user, sizeof(st->user), "%s", who);
+		runner_auth_result(rc, who, 0);
+		break;
+	case SASL_STEP_MALFORMED:
+		st->status = AUTH_MALFORMED;
+		break;
+	default:
+		st->status = AUTH_TEMPFAIL;
+		break;
+	}
+	pop3_session_sasl_done(rc->session, st);
+}
+
+static void io_auth_step(void *ctx, struct auth_step *st)
+{
+	struct pop3_conn *pc = ctx;
+	unsigned delay = 0;
+
+	if (st->first) {
+		sasl_exchange_free(&pc->sx);
+		if (!pc->rc.conn || !pc->srv->sasl ||
+		    sasl_exchange_new(pc->srv->sasl, st->mech, plaintext_ok(pc), conn_tls_info(pc->rc.conn),
+				      &pc->sx) < 0) {
+			st->status = AUTH_MALFORMED;
+			pop3_session_sasl_done(pc->rc.session, st);
+			return;
+		}
+		/* the client address's failed-login delay, before the first step */
+		delay = runner_auth_delay(&pc->rc, "");
+		if (delay)
+			log_info("pop3", pc->rc.sid, "login delayed ms=%u client=%s", delay, pc->rc.peer);
+	}
+	if (!pc->sx) {
+		st->status = AUTH_TEMPFAIL;
+		pop3_session_sasl_done(pc->rc.session, st);
+		return;
+	}
+	pc->step = st;
+	runner_submit(&pc->rc, sasl_work, sasl_after, delay);
+}
+
+static void io_auth_end(void *ctx)
+{
+	struct pop3_conn *pc = ctx;
+
+	sasl_exchange_free(&pc->sx);
 }
 
 /* -- opening the maildrop -- */
@@ -378,6 +516,9 @@ static const struct pop3_io pop3_io = {
 	.drain = io_drain,
 	.resume = runner_io_resume,
 	.start_tls = runner_io_start_tls,
+	.auth_mechs = io_auth_mechs,
+	.auth_step = io_auth_step,
+	.auth_end = io_auth_end,
 };
 
 /* ---- the session's side of the runner ---- */
@@ -400,6 +541,14 @@ static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 	pc->srv = srv;
 	pc->lock_fd = -1;
 	pc->msg_fd = -1;
+	if (rc->conn) {
+		const char *name = conn_listener(rc->conn);
+
+		for (size_t i = 0; i < srv->cfg->n_listeners; i++)
+			if (strcmp(srv->cfg->listeners[i].name, name) == 0)
+				pc->listener = &srv->cfg->listeners[i];
+	}
+	p.plaintext_in_clear = plaintext_in_clear(pc);
 	return pop3_session_new(&p, &pop3_io, pc);
 }
 
@@ -421,6 +570,7 @@ static int s_free(struct rconn *rc)
 	struct pop3_session *s = rc->session;
 
 	pop3_session_free(&s);
+	sasl_exchange_free(&pc->sx);
 	if (pc->locked[0]) {
 		lock_release(pc->srv, pc->locked);
 		pc->locked[0] = '\0';
@@ -453,12 +603,14 @@ static const struct runner_proto pop3_proto = {
 };
 
 struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
-				    struct lockout *lk)
+				    struct lockout *lk, struct sasl_ctx *sasl)
 {
 	struct pop3_server *srv = xcalloc(1, sizeof(*srv));
 
 	srv->cfg = cfg;
 	srv->dir = dir;
+	srv->sasl = sasl;
+	dir_sasl_backend(dir, &srv->backend);
 	srv->pcfg = cfg->pop3;
 	srv->runner = runner_new(&pop3_proto, loop, srv, NULL, lk);
 	return srv;

@@ -22,14 +22,20 @@
  *
  * Failed logins are slowed down and locked out per client address and per
  * user name by the table every protocol shares (lib/lockout.h): an attempt
- * waits, before its password is checked, for the delay it gives.
+ * waits, before its password is checked, for the delay it gives. AUTH runs
+ * its mechanism through GNU SASL (lib/sasl.h) on the threadpool, as SMTP
+ * AUTH does: the first step waits for the client address's delay, a failed
+ * exchange counts against the address and the name the client gave.
  */
 struct pop3_server;
 
-/* Creates the POP3 service; cfg, dir, loop and lk (the shared failed-login
- * table, NULL: none) must outlive it. */
+struct sasl_ctx;
+
+/* Creates the POP3 service; cfg, dir, loop, lk (the shared failed-login
+ * table, NULL: none) and sasl (GNU SASL for AUTH, lib/sasl.h; NULL: AUTH
+ * is not offered) must outlive it. */
 struct pop3_server *pop3_server_new(const struct config *cfg, struct dir *dir, uv_loop_t *loop,
-				    struct lockout *lk);
+				    struct lockout *lk, struct sasl_ctx *sasl);
 /* The handler to pass to net_listen(); ctx is the pop3_server. */
 const struct proto_handler *pop3_server_handler(const struct pop3_server *srv);
 /* Frees the service once every connection is closed and uv_run() returned. */

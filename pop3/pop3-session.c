@@ -36,8 +36,24 @@
  * terminating ".", which the terminator needs; that CRLF is not counted.
  *
  * Failed logins: the reply is "-ERR [AUTH] Authentication failed" whether
- * the user exists or not; the glue delays the check (lib/throttle.h) and the
+ * the user exists or not; the glue delays the check (lib/lockout.h) and the
  * session closes after max_auth_failures.
+ *
+ * AUTH (RFC 5034): the session does the framing ("+ " challenges, "*"
+ * cancels, "=" an empty initial response) and the strict base64; the glue
+ * runs the mechanism (io->auth_step with the decoded response, answered by
+ * pop3_session_sasl_done()) and says what may be used now
+ * (io->auth_mechs, asked at every CAPA and AUTH, so STLS changes it). While
+ * a step runs nothing more is read. The decoded responses, the challenges
+ * and the lines that carried them are wiped after use. SCRAM's final "v="
+ * comes as a last challenge that the client answers with an empty line.
+ * A user authenticated by SASL gets the maildrop as after PASS. AUTH with
+ * no argument lists the mechanisms, one per line (not in RFC 5034, but
+ * clients use it). Plaintext logins (USER/PASS; PLAIN and LOGIN, which the
+ * glue then leaves out of its list) need TLS unless the listener's
+ * allow_plaintext_auth allows them for this client: elsewhere CAPA leaves
+ * USER out and USER and AUTH PLAIN/LOGIN get "-ERR [AUTH] Plaintext
+ * authentication disallowed on non-secure connections" (Dovecot's words).
  *
  * STLS (RFC 2595 4): the +OK is the last thing read in clear. Input stops
  * right after the STLS line and stays stopped (0 consumed) until
@@ -68,7 +84,7 @@ enum pop3_state {
 #define S_AUTHORIZATION (S_AUTH | S_USER)
 #define S_ANY (S_AUTH | S_USER | S_TRANS)
 
-enum pending { P_NONE, P_AUTH, P_OPEN, P_READ, P_UPDATE, P_DRAIN };
+enum pending { P_NONE, P_AUTH, P_SASL, P_OPEN, P_READ, P_UPDATE, P_DRAIN };
 
 enum job { J_NONE, J_XFER, J_LIST, J_UIDL };
 
@@ -106,8 +122,15 @@ struct pop3_session {
 	unsigned auth_failures;
 	unsigned n_commands;
 	char user[USER_MAX + 1];       /* USER argument */
-	char canonical[320];           /* the logged-in user */
-	struct sasl_server sasl;
+	char canonical[SASL_ID_MAX + 1]; /* the logged-in user */
+	int plaintext_in_clear;        /* USER/PASS allowed without TLS */
+
+	/* AUTH (RFC 5034) */
+	char auth_mech[32];            /* the exchange's mechanism, upper-case */
+	int auth_open;                 /* io->auth_step called, io->auth_end not yet */
+	struct auth_step astep;
+	unsigned char *auth_in;        /* the decoded response in astep.in (wiped, freed at _done) */
+	size_t auth_in_len;
 
 	/* the maildrop, fixed at login */
 	uint32_t uidvalidity;
@@ -221,11 +244,34 @@ static void bad_command(struct pop3_session *s)
 	}
 }
 
+/* Drops the decoded response handed to the glue. */
+static void auth_wipe_in(struct pop3_session *s)
+{
+	if (s->auth_in) {
+		wipe(s->auth_in, s->auth_in_len);
+		free(s->auth_in);
+	}
+	s->auth_in = NULL;
+	s->auth_in_len = 0;
+}
+
 static void wipe_secrets(struct pop3_session *s)
 {
 	wipe(s->line, s->line_cap);
-	sasl_server_wipe(&s->sasl);
+	auth_wipe_in(s);
 	s->areq.password = NULL;
+}
+
+/* Ends the open SASL exchange, if any: the glue frees its state. The one io
+ * call made after a disconnect (see io->auth_end). */
+static void auth_finish(struct pop3_session *s)
+{
+	if (!s->auth_open)
+		return;
+	s->auth_open = 0;
+	s->auth_mech[0] = '\0';
+	if (s->io.auth_end)
+		s->io.auth_end(s->ctx);
 }
 
 /* Closes a session that pop3_session_shutdown() asked to stop, once idle. */
@@ -483,13 +529,11 @@ static void syntax(struct pop3_session *s, const char *usage)
 
 /* ---- AUTHORIZATION ---- */
 
-static void start_auth(struct pop3_session *s, const char *user, const char *password, const char *authzid,
-		       const char *method)
+static void start_auth(struct pop3_session *s, const char *user, const char *password, const char *method)
 {
 	memset(&s->areq, 0, sizeof(s->areq));
 	s->areq.user = user;
 	s->areq.password = password;
-	s->areq.authzid = authzid;
 	s->areq.method = method;
 	s->areq.result = -EIO;
 	s->pending = P_AUTH;
@@ -509,6 +553,23 @@ static int tls_needed(const struct pop3_session *s)
 	return !s->tls && s->tls_mode == TLS_MODE_REQUIRED;
 }
 
+/* USER/PASS (and PLAIN, LOGIN) may be used: under TLS, or where
+ * allow_plaintext_auth allows them in clear. */
+static int plaintext_ok(const struct pop3_session *s)
+{
+	return s->tls || s->plaintext_in_clear;
+}
+
+/* The mechanisms the glue offers now ("" for none). */
+static const char *auth_mechs(struct pop3_session *s)
+{
+	const char *m = s->io.auth_mechs && !s->gone ? s->io.auth_mechs(s->ctx) : NULL;
+
+	return m ? m : "";
+}
+
+#define PLAINTEXT_DISALLOWED "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections"
+
 static void cmd_capa(struct pop3_session *s, char *arg)
 {
 	if (*arg) {
@@ -520,15 +581,19 @@ static void cmd_capa(struct pop3_session *s, char *arg)
 	reply(s, "+OK Capability list follows");
 	reply(s, "TOP");
 	reply(s, "UIDL");
-	if ((s->state & S_AUTHORIZATION) && !tls_needed(s))
+	if ((s->state & S_AUTHORIZATION) && !tls_needed(s) && plaintext_ok(s))
 		reply(s, "USER");
 	reply(s, "RESP-CODES");
 	reply(s, "AUTH-RESP-CODE");
 	reply(s, "PIPELINING");
 	if ((s->state & S_AUTHORIZATION) && tls_offered(s))
 		reply(s, "STLS");
-	if ((s->state & S_AUTHORIZATION) && !tls_needed(s))
-		reply(s, "SASL %s", sasl_mech_list());
+	if ((s->state & S_AUTHORIZATION) && !tls_needed(s)) {
+		const char *mechs = auth_mechs(s);
+
+		if (*mechs)
+			reply(s, "SASL %s", mechs);
+	}
 	reply(s, "IMPLEMENTATION buzon");
 	reply(s, ".");
 }
@@ -568,6 +633,13 @@ static void cmd_user(struct pop3_session *s, char *arg)
 		syntax(s, "USER name");
 		return;
 	}
+	if (!plaintext_ok(s)) {
+		s->state = S_AUTH;
+		reply(s, PLAINTEXT_DISALLOWED);
+		log_info("pop3", s->sid, "login refused method=user client=%s reason=needs_tls", s->client_addr);
+		bad_command(s);
+		return;
+	}
 	if (strlen(tok[0]) > USER_MAX) {
 		reply(s, "-ERR Name too long");
 		bad_command(s);
@@ -587,14 +659,74 @@ static void cmd_pass(struct pop3_session *s, char *arg)
 		syntax(s, "PASS password");
 		return;
 	}
-	start_auth(s, s->user, arg, "", "user");
+	start_auth(s, s->user, arg, "user");
+}
+
+/* 1 when mech is a word of the space-separated list. */
+static int mech_listed(const char *list, const char *mech)
+{
+	size_t n = strlen(mech);
+
+	while (*list) {
+		size_t k = strcspn(list, " ");
+
+		if (k == n && strncasecmp(list, mech, n) == 0)
+			return 1;
+		list += k;
+		list += strspn(list, " ");
+	}
+	return 0;
+}
+
+/* The mechanisms that carry the password itself. */
+static int mech_plaintext(const char *mech)
+{
+	return strcmp(mech, "PLAIN") == 0 || strcmp(mech, "LOGIN") == 0;
+}
+
+/* Decodes a client response (strict base64) into s->auth_in; 0 or -EINVAL. */
+static int auth_decode(struct pop3_session *s, const char *b64, size_t len)
+{
+	size_t cap = len / 4 * 3 + 1;
+	long n;
+
+	auth_wipe_in(s);
+	s->auth_in = xmalloc(cap);
+	n = sasl_base64_decode(b64, len, s->auth_in, cap);
+	if (n < 0) {
+		wipe(s->auth_in, cap);
+		free(s->auth_in);
+		s->auth_in = NULL;
+		return -EINVAL;
+	}
+	s->auth_in_len = (size_t)n;
+	return 0;
+}
+
+/* Hands one step to the glue; the decoded response is in s->auth_in (or
+ * none: absent). */
+static void auth_run_step(struct pop3_session *s, int first, int absent)
+{
+	struct auth_step *st = &s->astep;
+
+	memset(st, 0, sizeof(*st));
+	memcpy(st->mech, s->auth_mech, sizeof(st->mech));
+	st->first = first;
+	st->in = s->auth_in ? s->auth_in : (const unsigned char *)"";
+	st->in_len = s->auth_in_len;
+	st->in_absent = absent;
+	st->status = AUTH_TEMPFAIL;
+	s->auth_open = 1;
+	s->pending = P_SASL;
+	s->io.auth_step(s->ctx, st);
 }
 
 static void cmd_auth(struct pop3_session *s, char *arg)
 {
-	char *tok[2];
-	int n = split_args(arg, tok, 2), r;
-	enum sasl_mech mech;
+	char *tok[2], mech[40];
+	int n = split_args(arg, tok, 2);
+	const char *mechs = auth_mechs(s);
+	size_t len;
 
 	if (n < 0) {
 		syntax(s, "AUTH mechanism [initial-response]");
@@ -603,52 +735,82 @@ static void cmd_auth(struct pop3_session *s, char *arg)
 	if (n == 0) {
 		/* not in RFC 5034, but clients use it to list the mechanisms */
 		reply(s, "+OK");
-		reply(s, "%s", sasl_mech_list());
+		while (*mechs) {
+			size_t k = strcspn(mechs, " ");
+
+			reply(s, "%.*s", (int)k, mechs);
+			mechs += k;
+			mechs += strspn(mechs, " ");
+		}
 		reply(s, ".");
 		return;
 	}
-	mech = sasl_mech_lookup(tok[0]);
-	if (mech == SASL_MECH_NONE) {
-		reply(s, "-ERR Unsupported authentication mechanism");
+	len = strlen(tok[0]);
+	if (len >= sizeof(s->auth_mech))
+		len = sizeof(s->auth_mech) - 1;  /* too long for any mechanism: not listed */
+	for (size_t i = 0; i < len; i++) {
+		char c = tok[0][i];
+
+		s->auth_mech[i] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+	}
+	s->auth_mech[len] = '\0';
+	if (strlen(tok[0]) != len || !mech_listed(mechs, s->auth_mech)) {
+		log_safe(s->auth_mech, mech, sizeof(mech));
+		if (mech_plaintext(s->auth_mech) && !plaintext_ok(s) && *mechs) {
+			reply(s, PLAINTEXT_DISALLOWED);
+			log_info("pop3", s->sid, "auth refused mech=%s client=%s reason=needs_tls", mech,
+				 s->client_addr);
+		} else {
+			reply(s, "-ERR Unsupported authentication mechanism");
+			log_info("pop3", s->sid, "auth refused mech=%s client=%s reason=unknown_mech", mech,
+				 s->client_addr);
+		}
+		s->auth_mech[0] = '\0';
 		bad_command(s);
 		return;
 	}
+	/* a USER given before is forgotten */
 	s->state = S_AUTH;
-	sasl_server_init(&s->sasl, mech);
-	r = sasl_server_start(&s->sasl, n == 2 ? tok[1] : NULL, n == 2 ? strlen(tok[1]) : 0);
-	wipe(s->line, s->line_cap);
-	if (r == SASL_CONTINUE) {
-		s->state = S_SASL;
-		reply(s, "+ ");
+	memset(s->user, 0, sizeof(s->user));
+	auth_wipe_in(s);
+	if (n == 2 && strcmp(tok[1], "=") != 0 && auth_decode(s, tok[1], strlen(tok[1])) < 0) {
+		log_safe(s->auth_mech, mech, sizeof(mech));
+		log_info("pop3", s->sid, "auth failed mech=%s user=- client=%s reason=bad_base64", mech,
+			 s->client_addr);
+		s->auth_mech[0] = '\0';
+		reply(s, "-ERR Malformed SASL response");
+		bad_command(s);
 		return;
 	}
-	if (r == SASL_DONE) {
-		start_auth(s, s->sasl.authcid, s->sasl.password, s->sasl.authzid, "plain");
-		return;
-	}
-	sasl_server_wipe(&s->sasl);
-	reply(s, "-ERR Malformed SASL response");
-	bad_command(s);
+	if (n == 2 && !s->auth_in)
+		s->auth_in = xcalloc(1, 1);  /* "=": an empty initial response (RFC 5034 4) */
+	auth_run_step(s, 1, n == 1);
 }
 
-/* A line read during the SASL exchange. */
+/* A line read while a "+ " challenge waits for its answer. */
 static void sasl_line(struct pop3_session *s, const char *line, size_t len)
 {
-	int r = sasl_server_step(&s->sasl, line, len);
+	char mech[40];
 
-	wipe(s->line, s->line_cap);
 	s->state = S_AUTH;
-	if (r == SASL_DONE) {
-		start_auth(s, s->sasl.authcid, s->sasl.password, s->sasl.authzid, "plain");
-		return;
-	}
-	sasl_server_wipe(&s->sasl);
-	if (r == SASL_CANCELLED) {
+	log_safe(s->auth_mech, mech, sizeof(mech));
+	if (len == 1 && line[0] == '*') {
 		reply(s, "-ERR Authentication cancelled");
+		log_info("pop3", s->sid, "auth cancelled mech=%s client=%s", mech, s->client_addr);
+		auth_finish(s);
+		/* counted: a loop of AUTH and "*" costs the glue a step each time */
+		bad_command(s);
 		return;
 	}
-	reply(s, "-ERR Malformed SASL response");
-	bad_command(s);
+	if (auth_decode(s, line, len) < 0) {
+		reply(s, "-ERR Malformed SASL response");
+		log_info("pop3", s->sid, "auth failed mech=%s user=- client=%s reason=bad_base64", mech,
+			 s->client_addr);
+		auth_finish(s);
+		bad_command(s);
+		return;
+	}
+	auth_run_step(s, 0, 0);
 }
 
 static void auth_failed(struct pop3_session *s)
@@ -847,7 +1009,7 @@ static void process_line(struct pop3_session *s)
 		wipe(s->line, s->line_cap);
 		if (s->state & S_SASL) {
 			s->state = S_AUTH;
-			sasl_server_wipe(&s->sasl);
+			auth_finish(s);
 		}
 		reply(s, "-ERR Line too long");
 		bad_command(s);
@@ -857,7 +1019,7 @@ static void process_line(struct pop3_session *s)
 		wipe(s->line, s->line_cap);
 		if (s->state & S_SASL) {
 			s->state = S_AUTH;
-			sasl_server_wipe(&s->sasl);
+			auth_finish(s);
 		}
 		reply(s, "-ERR Invalid character in command");
 		bad_command(s);
@@ -866,6 +1028,7 @@ static void process_line(struct pop3_session *s)
 	s->line[len] = '\0';
 	if (s->state & S_SASL) {
 		sasl_line(s, s->line, len);
+		wipe(s->line, s->line_cap);
 		return;
 	}
 	s->n_commands++;
@@ -897,6 +1060,8 @@ static void process_line(struct pop3_session *s)
 		return;
 	}
 	if (!(c->states & s->state)) {
+		if (c->handler == cmd_pass || c->handler == cmd_auth)
+			wipe(s->line, s->line_cap);
 		if (s->state & S_TRANS)
 			reply(s, "-ERR Already logged in");
 		else if (c->handler == cmd_pass)
@@ -908,8 +1073,9 @@ static void process_line(struct pop3_session *s)
 	}
 	c->handler(s, arg);
 	/* A PASS line held the password: wipe it unless a login in flight
-	 * still reads it (pop3_session_auth_done() wipes it then). */
-	if (c->handler == cmd_pass && s->pending != P_AUTH)
+	 * still reads it (pop3_session_auth_done() wipes it then). An AUTH
+	 * line's response was decoded (and copied) before the step. */
+	if ((c->handler == cmd_pass && s->pending != P_AUTH) || c->handler == cmd_auth)
 		wipe(s->line, s->line_cap);
 }
 
@@ -962,6 +1128,9 @@ struct pop3_session *pop3_session_new(const struct pop3_session_params *p, const
 	s->line = xmalloc(s->line_cap + 1);
 	s->tls_mode = p->tls_mode;
 	s->tls = p->tls;
+	s->plaintext_in_clear = p->plaintext_in_clear;
+	if (io->auth_mechs && !io->auth_step)
+		BUG("pop3 session offers AUTH without io->auth_step");
 	if ((s->tls_mode == TLS_MODE_STARTTLS || s->tls_mode == TLS_MODE_REQUIRED) && !io->start_tls)
 		BUG("pop3 session offers STLS without io->start_tls");
 	s->state = S_AUTH;
@@ -980,6 +1149,7 @@ void pop3_session_free(struct pop3_session **sp)
 		return;
 	if (s->pending)
 		BUG("pop3 session freed with a request in flight");
+	auth_finish(s);
 	wipe_secrets(s);
 	job_end(s);
 	free(s->line);
@@ -1028,8 +1198,11 @@ void pop3_session_disconnected(struct pop3_session *s)
 {
 	s->gone = 1;
 	/* a login in flight still reads the password: auth_done wipes it */
-	if (s->pending != P_AUTH)
+	if (s->pending != P_AUTH && s->pending != P_SASL)
 		wipe_secrets(s);
+	/* the glue frees its SASL state now, or after the step in flight */
+	if (s->pending != P_SASL)
+		auth_finish(s);
 	if (!(s->state & S_CLOSED)) {
 		s->state = S_CLOSED;
 		/* a dropped connection is not QUIT: nothing is removed (RFC 1939 section 6) */
@@ -1069,6 +1242,104 @@ int pop3_session_busy(const struct pop3_session *s)
 	return s->pending != P_NONE;
 }
 
+/* After a login: opens the maildrop of s->canonical (the reply comes at
+ * pop3_session_open_done()). */
+static void open_maildrop(struct pop3_session *s)
+{
+	memset(&s->oreq, 0, sizeof(s->oreq));
+	s->oreq.user = s->canonical;
+	s->oreq.result = -EIO;
+	s->pending = P_OPEN;
+	s->io.open(s->ctx, &s->oreq);
+}
+
+void pop3_session_sasl_done(struct pop3_session *s, struct auth_step *st)
+{
+	char user[128], mech[40];
+	enum auth_status status = st->status;
+	int live;
+
+	if (s->pending != P_SASL || st != &s->astep)
+		BUG("pop3 sasl_done without an AUTH step in flight");
+	s->pending = P_NONE;
+	auth_wipe_in(s);
+	log_safe(st->mech, mech, sizeof(mech));
+	st->user[sizeof(st->user) - 1] = '\0';
+	if (status == AUTH_OK && !st->user[0]) {
+		log_error("pop3", s->sid, "auth ok without a user mech=%s", mech);
+		status = AUTH_TEMPFAIL;
+	}
+	live = !s->gone && !(s->state & S_CLOSED);
+	switch (status) {
+	case AUTH_CONTINUE:
+		if (live) {
+			/* "+ " and the challenge in base64, empty for none (RFC 5034 4) */
+			size_t cap = (st->out_len + 2) / 3 * 4 + 5;
+			char *line = xmalloc(cap);
+			long n;
+
+			memcpy(line, "+ ", 2);
+			n = sasl_base64_encode(st->out ? st->out : (const unsigned char *)"", st->out_len, line + 2,
+					       cap - 2);
+			if (n < 0)
+				BUG("pop3 auth challenge encoding");
+			memcpy(line + 2 + n, "\r\n", 2);
+			write_raw(s, line, 2 + (size_t)n + 2);
+			wipe(line, cap);
+			free(line);
+			s->state = S_SASL;
+		}
+		break;
+	case AUTH_OK:
+		log_info("pop3", s->sid, "auth ok mech=%s user=%s client=%s", mech, safe(st->user, user, sizeof(user)),
+			 s->client_addr);
+		snprintf(s->canonical, sizeof(s->canonical), "%s", st->user);
+		break;
+	case AUTH_FAILED:
+		/* identical for an unknown user, a disabled one and a wrong
+		 * password (the glue makes them so) */
+		log_info("pop3", s->sid, "auth failed mech=%s user=%s client=%s", mech,
+			 st->user[0] ? safe(st->user, user, sizeof(user)) : "-", s->client_addr);
+		if (live)
+			reply(s, "-ERR [AUTH] Authentication failed");
+		break;
+	case AUTH_MALFORMED:
+		log_info("pop3", s->sid, "auth failed mech=%s user=- client=%s reason=malformed", mech, s->client_addr);
+		if (live)
+			reply(s, "-ERR Malformed SASL response");
+		break;
+	default:
+		log_warn("pop3", s->sid, "auth tempfail mech=%s client=%s", mech, s->client_addr);
+		if (live)
+			reply(s, "-ERR [SYS/TEMP] Authentication is not available now, try again later");
+		break;
+	}
+	if (st->out) {
+		wipe(st->out, st->out_len);
+		free(st->out);
+	}
+	st->out = NULL;
+	st->out_len = 0;
+	st->in = NULL;
+	st->in_len = 0;
+	memset(st->user, 0, sizeof(st->user));
+	if (status != AUTH_CONTINUE || !live)
+		auth_finish(s);
+	if (!live) {
+		s->canonical[0] = '\0';
+		return;
+	}
+	if (status == AUTH_OK) {
+		open_maildrop(s);
+		return;
+	}
+	if (status == AUTH_FAILED)
+		auth_failed(s);
+	else if (status == AUTH_MALFORMED)
+		bad_command(s);
+	after_request(s);
+}
+
 void pop3_session_auth_done(struct pop3_session *s, struct pop3_auth_req *req)
 {
 	char user[128];
@@ -1085,10 +1356,6 @@ void pop3_session_auth_done(struct pop3_session *s, struct pop3_auth_req *req)
 		log_info("pop3", s->sid, "login failed user=%s method=%s client=%s reason=bad_credentials", user,
 			 req->method, s->client_addr);
 		break;
-	case -EPERM:
-		log_info("pop3", s->sid, "login failed user=%s method=%s client=%s reason=authzid_refused", user,
-			 req->method, s->client_addr);
-		break;
 	default:
 		log_warn("pop3", s->sid, "login failed user=%s method=%s client=%s reason=tempfail error=%d", user,
 			 req->method, s->client_addr, req->result);
@@ -1103,18 +1370,10 @@ void pop3_session_auth_done(struct pop3_session *s, struct pop3_auth_req *req)
 	s->state = S_AUTH;
 	switch (req->result) {
 	case 0:
-		memset(&s->oreq, 0, sizeof(s->oreq));
-		s->oreq.user = s->canonical;
-		s->oreq.result = -EIO;
-		s->pending = P_OPEN;
-		s->io.open(s->ctx, &s->oreq);
+		open_maildrop(s);
 		return;
 	case -EACCES:
 		reply(s, "-ERR [AUTH] Authentication failed");
-		auth_failed(s);
-		break;
-	case -EPERM:
-		reply(s, "-ERR [AUTH] Not allowed to act as that user");
 		auth_failed(s);
 		break;
 	default:

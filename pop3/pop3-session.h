@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "lib/auth-types.h"
 #include "lib/config.h"
 #include "lib/tls-types.h"
 
@@ -32,15 +33,15 @@ struct pop3_msg {
 	uint64_t size;     /* octets with CRLF line ends (the mailbox's vsize) */
 };
 
-/* A login to check. Owned by the session; valid until pop3_session_auth_done(). */
+/* A USER/PASS login to check (SASL goes through io->auth_step). Owned by
+ * the session; valid until pop3_session_auth_done(). */
 struct pop3_auth_req {
-	const char *user;       /* the name the client gave (USER or the SASL authcid) */
+	const char *user;       /* the name the client gave with USER */
 	const char *password;   /* wiped by the session after _done */
-	const char *authzid;    /* "" unless the client asked to act as someone else (SASL) */
-	const char *method;     /* "user" or "plain", for logs */
+	const char *method;     /* "user", for logs */
 	/* filled by the glue before pop3_session_auth_done(): */
-	int result;             /* 0 ok, -EACCES bad credentials, -EPERM authzid refused,
-				 * another negative code: temporary failure */
+	int result;             /* 0 ok, -EACCES bad credentials, another negative
+				 * code: temporary failure */
 	char canonical[320];    /* the user's canonical address when result is 0 */
 };
 
@@ -98,6 +99,17 @@ struct pop3_io {
 	 * replies, runs the handshake and calls pop3_session_tls_started() (or
 	 * closes). */
 	void (*start_tls)(void *ctx);
+	/* AUTH (RFC 5034) through SASL. auth_mechs gives the mechanisms that
+	 * may be used now, space-separated (asked at every CAPA and AUTH, so
+	 * STLS changes it; "" or a NULL auth_mechs: no SASL). auth_step runs
+	 * one step (struct auth_step, lib/auth-types.h) and calls
+	 * pop3_session_sasl_done(s, st) later or from inside the call;
+	 * auth_end (optional) ends the exchange: called exactly once per
+	 * exchange that reached auth_step, even after a disconnect, never with
+	 * a step in flight. */
+	const char *(*auth_mechs)(void *ctx);
+	void (*auth_step)(void *ctx, struct auth_step *st);
+	void (*auth_end)(void *ctx);
 };
 
 struct pop3_session_params {
@@ -108,6 +120,8 @@ struct pop3_session_params {
 	size_t read_block;        /* octets per read request (0: 65536); tests use small ones */
 	enum tls_mode tls_mode;   /* the listener's: STLS offered or required */
 	const struct tls_info *tls; /* non-NULL: encrypted from the start (implicit TLS) */
+	int plaintext_in_clear;   /* USER/PASS allowed without TLS (the listener's
+				   * allow_plaintext_auth for this client); under TLS always */
 };
 
 /* Creates a session and writes the greeting. The params strings are copied. */
@@ -145,6 +159,8 @@ void pop3_session_tls_started(struct pop3_session *s, const struct tls_info *inf
 
 /* Results of the requests. */
 void pop3_session_auth_done(struct pop3_session *s, struct pop3_auth_req *req);
+/* The step asked for by io->auth_step is done (st is the session's own). */
+void pop3_session_sasl_done(struct pop3_session *s, struct auth_step *st);
 void pop3_session_open_done(struct pop3_session *s, struct pop3_open_req *req);
 void pop3_session_read_done(struct pop3_session *s, struct pop3_read_req *req);
 void pop3_session_update_done(struct pop3_session *s, struct pop3_update_req *req);

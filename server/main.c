@@ -583,7 +583,7 @@ static int serve(const struct config *cfg, serve_ready_fn ready, void *ready_arg
 		gnutls_memset(secret, 0, sizeof(secret));
 	}
 	smtp = smtp_server_new(cfg, dir, d.loop, d.lockout, sasl);
-	pop3 = pop3_server_new(cfg, dir, d.loop, d.lockout);
+	pop3 = pop3_server_new(cfg, dir, d.loop, d.lockout, sasl);
 	imap = imap_server_new(cfg, dir, d.loop, d.lockout, sasl);
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct listener_config *l = &cfg->listeners[i];

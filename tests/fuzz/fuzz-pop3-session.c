@@ -16,7 +16,8 @@
  *            what happens at STLS: 0 the handshake is done at once and the
  *            stream goes on inside TLS, 1 the stream up to its next LF is
  *            thrown away first (a command injected behind STLS, which the
- *            glue drops)
+ *            glue drops); its bit 1 set: plaintext logins are refused in
+ *            clear (allow_plaintext_auth = no)
  *   octet 2: read block size: 1 + (octet % 16), or 65536 when >= 128
  *   octet 3: length L of message 3 of the maildrop, taken from the next L octets
  *
@@ -27,6 +28,15 @@
  * STLS, io->start_tls must come right after the +OK, at a line end of the
  * stream, and the session must take nothing and write nothing until
  * pop3_session_tls_started(), called with a fixed tls_info.
+ *
+ * AUTH: the fake glue offers SCRAM-SHA-256 and X-TWO, and PLAIN and LOGIN
+ * under TLS or where plaintext is allowed; its steps answer by the first
+ * octet of the decoded response (a challenge echoing part of it, success as
+ * alice, locked, gone or with no user, failure with the name as given,
+ * tempfail, malformed), as fuzz-smtp-session.c does. The harness checks
+ * that io->auth_end comes exactly once per exchange, never with a step in
+ * flight, and that a USER/PASS login never reaches the glue where plaintext
+ * is refused.
  */
 
 #include <errno.h>
@@ -50,7 +60,7 @@ struct fmsg {
 	size_t len;
 };
 
-enum q { Q_NONE, Q_AUTH, Q_OPEN, Q_READ, Q_UPDATE, Q_DRAIN };
+enum q { Q_NONE, Q_AUTH, Q_SASL, Q_OPEN, Q_READ, Q_UPDATE, Q_DRAIN };
 
 struct run {
 	struct pop3_session *s;
@@ -70,6 +80,10 @@ struct run {
 	int drop_line;           /* at STLS, drop the stream up to its next LF */
 	int tls_wanted;          /* start_tls called, tls_started not yet */
 	int tls_checked;
+	int tls_active;          /* implicit TLS, or tls_started */
+	int plain_in_clear;      /* USER/PASS, PLAIN and LOGIN allowed without TLS */
+	int auth_open;           /* a first step came, auth_end not yet */
+	unsigned n_first, n_end;
 };
 
 static void r_write(void *ctx, const char *data, size_t len)
@@ -115,8 +129,10 @@ static uint64_t vsize(const char *p, size_t n)
 
 static void answer_auth(struct run *r, struct pop3_auth_req *req)
 {
-	if (!req->user || !req->password || !req->authzid || !*req->user || !*req->password)
+	if (!req->user || !req->password || !*req->user || !*req->password)
 		FAIL("login request without user or password");
+	if (!r->tls_active && !r->plain_in_clear)
+		FAIL("USER/PASS in clear where plaintext is refused");
 	req->result = -EACCES;
 	if (strcmp(req->password, "secret") == 0) {
 		if (strcasecmp(req->user, "alice") == 0 || strcasecmp(req->user, "locked") == 0 ||
@@ -126,10 +142,51 @@ static void answer_auth(struct run *r, struct pop3_auth_req *req)
 		} else if (strcasecmp(req->user, "temp") == 0) {
 			req->result = -EIO;
 		}
-		if (req->result == 0 && req->authzid[0] && strcasecmp(req->authzid, req->user) != 0)
-			req->result = -EPERM;
 	}
 	pop3_session_auth_done(r->s, req);
+}
+
+static const char *r_auth_mechs(void *ctx)
+{
+	struct run *r = ctx;
+
+	return r->tls_active || r->plain_in_clear ? "SCRAM-SHA-256 X-TWO PLAIN LOGIN" : "SCRAM-SHA-256 X-TWO";
+}
+
+static void answer_sasl(struct run *r, struct auth_step *st)
+{
+	static const char *const users[] = { "alice", "locked", "gone", "" };
+	unsigned char b = st->in_len ? st->in[0] : 0;
+
+	if (!r->tls_active && !r->plain_in_clear && (!strcmp(st->mech, "PLAIN") || !strcmp(st->mech, "LOGIN")))
+		FAIL("plaintext mechanism in clear where plaintext is refused");
+	if (st->in_absent || st->in_len == 0 || b % 6 < 2) {
+		size_t n = st->in_len < (size_t)((b >> 3) % 8) ? st->in_len : (size_t)((b >> 3) % 8);
+
+		st->status = AUTH_CONTINUE;
+		if (n || (b & 1)) {
+			/* with a pointer even when empty, now and then */
+			st->out = malloc(n ? n : 1);
+			if (!st->out)
+				FAIL("malloc");
+			if (n)
+				memcpy(st->out, st->in, n);
+			st->out_len = n;
+		}
+	} else if (b % 6 == 2) {
+		st->status = AUTH_OK;
+		strcpy(st->user, users[(b >> 6) & 3]);
+	} else if (b % 6 == 3) {
+		st->status = AUTH_FAILED;
+		/* the name as given: the session must keep it printable in the log */
+		snprintf(st->user, sizeof(st->user), "%.*s", (int)(st->in_len < 40 ? st->in_len : 40),
+			 (const char *)st->in);
+	} else {
+		st->status = b % 6 == 4 ? AUTH_TEMPFAIL : AUTH_MALFORMED;
+	}
+	pop3_session_sasl_done(r->s, st);
+	if (st->out)
+		FAIL("challenge not freed");
 }
 
 static void answer_open(struct run *r, struct pop3_open_req *req)
@@ -206,6 +263,7 @@ static void answer_one(struct run *r)
 	r->qreq = NULL;
 	switch (q) {
 	case Q_AUTH: answer_auth(r, req); break;
+	case Q_SASL: answer_sasl(r, req); break;
 	case Q_OPEN: answer_open(r, req); break;
 	case Q_READ: answer_read(r, req); break;
 	case Q_UPDATE: answer_update(r, req); break;
@@ -229,6 +287,33 @@ static void r_open(void *ctx, struct pop3_open_req *req) { enqueue(ctx, Q_OPEN, 
 static void r_read(void *ctx, struct pop3_read_req *req) { enqueue(ctx, Q_READ, req); }
 static void r_update(void *ctx, struct pop3_update_req *req) { enqueue(ctx, Q_UPDATE, req); }
 static void r_drain(void *ctx) { enqueue(ctx, Q_DRAIN, NULL); }
+
+static void r_auth_step(void *ctx, struct auth_step *st)
+{
+	struct run *r = ctx;
+
+	if (st->first == r->auth_open)
+		FAIL("first step flag does not match the open exchange");
+	if (!st->in || (st->in_absent && (!st->first || st->in_len)) || st->out)
+		FAIL("bad step");
+	if (!st->mech[0] || strlen(st->mech) >= sizeof(st->mech))
+		FAIL("bad mechanism name");
+	if (st->first) {
+		r->auth_open = 1;
+		r->n_first++;
+	}
+	enqueue(r, Q_SASL, st);
+}
+
+static void r_auth_end(void *ctx)
+{
+	struct run *r = ctx;
+
+	if (!r->auth_open || r->q == Q_SASL)
+		FAIL("auth_end without an open exchange, or with a step in flight");
+	r->auth_open = 0;
+	r->n_end++;
+}
 
 static void r_resume(void *ctx)
 {
@@ -254,6 +339,7 @@ static const struct pop3_io fuzz_io = {
 	.write = r_write, .close = r_close, .set_timeout = r_set_timeout,
 	.auth = r_auth, .open = r_open, .read = r_read, .update = r_update,
 	.drain = r_drain, .resume = r_resume, .start_tls = r_start_tls,
+	.auth_mechs = r_auth_mechs, .auth_step = r_auth_step, .auth_end = r_auth_end,
 };
 
 static const struct tls_info fuzz_tls = { .version = "TLS1.3", .cipher = "TLS_AES_256_GCM_SHA384" };
@@ -280,6 +366,7 @@ static int tls_step(struct run *r, int at_end)
 			return 1;
 	}
 	r->tls_wanted = 0;
+	r->tls_active = 1;
 	pop3_session_tls_started(r->s, &fuzz_tls);
 	return 0;
 }
@@ -325,13 +412,14 @@ static void answer(struct run *r)
 }
 
 static void run(struct run *r, const struct pop3_config *cfg, unsigned flags, size_t block, int async,
-		unsigned seed, int drop_line, const struct fmsg *msgs, size_t n_msgs, const uint8_t *data,
-		size_t size)
+		unsigned seed, int drop_line, int plain_in_clear, const struct fmsg *msgs, size_t n_msgs,
+		const uint8_t *data, size_t size)
 {
 	enum tls_mode mode = (enum tls_mode)((flags >> 6) & 3);
 	struct pop3_session_params p = {
 		.cfg = cfg, .hostname = "pop.test", .sid = "F1", .client_addr = "2001:db8::1",
 		.read_block = block, .tls_mode = mode, .tls = mode == TLS_MODE_IMPLICIT ? &fuzz_tls : NULL,
+		.plaintext_in_clear = plain_in_clear,
 	};
 	size_t off = 0;
 
@@ -342,6 +430,8 @@ static void run(struct run *r, const struct pop3_config *cfg, unsigned flags, si
 	r->async = async;
 	r->msgs = msgs;
 	r->n_msgs = n_msgs;
+	r->tls_active = mode == TLS_MODE_IMPLICIT;
+	r->plain_in_clear = plain_in_clear;
 	buf_init(&r->out, 0);
 	buf_init(&r->upd, 0);
 	buf_init(&r->held, 0);
@@ -375,6 +465,8 @@ static void run(struct run *r, const struct pop3_config *cfg, unsigned flags, si
 	pop3_session_timeout(r->s);
 	pop3_session_disconnected(r->s);
 	pop3_session_free(&r->s);
+	if (r->auth_open || r->n_first != r->n_end)
+		FAIL("an exchange was not ended exactly once");
 }
 
 static void run_free(struct run *r)
@@ -441,8 +533,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.max_auth_failures = 2;
 	}
 
-	run(&a, &cfg, flags, block, 0, 0, seed & 1, msgs, 5, stream, stream_len);
-	run(&b, &cfg, flags, block, flags & 1, seed, seed & 1, msgs, 5, stream, stream_len);
+	run(&a, &cfg, flags, block, 0, 0, seed & 1, !(seed & 2), msgs, 5, stream, stream_len);
+	run(&b, &cfg, flags, block, flags & 1, seed, seed & 1, !(seed & 2), msgs, 5, stream, stream_len);
 	free(stream);
 	if (getenv("FUZZ_POP3_SESSION_DUMP"))
 		fprintf(stderr, "%.*s", (int)a.out.len, a.out.data ? a.out.data : "");

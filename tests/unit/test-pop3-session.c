@@ -64,7 +64,7 @@ enum fake_flags {
 	F_UPDATE_FAIL = 1 << 2,  /* UPDATE removes one message, then fails */
 };
 
-enum q { Q_NONE, Q_AUTH, Q_OPEN, Q_READ, Q_UPDATE, Q_DRAIN };
+enum q { Q_NONE, Q_AUTH, Q_SASL, Q_OPEN, Q_READ, Q_UPDATE, Q_DRAIN };
 
 struct fake {
 	struct pop3_session *s;
@@ -99,6 +99,15 @@ struct fake {
 	int n_start_tls;
 	char dropped[512];
 	size_t dropped_len;
+	/* AUTH: the fake glue's mechanisms (SCRAM-SHA-256, and PLAIN where
+	 * plaintext is allowed: under TLS, or plain_in_clear) */
+	int tls_active;
+	int plain_in_clear;
+	unsigned n_sasl_steps, n_sasl_first, n_sasl_end;
+	int sasl_open;              /* an exchange reached auth_step, auth_end not yet */
+	int scram_stage;            /* 0: client-first expected, 1: client-final, 2: empty after v= */
+	char sasl_mech[32];
+	char mechs[64];
 };
 
 static void io_write(void *ctx, const char *data, size_t len)
@@ -151,8 +160,6 @@ static void answer_auth(struct fake *f, struct pop3_auth_req *req)
 				snprintf(req->canonical, sizeof(req->canonical), "%s", good[i]);
 			}
 		}
-		if (req->result == 0 && req->authzid[0] && strcasecmp(req->authzid, req->user) != 0)
-			req->result = -EPERM;
 	}
 	pop3_session_auth_done(f->s, req);
 	/* the password, in the session's memory, is wiped once checked */
@@ -162,6 +169,110 @@ static void answer_auth(struct fake *f, struct pop3_auth_req *req)
 			break;
 		}
 	}
+}
+
+/* The fake mechanisms. PLAIN: "authzid NUL authcid NUL password" checked as
+ * answer_auth() does (an authzid naming anyone else fails, as GNU SASL's
+ * does). SCRAM-SHA-256: a scripted exchange, see the table. */
+static const char *const good_users[] = { "alice@example.test", "locked@example.test", "nobox@example.test",
+					  "broken@example.test" };
+
+static void fake_plain(struct auth_step *st)
+{
+	const unsigned char *p = st->in, *z1, *z2;
+	char authzid[64] = "", authcid[64] = "", pass[64] = "";
+	size_t n = st->in_len;
+
+	if (st->in_absent) {
+		st->status = AUTH_CONTINUE;
+		return;
+	}
+	z1 = memchr(p, '\0', n);
+	z2 = z1 ? memchr(z1 + 1, '\0', n - (size_t)(z1 + 1 - p)) : NULL;
+	if (!z1 || !z2 || z2 == z1 + 1 || (size_t)(z1 - p) >= sizeof(authzid) ||
+	    (size_t)(z2 - z1 - 1) >= sizeof(authcid) || (size_t)(p + n - z2 - 1) >= sizeof(pass) ||
+	    memchr(z2 + 1, '\0', (size_t)(p + n - z2 - 1))) {
+		st->status = AUTH_MALFORMED;
+		return;
+	}
+	memcpy(authzid, p, (size_t)(z1 - p));
+	memcpy(authcid, z1 + 1, (size_t)(z2 - z1 - 1));
+	memcpy(pass, z2 + 1, (size_t)(p + n - z2 - 1));
+	st->status = AUTH_FAILED;
+	snprintf(st->user, sizeof(st->user), "%s", authcid);
+	if (strcasecmp(authcid, "temp@example.test") == 0) {
+		st->status = AUTH_TEMPFAIL;
+		return;
+	}
+	if (strcmp(pass, "secret") != 0 || (authzid[0] && strcasecmp(authzid, authcid) != 0))
+		return;
+	for (size_t i = 0; i < sizeof(good_users) / sizeof(good_users[0]); i++) {
+		if (strcasecmp(authcid, good_users[i]) == 0) {
+			st->status = AUTH_OK;
+			snprintf(st->user, sizeof(st->user), "%s", good_users[i]);
+		}
+	}
+}
+
+static int in_is(const struct auth_step *st, const char *want)
+{
+	return !st->in_absent && st->in_len == strlen(want) && memcmp(st->in, want, st->in_len) == 0;
+}
+
+static void set_out(struct auth_step *st, const char *out)
+{
+	st->out_len = strlen(out);
+	st->out = malloc(st->out_len ? st->out_len : 1);
+	memcpy(st->out, out, st->out_len);
+}
+
+static void fake_scram(struct fake *f, struct auth_step *st)
+{
+	st->status = AUTH_MALFORMED;
+	if (st->first)
+		f->scram_stage = 0;
+	if (st->first && st->in_absent) {
+		st->status = AUTH_CONTINUE;  /* an empty challenge: send client-first */
+		return;
+	}
+	switch (f->scram_stage) {
+	case 0:
+		if (in_is(st, "n,,n=temp@example.test,r=abc")) {
+			st->status = AUTH_TEMPFAIL;
+		} else if (in_is(st, "n,,n=alice@example.test,r=abc") || in_is(st, "n,,n=nobody@example.test,r=abc")) {
+			st->status = AUTH_CONTINUE;
+			set_out(st, "r=abcdef,s=c2FsdA==,i=4096");
+			f->scram_stage = in_is(st, "n,,n=alice@example.test,r=abc") ? 1 : 3;
+		}
+		break;
+	case 1:
+	case 3:
+		if (in_is(st, "c=biws,r=abcdef,p=good") && f->scram_stage == 1) {
+			st->status = AUTH_CONTINUE;
+			set_out(st, "v=sig");
+			f->scram_stage = 2;
+		} else if (in_is(st, "c=biws,r=abcdef,p=bad") || in_is(st, "c=biws,r=abcdef,p=good")) {
+			st->status = AUTH_FAILED;
+			snprintf(st->user, sizeof(st->user), "%s",
+				 f->scram_stage == 1 ? "alice@example.test" : "nobody@example.test");
+		}
+		break;
+	case 2:
+		if (in_is(st, "")) {
+			st->status = AUTH_OK;
+			snprintf(st->user, sizeof(st->user), "alice@example.test");
+		}
+		break;
+	}
+}
+
+static void answer_sasl(struct fake *f, struct auth_step *st)
+{
+	if (strcmp(st->mech, "PLAIN") == 0)
+		fake_plain(st);
+	else
+		fake_scram(f, st);
+	pop3_session_sasl_done(f->s, st);
 }
 
 static void answer_open(struct fake *f, struct pop3_open_req *req)
@@ -236,6 +347,7 @@ static void answer(struct fake *f)
 	f->qreq = NULL;
 	switch (q) {
 	case Q_AUTH: answer_auth(f, req); break;
+	case Q_SASL: answer_sasl(f, req); break;
 	case Q_OPEN: answer_open(f, req); break;
 	case Q_READ: answer_read(f, req); break;
 	case Q_UPDATE: answer_update(f, req); break;
@@ -264,6 +376,46 @@ static void io_auth(void *ctx, struct pop3_auth_req *req)
 	f->last_password = req->password;
 	f->last_password_len = strlen(req->password);
 	enqueue(f, Q_AUTH, req);
+}
+
+static const char *io_auth_mechs(void *ctx)
+{
+	struct fake *f = ctx;
+
+	snprintf(f->mechs, sizeof(f->mechs), "SCRAM-SHA-256%s", f->tls_active || f->plain_in_clear ? " PLAIN" : "");
+	return f->mechs;
+}
+
+static void io_auth_step(void *ctx, struct auth_step *st)
+{
+	struct fake *f = ctx;
+
+	f->n_sasl_steps++;
+	if (st->first) {
+		if (f->sasl_open) {
+			fprintf(stderr, "a new exchange without auth_end\n");
+			failures++;
+		}
+		f->n_sasl_first++;
+		f->sasl_open = 1;
+		snprintf(f->sasl_mech, sizeof(f->sasl_mech), "%s", st->mech);
+	} else if (!f->sasl_open || strcmp(f->sasl_mech, st->mech) != 0) {
+		fprintf(stderr, "a step outside an exchange\n");
+		failures++;
+	}
+	enqueue(f, Q_SASL, st);
+}
+
+static void io_auth_end(void *ctx)
+{
+	struct fake *f = ctx;
+
+	if (!f->sasl_open || f->q == Q_SASL) {
+		fprintf(stderr, "auth_end without an exchange or with a step in flight\n");
+		failures++;
+	}
+	f->sasl_open = 0;
+	f->n_sasl_end++;
 }
 
 static void io_open(void *ctx, struct pop3_open_req *req)
@@ -324,6 +476,9 @@ static const struct pop3_io fake_io = {
 	.update = io_update,
 	.drain = io_drain,
 	.resume = io_resume,
+	.auth_mechs = io_auth_mechs,
+	.auth_step = io_auth_step,
+	.auth_end = io_auth_end,
 };
 
 /* What lib/net.c does with held input: pass it until nothing is consumed. */
@@ -367,6 +522,7 @@ static void tls_done(struct fake *f)
 {
 	net_feed(f);
 	f->tls_wanted = 0;
+	f->tls_active = 1;
 	pop3_session_tls_started(f->s, &test_tls);
 }
 
@@ -396,8 +552,8 @@ static void settle(struct fake *f)
 	}
 }
 
-static void fake_start_tls(struct fake *f, const struct pop3_config *cfg, size_t block, int async, unsigned flags,
-			   enum tls_mode mode, int tls)
+static void fake_start_plain(struct fake *f, const struct pop3_config *cfg, size_t block, int async, unsigned flags,
+			     enum tls_mode mode, int tls, int plain_in_clear)
 {
 	struct pop3_session_params p = {
 		.cfg = cfg,
@@ -407,14 +563,23 @@ static void fake_start_tls(struct fake *f, const struct pop3_config *cfg, size_t
 		.read_block = block,
 		.tls_mode = mode,
 		.tls = tls ? &test_tls : NULL,
+		.plaintext_in_clear = plain_in_clear,
 	};
 
 	memset(f, 0, sizeof(*f));
+	f->tls_active = tls;
+	f->plain_in_clear = plain_in_clear;
 	f->async = async;
 	f->flags = flags;
 	f->msgs = box;
 	f->n_msgs = sizeof(box) / sizeof(box[0]);
 	f->s = pop3_session_new(&p, &fake_io, f);
+}
+
+static void fake_start_tls(struct fake *f, const struct pop3_config *cfg, size_t block, int async, unsigned flags,
+			   enum tls_mode mode, int tls)
+{
+	fake_start_plain(f, cfg, block, async, flags, mode, tls, 1);
 }
 
 static void fake_start(struct fake *f, const struct pop3_config *cfg, size_t block, int async, unsigned flags)
@@ -432,6 +597,11 @@ static void fake_end(struct fake *f)
 		settle(f);
 	}
 	pop3_session_free(&f->s);
+	/* every exchange that reached the glue was ended, once */
+	if (f->sasl_open || f->n_sasl_first != f->n_sasl_end) {
+		fprintf(stderr, "auth_end: %u exchanges, %u ends\n", f->n_sasl_first, f->n_sasl_end);
+		failures++;
+	}
 	free(f->out);
 	free(f->in);
 }
@@ -444,7 +614,7 @@ static void fake_end(struct fake *f)
 #define BYE "+OK pop.example.test POP3 server signing off\r\n"
 #define AUTH_FAILED "-ERR [AUTH] Authentication failed\r\n"
 #define CAPA_AUTH "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n" \
-	"PIPELINING\r\nSASL PLAIN\r\nIMPLEMENTATION buzon\r\n.\r\n"
+	"PIPELINING\r\nSASL SCRAM-SHA-256 PLAIN\r\nIMPLEMENTATION buzon\r\n.\r\n"
 #define CAPA_TRANS "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n" \
 	"PIPELINING\r\nIMPLEMENTATION buzon\r\n.\r\n"
 /* base64 of "\0alice@example.test\0secret" and variants */
@@ -454,12 +624,29 @@ static void fake_end(struct fake *f)
 #define PLAIN_ALICE_WRONG "AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw=="
 
 #define CAPA_STLS "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n" \
-	"PIPELINING\r\nSTLS\r\nSASL PLAIN\r\nIMPLEMENTATION buzon\r\n.\r\n"
+	"PIPELINING\r\nSTLS\r\nSASL SCRAM-SHA-256 PLAIN\r\nIMPLEMENTATION buzon\r\n.\r\n"
 #define CAPA_REQUIRED "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n" \
 	"PIPELINING\r\nSTLS\r\nIMPLEMENTATION buzon\r\n.\r\n"
 #define STLS_OK "+OK Begin TLS negotiation\r\n"
 #define NOT_BEFORE_STLS "-ERR Command not permitted before STLS\r\n"
 #define TLS_ACTIVE "-ERR Command not permitted when TLS active\r\n"
+
+/* the fake SCRAM-SHA-256 exchange (answer_sasl()) in base64 */
+#define SCRAM_FIRST "biwsbj1hbGljZUBleGFtcGxlLnRlc3Qscj1hYmM="      /* n,,n=alice@example.test,r=abc */
+#define SCRAM_NOBODY "biwsbj1ub2JvZHlAZXhhbXBsZS50ZXN0LHI9YWJj"     /* n,,n=nobody@example.test,r=abc */
+#define SCRAM_TEMP "biwsbj10ZW1wQGV4YW1wbGUudGVzdCxyPWFiYw=="       /* n,,n=temp@example.test,r=abc */
+#define SCRAM_GOOD "Yz1iaXdzLHI9YWJjZGVmLHA9Z29vZA=="               /* c=biws,r=abcdef,p=good */
+#define SCRAM_BAD "Yz1iaXdzLHI9YWJjZGVmLHA9YmFk"                    /* c=biws,r=abcdef,p=bad */
+#define SCRAM_SF "+ cj1hYmNkZWYscz1jMkZzZEE9PSxpPTQwOTY=\r\n"        /* r=abcdef,s=c2FsdA==,i=4096 */
+#define SCRAM_V "+ dj1zaWc=\r\n"                                     /* v=sig */
+#define SASL_IN "+OK Logged in, 6 messages (177 octets)\r\n"
+#define CANCELLED "-ERR Authentication cancelled\r\n"
+#define MALFORMED "-ERR Malformed SASL response\r\n"
+#define PLAIN_REFUSED "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections\r\n"
+#define CAPA_NOPLAIN "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n" \
+	"PIPELINING\r\nSASL SCRAM-SHA-256\r\nIMPLEMENTATION buzon\r\n.\r\n"
+#define CAPA_NOPLAIN_STLS "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n" \
+	"PIPELINING\r\nSTLS\r\nSASL SCRAM-SHA-256\r\nIMPLEMENTATION buzon\r\n.\r\n"
 
 #define RETR1 "+OK 46 octets\r\nSubject: one\r\n\r\nHello\r\n..dot line\r\n...two dots\r\n.\r\n"
 #define RETR2 "+OK 36 octets\r\nSubject: two\r\nX: y\r\n\r\nCRLF body\r\n..\r\n.\r\n"
@@ -485,6 +672,7 @@ struct tcase {
 	const char *dropped;
 	int starttls;            /* start_tls calls expected */
 	int tls;                 /* encrypted from the start (implicit TLS) */
+	int no_plain;            /* allow_plaintext_auth refuses plaintext in clear for this client */
 };
 
 /* name, input, output, then the expectations and limits as designated fields */
@@ -627,12 +815,12 @@ static const struct tcase cases[] = {
 	     .closed = 1),
 	CASE("auth mechanisms",
 	     "AUTH\r\nAUTH LOGIN\r\nAUTH CRAM-MD5 abc\r\nQUIT\r\n",
-	     GREET "+OK\r\nPLAIN\r\n.\r\n-ERR Unsupported authentication mechanism\r\n"
+	     GREET "+OK\r\nSCRAM-SHA-256\r\nPLAIN\r\n.\r\n-ERR Unsupported authentication mechanism\r\n"
 	     "-ERR Unsupported authentication mechanism\r\n" BYE,
 	     .closed = 1),
 	CASE("auth plain authzid",
 	     "AUTH PLAIN " PLAIN_ALICE_AS_BOB "\r\nAUTH PLAIN " PLAIN_ALICE_AS_ALICE "\r\nQUIT\r\n",
-	     GREET "-ERR [AUTH] Not allowed to act as that user\r\n+OK Logged in, 6 messages (177 octets)\r\n" BYE,
+	     GREET AUTH_FAILED "+OK Logged in, 6 messages (177 octets)\r\n" BYE,
 	     .closed = 1, .removed = ""),
 	CASE("auth after user",
 	     "USER bob\r\nAUTH PLAIN " PLAIN_ALICE "\r\nQUIT\r\n",
@@ -738,6 +926,53 @@ static const struct tcase cases[] = {
 	     .input_tls = "PASS secret\r\n", .dropped = LOGIN, .mode = TLS_MODE_REQUIRED, .starttls = 1),
 	CASE("tls = required on implicit TLS", "CAPA\r\n" LOGIN "QUIT\r\n", GREET CAPA_AUTH LOGGED_IN BYE,
 	     .closed = 1, .removed = "", .mode = TLS_MODE_REQUIRED, .tls = 1),
+	/* AUTH through the glue's mechanisms (RFC 5034) */
+	CASE("scram with initial response",
+	     "AUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n" SCRAM_GOOD "\r\n\r\nSTAT\r\nQUIT\r\n",
+	     GREET SCRAM_SF SCRAM_V SASL_IN "+OK 6 177\r\n" BYE, .closed = 1, .removed = ""),
+	CASE("scram without initial response",
+	     "AUTH scram-sha-256\r\n" SCRAM_FIRST "\r\n" SCRAM_GOOD "\r\n\r\nQUIT\r\n",
+	     GREET "+ \r\n" SCRAM_SF SCRAM_V SASL_IN BYE, .closed = 1, .removed = ""),
+	CASE("scram wrong proof and unknown user look the same",
+	     "AUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n" SCRAM_BAD "\r\nAUTH SCRAM-SHA-256 " SCRAM_NOBODY "\r\n"
+	     SCRAM_GOOD "\r\nQUIT\r\n",
+	     GREET SCRAM_SF AUTH_FAILED SCRAM_SF AUTH_FAILED BYE, .closed = 1),
+	CASE("scram cancelled at every step",
+	     "AUTH SCRAM-SHA-256\r\n*\r\nAUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n*\r\nAUTH SCRAM-SHA-256 " SCRAM_FIRST
+	     "\r\n" SCRAM_GOOD "\r\n*\r\nSTAT\r\nQUIT\r\n",
+	     GREET "+ \r\n" CANCELLED SCRAM_SF CANCELLED SCRAM_SF SCRAM_V CANCELLED "-ERR Log in first\r\n" BYE,
+	     .closed = 1),
+	CASE("scram malformed responses",
+	     "AUTH SCRAM-SHA-256 =\r\nAUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\nnot base64\r\nAUTH SCRAM-SHA-256 "
+	     SCRAM_FIRST "\r\n" SCRAM_GOOD "\r\nAAAA\r\nAUTH SCRAM-SHA-256 Zg=\r\nQUIT\r\n",
+	     GREET MALFORMED SCRAM_SF MALFORMED SCRAM_SF SCRAM_V MALFORMED MALFORMED BYE, .closed = 1),
+	CASE("scram directory unavailable",
+	     "AUTH SCRAM-SHA-256 " SCRAM_TEMP "\r\nQUIT\r\n",
+	     GREET "-ERR [SYS/TEMP] Authentication is not available now, try again later\r\n" BYE, .closed = 1),
+	CASE("sasl and USER/PASS failures count together",
+	     "AUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n" SCRAM_BAD "\r\nUSER a\r\nPASS b\r\nAUTH PLAIN "
+	     PLAIN_ALICE_WRONG "\r\nQUIT\r\n",
+	     GREET SCRAM_SF AUTH_FAILED "+OK Send your password\r\n" AUTH_FAILED AUTH_FAILED, .closed = 1),
+	CASE("mechanism names too long or unknown",
+	     "AUTH SCRAM-SHA-256-AND-A-GOOD-DEAL-MORE-THAN-32\r\nAUTH SCRAM-SHA-256-PLUS\r\nQUIT\r\n",
+	     GREET "-ERR Unsupported authentication mechanism\r\n-ERR Unsupported authentication mechanism\r\n" BYE,
+	     .closed = 1),
+	CASE("plaintext refused in clear",
+	     "CAPA\r\nUSER alice@example.test\r\nPASS secret\r\nAUTH PLAIN " PLAIN_ALICE "\r\nAUTH LOGIN\r\nAUTH\r\n"
+	     "AUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n" SCRAM_GOOD "\r\n\r\nQUIT\r\n",
+	     GREET CAPA_NOPLAIN PLAIN_REFUSED "-ERR Send USER first\r\n" PLAIN_REFUSED PLAIN_REFUSED
+	     "+OK\r\nSCRAM-SHA-256\r\n.\r\n" SCRAM_SF SCRAM_V SASL_IN BYE,
+	     .closed = 1, .removed = "", .no_plain = 1),
+	CASE("plaintext allowed after STLS", "CAPA\r\nSTLS\r\n",
+	     GREET CAPA_NOPLAIN_STLS STLS_OK CAPA_AUTH LOGGED_IN BYE,
+	     .input_tls = "CAPA\r\n" LOGIN "QUIT\r\n",
+	     .closed = 1, .removed = "", .mode = TLS_MODE_STARTTLS, .starttls = 1, .no_plain = 1),
+	CASE("AUTH PLAIN after STLS", "STLS\r\n",
+	     GREET STLS_OK SASL_IN BYE,
+	     .input_tls = "AUTH PLAIN " PLAIN_ALICE "\r\nQUIT\r\n",
+	     .closed = 1, .removed = "", .mode = TLS_MODE_STARTTLS, .starttls = 1, .no_plain = 1),
+	CASE("plaintext on implicit TLS", "CAPA\r\n" LOGIN "QUIT\r\n", GREET CAPA_AUTH LOGGED_IN BYE,
+	     .closed = 1, .removed = "", .mode = TLS_MODE_IMPLICIT, .tls = 1, .no_plain = 1),
 	CASE("pipelined with partial last line",
 	     LOGIN "STAT\r\nNOOP\r\nLIST 1\r\nSTA", GREET LOGGED_IN "+OK 6 177\r\n+OK\r\n+OK 1 46\r\n"),
 };
@@ -757,7 +992,7 @@ static void run_case(const struct tcase *c, size_t block, int async, int bytewis
 		cfg.max_line = c->max_line;
 	if (c->max_auth)
 		cfg.max_auth_failures = c->max_auth;
-	fake_start_tls(&f, &cfg, block, async, c->flags, c->mode, c->tls);
+	fake_start_plain(&f, &cfg, block, async, c->flags, c->mode, c->tls, !c->no_plain);
 	/* inputs may hold a NUL: the table gives them with sizeof-free strings,
 	 * so the "nul" case is measured by its known length */
 	in_len = strlen(c->input);
@@ -988,6 +1223,37 @@ static void test_disconnect(void)
 	CHECK(!pop3_session_busy(f.s));
 	for (size_t i = 0; i < f.last_password_len; i++)
 		CHECK(f.last_password[i] == '\0');
+	fake_end(&f);
+
+	/* gone during a SASL step: the glue's exchange ends after the step,
+	 * nothing is written, no maildrop is opened */
+	fake_start(&f, &cfg, 0, 1, 0);
+	arrive(&f, "AUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n" SCRAM_GOOD "\r\n", strlen("AUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n" SCRAM_GOOD "\r\n"));
+	CHECK(f.q == Q_SASL);
+	answer(&f);
+	settle(&f);
+	CHECK(f.q == Q_NONE);
+	arrive(&f, "\r\n", 2);
+	CHECK(f.q == Q_SASL);
+	pop3_session_disconnected(f.s);
+	CHECK(pop3_session_busy(f.s));
+	CHECK(f.n_sasl_end == 0);
+	{
+		size_t before = f.out_len;
+		answer(&f);
+		CHECK(f.out_len == before);
+	}
+	CHECK(f.n_sasl_end == 1);
+	CHECK(f.n_opens == 0);
+	CHECK(!pop3_session_busy(f.s));
+	fake_end(&f);
+
+	/* gone while a challenge waits for its answer: the exchange ends at once */
+	fake_start(&f, &cfg, 0, 0, 0);
+	arrive(&f, "AUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n", strlen("AUTH SCRAM-SHA-256 " SCRAM_FIRST "\r\n"));
+	CHECK(f.n_sasl_first == 1 && f.n_sasl_end == 0);
+	pop3_session_disconnected(f.s);
+	CHECK(f.n_sasl_end == 1);
 	fake_end(&f);
 
 	/* gone during the open: the message list is freed (ASan checks) */

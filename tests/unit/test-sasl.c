@@ -1,4 +1,4 @@
-/* Unit tests of lib/sasl.c: strict base64, UTF-8 checks, the PLAIN exchange. */
+/* Unit tests of lib/sasl.c: strict base64 and UTF-8 checks (the mechanisms: test-sasl-gsasl.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,37 +66,6 @@ static const struct utf8_case utf8_cases[] = {
 	{ "\xe2\x28\xa1", 3, 0 },           /* bad continuation */
 };
 
-struct plain_case {
-	const char *name;
-	const char *ir;         /* initial response, NULL for none */
-	const char *step;       /* the line after the challenge, NULL for none */
-	int result;
-	const char *authzid, *authcid, *password;
-};
-
-static const struct plain_case plain_cases[] = {
-	{ "ir", "AGFsaWNlAHNlY3JldA==", NULL, SASL_DONE, "", "alice", "secret" },
-	{ "ir with authzid", "Ym9iAGFsaWNlAHNlY3JldA==", NULL, SASL_DONE, "bob", "alice", "secret" },
-	{ "continuation", NULL, "AGFsaWNlAHNlY3JldA==", SASL_DONE, "", "alice", "secret" },
-	{ "cancel", NULL, "*", SASL_CANCELLED, NULL, NULL, NULL },
-	{ "empty ir", "=", NULL, SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	{ "empty line", NULL, "", SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	{ "bad base64 ir", "AGFsaWNlAHNlY3JldA=", NULL, SASL_BAD_BASE64, NULL, NULL, NULL },
-	{ "bad base64 line", NULL, "not base64!", SASL_BAD_BASE64, NULL, NULL, NULL },
-	/* "\0alice" : one NUL only */
-	{ "one nul", "AGFsaWNl", NULL, SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	/* "\0\0secret" : empty authcid */
-	{ "empty authcid", "AABzZWNyZXQ=", NULL, SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	/* "\0alice\0" : empty password */
-	{ "empty password", "AGFsaWNlAA==", NULL, SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	/* "\0alice\0se\0cret" : NUL in the password */
-	{ "nul in password", "AGFsaWNlAHNlAGNyZXQ=", NULL, SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	/* "\0alice\0\xff" : not UTF-8 */
-	{ "bad utf-8", "AGFsaWNlAP8=", NULL, SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	/* "\0j\xc3\xbcrgen\0p\xc3\xa4ss" : UTF-8 names and passwords */
-	{ "utf-8", "AGrDvHJnZW4AcMOkc3M=", NULL, SASL_DONE, "", "j\xc3\xbcrgen", "p\xc3\xa4ss" },
-};
-
 static void test_base64(void)
 {
 	unsigned char out[64];
@@ -149,94 +118,10 @@ static void test_utf8(void)
 	}
 }
 
-static int all_zero(const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return 0;
-	return 1;
-}
-
-static void test_plain(void)
-{
-	for (size_t i = 0; i < sizeof(plain_cases) / sizeof(plain_cases[0]); i++) {
-		const struct plain_case *c = &plain_cases[i];
-		struct sasl_server x;
-		int r;
-
-		sasl_server_init(&x, SASL_MECH_PLAIN);
-		r = sasl_server_start(&x, c->ir, c->ir ? strlen(c->ir) : 0);
-		if (!c->ir) {
-			CHECK(r == SASL_CONTINUE);
-			r = sasl_server_step(&x, c->step, strlen(c->step));
-		}
-		if (r != c->result) {
-			fprintf(stderr, "plain case '%s': got %d, want %d\n", c->name, r, c->result);
-			failures++;
-		} else if (r == SASL_DONE) {
-			CHECK(strcmp(x.authzid, c->authzid) == 0);
-			CHECK(strcmp(x.authcid, c->authcid) == 0);
-			CHECK(strcmp(x.password, c->password) == 0);
-		} else {
-			/* a failed exchange leaves no decoded secret behind */
-			CHECK(all_zero(x.buf, sizeof(x.buf)));
-		}
-		sasl_server_wipe(&x);
-		CHECK(all_zero(x.buf, sizeof(x.buf)));
-		CHECK(x.password == NULL && x.authcid == NULL);
-	}
-}
-
-static void test_limits(void)
-{
-	/* the longest message allowed passes, one octet more in a part fails */
-	static unsigned char msg[SASL_MESSAGE_MAX + 8];
-	static char line[SASL_LINE_MAX + 64];
-	struct sasl_server x;
-	size_t n = 0;
-	long e;
-
-	memset(msg, 'a', sizeof(msg));
-	msg[SASL_ID_MAX] = '\0';
-	msg[2 * SASL_ID_MAX + 1] = '\0';
-	n = 2 * SASL_ID_MAX + 2 + SASL_PASSWORD_MAX;
-	CHECK(n == SASL_MESSAGE_MAX);
-	e = sasl_base64_encode(msg, n, line, sizeof(line));
-	CHECK(e > 0 && e <= SASL_LINE_MAX);
-	sasl_server_init(&x, SASL_MECH_PLAIN);
-	CHECK(sasl_server_start(&x, line, (size_t)e) == SASL_DONE);
-	CHECK(strlen(x.password) == SASL_PASSWORD_MAX);
-	CHECK(strlen(x.authcid) == SASL_ID_MAX);
-	sasl_server_wipe(&x);
-
-	/* password one octet too long */
-	e = sasl_base64_encode(msg, n + 1, line, sizeof(line));
-	sasl_server_init(&x, SASL_MECH_PLAIN);
-	CHECK(sasl_server_start(&x, line, (size_t)e) == SASL_BAD_MESSAGE);
-	sasl_server_wipe(&x);
-
-	/* authcid one octet too long (and the password one shorter) */
-	memset(msg, 'a', sizeof(msg));
-	msg[0] = '\0';
-	msg[SASL_ID_MAX + 2] = '\0';
-	e = sasl_base64_encode(msg, 1 + SASL_ID_MAX + 1 + 1 + 10, line, sizeof(line));
-	sasl_server_init(&x, SASL_MECH_PLAIN);
-	CHECK(sasl_server_start(&x, line, (size_t)e) == SASL_BAD_MESSAGE);
-	sasl_server_wipe(&x);
-
-	CHECK(sasl_mech_lookup("plain") == SASL_MECH_PLAIN);
-	CHECK(sasl_mech_lookup("PLAIN") == SASL_MECH_PLAIN);
-	CHECK(sasl_mech_lookup("LOGIN") == SASL_MECH_NONE);
-	CHECK(sasl_mech_lookup("") == SASL_MECH_NONE);
-	CHECK(strcmp(sasl_mech_list(), "PLAIN") == 0);
-}
-
 int main(void)
 {
 	test_base64();
 	test_utf8();
-	test_plain();
-	test_limits();
 	if (failures) {
 		fprintf(stderr, "test-sasl: %d failure(s)\n", failures);
 		return 1;
