@@ -31,11 +31,7 @@ struct imap_conn {
 	struct notify_sub *watch;
 	struct imap_server *srv;
 	const struct listener_config *listener; /* the listener it came in on; NULL: none known */
-	/* AUTHENTICATE: the exchange (loop thread between steps, a worker during one) */
-	struct sasl_exchange *sx;
-	struct auth_step *step;
-	enum sasl_step_result step_result;
-	char mechs[SASL_MECHS_MAX];
+	struct runner_auth auth;    /* AUTHENTICATE */
 };
 
 /* Runs on a worker thread. */
@@ -102,131 +98,39 @@ static void io_auth_result(void *ctx, const char *user, int ok)
 	runner_auth_result(ctx, user, ok);
 }
 
-/* ---- AUTHENTICATE through GNU SASL on a worker (as smtp/smtp-server.c) ---- */
+/* ---- AUTHENTICATE: lib/runner.h's SASL ---- */
 
-static int is_loopback(const char *ip)
-{
-	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
-}
-
-/* PLAIN, LOGIN and the LOGIN command carry the password itself: under TLS,
- * and in clear only where allow_plaintext_auth says. */
 static int io_plaintext_ok(void *ctx)
 {
 	struct imap_conn *ic = ctx;
 
-	if (ic->rc.conn && conn_tls_info(ic->rc.conn))
-		return 1;
-	switch (ic->listener ? ic->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK) {
-	case PLAINTEXT_AUTH_YES:
-		return 1;
-	case PLAINTEXT_AUTH_LOOPBACK:
-		return is_loopback(ic->rc.peer);
-	default:
-		return 0;
-	}
+	return runner_plaintext_ok(&ic->rc, ic->auth.policy);
 }
 
 static const char *io_auth_mechs(void *ctx)
 {
 	struct imap_conn *ic = ctx;
 
-	ic->mechs[0] = '\0';
-	if (!ic->rc.conn || !ic->srv->sasl)
-		return ic->mechs;
-	if (sasl_ctx_mechs(ic->srv->sasl, io_plaintext_ok(ic), conn_tls_info(ic->rc.conn), ic->mechs,
-			   sizeof(ic->mechs)) < 0)
-		ic->mechs[0] = '\0';
-	return ic->mechs;
+	return runner_auth_mechs(&ic->rc, &ic->auth);
 }
 
-/* Runs on a worker thread: GNU SASL checks the password or the SCRAM proof
- * against the directory. */
-static void auth_work(struct rconn *rc)
+static void auth_done(struct rconn *rc, struct auth_step *st)
 {
-	struct imap_conn *ic = (struct imap_conn *)rc;
-	struct auth_step *st = ic->step;
-	const unsigned char *out = NULL;
-	size_t outlen = 0;
-
-	ic->step_result = sasl_exchange_step(ic->sx, &ic->srv->sasl_backend, st->in_absent ? NULL : st->in,
-					     st->in_len, &out, &outlen);
-	st->out = NULL;
-	st->out_len = 0;
-	if (ic->step_result == SASL_STEP_CONTINUE && outlen) {
-		st->out = xmalloc(outlen);
-		memcpy(st->out, out, outlen);
-		st->out_len = outlen;
-	}
-}
-
-static void auth_after(struct rconn *rc, int status)
-{
-	struct imap_conn *ic = (struct imap_conn *)rc;
-	struct auth_step *st = ic->step;
-	const char *who = sasl_exchange_authcid(ic->sx);
-
-	ic->step = NULL;
-	if (status < 0)
-		ic->step_result = SASL_STEP_TEMPFAIL;
-	switch (ic->step_result) {
-	case SASL_STEP_CONTINUE:
-		st->status = AUTH_CONTINUE;
-		break;
-	case SASL_STEP_SUCCESS:
-		st->status = AUTH_OK;
-		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_user(ic->sx));
-		runner_auth_result(rc, st->user, 1);
-		break;
-	case SASL_STEP_FAILURE:
-		st->status = AUTH_FAILED;
-		snprintf(st->user, sizeof(st->user), "%s", who);
-		runner_auth_result(rc, who, 0);
-		break;
-	case SASL_STEP_MALFORMED:
-		st->status = AUTH_MALFORMED;
-		snprintf(st->user, sizeof(st->user), "%s", who);
-		break;
-	default:
-		st->status = AUTH_TEMPFAIL;
-		snprintf(st->user, sizeof(st->user), "%s", who);
-		break;
-	}
 	imap_session_auth_done(rc->session, st);
 }
 
 static void io_auth_step(void *ctx, struct auth_step *st)
 {
 	struct imap_conn *ic = ctx;
-	unsigned delay = 0;
 
-	st->user[0] = '\0';
-	if (st->first) {
-		sasl_exchange_free(&ic->sx);
-		if (!ic->rc.conn || !ic->srv->sasl ||
-		    sasl_exchange_new(ic->srv->sasl, st->mech, io_plaintext_ok(ic), conn_tls_info(ic->rc.conn),
-				      &ic->sx) < 0) {
-			st->status = AUTH_MALFORMED;
-			imap_session_auth_done(ic->rc.session, st);
-			return;
-		}
-		/* the client address's failed-login delay, before the first step */
-		delay = runner_auth_delay(&ic->rc, "");
-	}
-	if (!ic->sx) {
-		st->status = AUTH_TEMPFAIL;
-		imap_session_auth_done(ic->rc.session, st);
-		return;
-	}
-	ic->step = st;
-	runner_submit(&ic->rc, auth_work, auth_after, delay);
+	runner_auth_step(&ic->rc, &ic->auth, st);
 }
 
 static void io_auth_end(void *ctx)
 {
 	struct imap_conn *ic = ctx;
 
-	sasl_exchange_free(&ic->sx);
+	runner_auth_end(&ic->auth);
 }
 
 static const struct imap_io imap_io = {
@@ -272,6 +176,12 @@ static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 			if (strcmp(srv->cfg->listeners[i].name, name) == 0)
 				ic->listener = &srv->cfg->listeners[i];
 	}
+	ic->auth = (struct runner_auth){
+		.ctx = srv->sasl,
+		.backend = &srv->sasl_backend,
+		.policy = ic->listener ? ic->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK,
+		.done = auth_done,
+	};
 	return imap_session_new(&p, &imap_io, rc);
 }
 
@@ -295,7 +205,7 @@ static int s_free(struct rconn *rc)
 
 	notify_unsubscribe(&ic->watch);
 	imap_session_free(&s);
-	sasl_exchange_free(&ic->sx);
+	runner_auth_end(&ic->auth);
 	return 0;
 }
 

@@ -447,3 +447,125 @@ uv_loop_t *runner_loop(const struct runner *r)
 {
 	return r->loop;
 }
+
+/* ---- SASL ---- */
+
+static int is_loopback(const char *ip)
+{
+	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
+}
+
+int runner_plaintext_ok(const struct rconn *rc, enum plaintext_auth policy)
+{
+	return (rc->conn && conn_tls_info(rc->conn)) || runner_plaintext_in_clear(rc, policy);
+}
+
+int runner_plaintext_in_clear(const struct rconn *rc, enum plaintext_auth policy)
+{
+	switch (policy) {
+	case PLAINTEXT_AUTH_YES:
+		return 1;
+	case PLAINTEXT_AUTH_LOOPBACK:
+		return is_loopback(rc->peer);
+	default:
+		return 0;
+	}
+}
+
+const char *runner_auth_mechs(struct rconn *rc, struct runner_auth *a)
+{
+	a->mechs[0] = '\0';
+	if (!rc->conn || !a->ctx)
+		return a->mechs;
+	if (sasl_ctx_mechs(a->ctx, runner_plaintext_ok(rc, a->policy), conn_tls_info(rc->conn), a->mechs,
+			   sizeof(a->mechs)) < 0)
+		a->mechs[0] = '\0';
+	return a->mechs;
+}
+
+/* Runs on a worker thread: GNU SASL checks the password or the SCRAM proof
+ * against the directory. */
+static void auth_work(struct rconn *rc)
+{
+	struct runner_auth *a = rc->auth;
+	struct auth_step *st = a->step;
+	const unsigned char *out = NULL;
+	size_t outlen = 0;
+
+	a->result = sasl_exchange_step(a->sx, a->backend, st->in_absent ? NULL : st->in, st->in_len, &out, &outlen);
+	st->out = NULL;
+	st->out_len = 0;
+	if (a->result == SASL_STEP_CONTINUE && outlen) {
+		st->out = xmalloc(outlen);
+		memcpy(st->out, out, outlen);
+		st->out_len = outlen;
+	}
+}
+
+static void auth_after(struct rconn *rc, int status)
+{
+	struct runner_auth *a = rc->auth;
+	struct auth_step *st = a->step;
+	const char *who = sasl_exchange_authcid(a->sx);
+
+	a->step = NULL;
+	rc->auth = NULL;
+	if (status < 0)
+		a->result = SASL_STEP_TEMPFAIL;
+	switch (a->result) {
+	case SASL_STEP_CONTINUE:
+		st->status = AUTH_CONTINUE;
+		break;
+	case SASL_STEP_SUCCESS:
+		st->status = AUTH_OK;
+		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_user(a->sx));
+		runner_auth_result(rc, st->user, 1);
+		break;
+	case SASL_STEP_FAILURE:
+		st->status = AUTH_FAILED;
+		snprintf(st->user, sizeof(st->user), "%s", who);
+		runner_auth_result(rc, who, 0);
+		break;
+	case SASL_STEP_MALFORMED:
+		st->status = AUTH_MALFORMED;
+		snprintf(st->user, sizeof(st->user), "%s", who);
+		break;
+	default:
+		st->status = AUTH_TEMPFAIL;
+		snprintf(st->user, sizeof(st->user), "%s", who);
+		break;
+	}
+	a->done(rc, st);
+}
+
+void runner_auth_step(struct rconn *rc, struct runner_auth *a, struct auth_step *st)
+{
+	unsigned delay = 0;
+
+	st->user[0] = '\0';
+	if (st->first) {
+		sasl_exchange_free(&a->sx);
+		if (!rc->conn || !a->ctx ||
+		    sasl_exchange_new(a->ctx, st->mech, runner_plaintext_ok(rc, a->policy), conn_tls_info(rc->conn),
+				      &a->sx) < 0) {
+			st->status = AUTH_MALFORMED;
+			a->done(rc, st);
+			return;
+		}
+		/* the client address's failed-login delay, before the first step */
+		delay = runner_auth_delay(rc, "");
+	}
+	if (!a->sx) {
+		st->status = AUTH_TEMPFAIL;
+		a->done(rc, st);
+		return;
+	}
+	a->step = st;
+	rc->auth = a;
+	runner_submit(rc, auth_work, auth_after, delay);
+}
+
+void runner_auth_end(struct runner_auth *a)
+{
+	sasl_exchange_free(&a->sx);
+}

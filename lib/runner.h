@@ -4,8 +4,11 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "lib/net.h"
+#include "lib/auth-types.h"
+#include "lib/config.h"
 #include "lib/lockout.h"
+#include "lib/net.h"
+#include "lib/sasl.h"
 #include "lib/tls-types.h"
 
 /*
@@ -69,6 +72,7 @@ struct rconn {
 	runner_after_fn *after_fn;
 	uv_work_t work;
 	uv_timer_t delay;         /* the failed-login delay before a job */
+	struct runner_auth *auth; /* the SASL exchange a step job works on */
 };
 
 /* What a new connection brings to its session's params. */
@@ -189,5 +193,43 @@ void runner_io_set_timeout(void *ctx, unsigned seconds);
 void runner_io_resume(void *ctx);
 void runner_io_when_drained(void *ctx, size_t below);
 void runner_io_start_tls(void *ctx);
+
+/*
+ * SASL (SMTP AUTH, POP3 AUTH, IMAP AUTHENTICATE) the same way for every
+ * protocol: the session frames the exchange and asks for one decoded step
+ * at a time (lib/auth-types.h); the glue keeps a struct runner_auth in its
+ * per-connection struct, filled at open, and passes its io calls here. Each
+ * step runs as a job on a worker (GNU SASL reads the directory and may hash
+ * a password) after the client address's failed-login delay for the first
+ * one, counts in the shared lockout, and is answered with done(rc, st), the
+ * protocol's x_session_auth_done(). On AUTH_FAILED, AUTH_MALFORMED and
+ * AUTH_TEMPFAIL st->user holds the name the client gave, for the log.
+ */
+struct runner_auth {
+	struct sasl_ctx *ctx;                 /* NULL: no SASL offered */
+	const struct sasl_backend *backend;
+	enum plaintext_auth policy;           /* the listener's allow_plaintext_auth */
+	void (*done)(struct rconn *rc, struct auth_step *st);
+	/* the exchange: loop thread between steps, the worker during one */
+	struct sasl_exchange *sx;
+	struct auth_step *step;
+	enum sasl_step_result result;
+	char mechs[SASL_MECHS_MAX];
+};
+
+/* 1 when the password may travel as it is (PLAIN, LOGIN, POP3 USER/PASS,
+ * IMAP LOGIN): under TLS, or where policy allows it for the client address
+ * (loopback: 127.0.0.0/8 and ::1). */
+int runner_plaintext_ok(const struct rconn *rc, enum plaintext_auth policy);
+/* The same without TLS: what policy allows for the client address. */
+int runner_plaintext_in_clear(const struct rconn *rc, enum plaintext_auth policy);
+/* The mechanisms to offer now, space-separated ("" without a context or a
+ * connection); valid until the next call. */
+const char *runner_auth_mechs(struct rconn *rc, struct runner_auth *a);
+/* Runs step st of the exchange (st->first starts a new one) and answers
+ * with a->done, later or from inside this call. */
+void runner_auth_step(struct rconn *rc, struct runner_auth *a, struct auth_step *st);
+/* The exchange is over (or the connection): frees it. Idempotent. */
+void runner_auth_end(struct runner_auth *a);
 
 #endif

@@ -61,11 +61,7 @@ struct pop3_conn {
 	int msg_fd;
 	size_t msg_idx;
 	const struct listener_config *listener; /* the listener it came in on; NULL: none known */
-	/* AUTH: the exchange (loop thread between steps, a worker during one) */
-	struct sasl_exchange *sx;
-	struct auth_step *step;
-	enum sasl_step_result step_result;
-	char mechs[SASL_MECHS_MAX];
+	struct runner_auth auth;    /* AUTH */
 };
 
 static struct pop3_conn *pconn(struct rconn *rc)
@@ -176,135 +172,32 @@ static void io_auth(void *ctx, struct pop3_auth_req *req)
 	submit(pc, auth_work, auth_after, d);
 }
 
-/* -- AUTH (RFC 5034) through GNU SASL on a worker -- */
-
-static int is_loopback(const char *ip)
-{
-	/* lib/net.c writes an IPv4-mapped address as IPv4 */
-	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
-}
-
-/* Plaintext logins without TLS: as the listener's allow_plaintext_auth says. */
-static int plaintext_in_clear(const struct pop3_conn *pc)
-{
-	switch (pc->listener ? pc->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK) {
-	case PLAINTEXT_AUTH_YES:
-		return 1;
-	case PLAINTEXT_AUTH_LOOPBACK:
-		return is_loopback(pc->rc.peer);
-	default:
-		return 0;
-	}
-}
-
-/* PLAIN and LOGIN carry the password itself: offered under TLS, and in
- * clear only where allow_plaintext_auth says (as USER/PASS). */
-static int plaintext_ok(const struct pop3_conn *pc)
-{
-	if (pc->rc.conn && conn_tls_info(pc->rc.conn))
-		return 1;
-	return plaintext_in_clear(pc);
-}
+/* -- AUTH (RFC 5034): lib/runner.h's SASL -- */
 
 static const char *io_auth_mechs(void *ctx)
 {
 	struct pop3_conn *pc = ctx;
 
-	pc->mechs[0] = '\0';
-	if (!pc->rc.conn || !pc->srv->sasl)
-		return pc->mechs;
-	if (sasl_ctx_mechs(pc->srv->sasl, plaintext_ok(pc), conn_tls_info(pc->rc.conn), pc->mechs,
-			   sizeof(pc->mechs)) < 0)
-		pc->mechs[0] = '\0';
-	return pc->mechs;
+	return runner_auth_mechs(&pc->rc, &pc->auth);
 }
 
-/* Runs on a worker thread: GNU SASL checks the password or the SCRAM proof
- * against the directory. */
-static void sasl_work(struct rconn *rc)
+static void sasl_done(struct rconn *rc, struct auth_step *st)
 {
-	struct pop3_conn *pc = pconn(rc);
-	struct auth_step *st = pc->step;
-	const unsigned char *out = NULL;
-	size_t outlen = 0;
-
-	pc->step_result = sasl_exchange_step(pc->sx, &pc->srv->backend, st->in_absent ? NULL : st->in, st->in_len,
-					     &out, &outlen);
-	st->out = NULL;
-	st->out_len = 0;
-	if (pc->step_result == SASL_STEP_CONTINUE && outlen) {
-		st->out = xmalloc(outlen);
-		memcpy(st->out, out, outlen);
-		st->out_len = outlen;
-	}
-}
-
-static void sasl_after(struct rconn *rc, int status)
-{
-	struct pop3_conn *pc = pconn(rc);
-	struct auth_step *st = pc->step;
-	const char *who = sasl_exchange_authcid(pc->sx);
-
-	pc->step = NULL;
-	if (status < 0)
-		pc->step_result = SASL_STEP_TEMPFAIL;
-	switch (pc->step_result) {
-	case SASL_STEP_CONTINUE:
-		st->status = AUTH_CONTINUE;
-		break;
-	case SASL_STEP_SUCCESS:
-		st->status = AUTH_OK;
-		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_user(pc->sx));
-		runner_auth_result(rc, st->user, 1);
-		break;
-	case SASL_STEP_FAILURE:
-		st->status = AUTH_FAILED;
-		snprintf(st->user, sizeof(st->user), "%s", who);
-		runner_auth_result(rc, who, 0);
-		break;
-	case SASL_STEP_MALFORMED:
-		st->status = AUTH_MALFORMED;
-		break;
-	default:
-		st->status = AUTH_TEMPFAIL;
-		break;
-	}
 	pop3_session_sasl_done(rc->session, st);
 }
 
 static void io_auth_step(void *ctx, struct auth_step *st)
 {
 	struct pop3_conn *pc = ctx;
-	unsigned delay = 0;
 
-	if (st->first) {
-		sasl_exchange_free(&pc->sx);
-		if (!pc->rc.conn || !pc->srv->sasl ||
-		    sasl_exchange_new(pc->srv->sasl, st->mech, plaintext_ok(pc), conn_tls_info(pc->rc.conn),
-				      &pc->sx) < 0) {
-			st->status = AUTH_MALFORMED;
-			pop3_session_sasl_done(pc->rc.session, st);
-			return;
-		}
-		/* the client address's failed-login delay, before the first step */
-		delay = runner_auth_delay(&pc->rc, "");
-		if (delay)
-			log_info("pop3", pc->rc.sid, "login delayed ms=%u client=%s", delay, pc->rc.peer);
-	}
-	if (!pc->sx) {
-		st->status = AUTH_TEMPFAIL;
-		pop3_session_sasl_done(pc->rc.session, st);
-		return;
-	}
-	pc->step = st;
-	runner_submit(&pc->rc, sasl_work, sasl_after, delay);
+	runner_auth_step(&pc->rc, &pc->auth, st);
 }
 
 static void io_auth_end(void *ctx)
 {
 	struct pop3_conn *pc = ctx;
 
-	sasl_exchange_free(&pc->sx);
+	runner_auth_end(&pc->auth);
 }
 
 /* -- opening the maildrop -- */
@@ -548,7 +441,13 @@ static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 			if (strcmp(srv->cfg->listeners[i].name, name) == 0)
 				pc->listener = &srv->cfg->listeners[i];
 	}
-	p.plaintext_in_clear = plaintext_in_clear(pc);
+	pc->auth = (struct runner_auth){
+		.ctx = srv->sasl,
+		.backend = &srv->backend,
+		.policy = pc->listener ? pc->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK,
+		.done = sasl_done,
+	};
+	p.plaintext_in_clear = runner_plaintext_in_clear(rc, pc->auth.policy);
 	return pop3_session_new(&p, &pop3_io, pc);
 }
 
@@ -570,7 +469,7 @@ static int s_free(struct rconn *rc)
 	struct pop3_session *s = rc->session;
 
 	pop3_session_free(&s);
-	sasl_exchange_free(&pc->sx);
+	runner_auth_end(&pc->auth);
 	if (pc->locked[0]) {
 		lock_release(pc->srv, pc->locked);
 		pc->locked[0] = '\0';

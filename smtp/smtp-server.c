@@ -50,12 +50,8 @@ struct smtp_conn {
 	size_t n_maildirs;
 	uint64_t held;                /* this session's share of srv->held */
 	const struct listener_config *listener; /* the listener it came in on; NULL: none known */
-	/* SMTP AUTH: the exchange (loop thread between steps, a worker during one) */
-	struct sasl_exchange *sx;
-	struct auth_step *step;
-	enum sasl_step_result step_result;
+	struct runner_auth auth;      /* SMTP AUTH */
 	struct smtp_sender_req *sender;
-	char mechs[SASL_MECHS_MAX];
 };
 
 static void io_release(void *ctx)
@@ -301,125 +297,34 @@ static void io_deliver(void *ctx, struct smtp_delivery *dv)
 	runner_submit(&sc->rc, deliver_work, deliver_after, 0);
 }
 
-/* ---- AUTH (RFC 4954) through GNU SASL on a worker ---- */
-
-static int is_loopback(const char *ip)
-{
-	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
-}
-
-/* PLAIN and LOGIN carry the password itself: offered under TLS, and in
- * clear only where allow_plaintext_auth says. */
-static int plaintext_ok(const struct smtp_conn *sc)
-{
-	if (sc->rc.conn && conn_tls_info(sc->rc.conn))
-		return 1;
-	switch (sc->listener ? sc->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK) {
-	case PLAINTEXT_AUTH_YES:
-		return 1;
-	case PLAINTEXT_AUTH_LOOPBACK:
-		return is_loopback(sc->rc.peer);
-	default:
-		return 0;
-	}
-}
+/* ---- AUTH (RFC 4954): lib/runner.h's SASL, on listeners whose auth is not none ---- */
 
 static const char *io_auth_mechs(void *ctx)
 {
 	struct smtp_conn *sc = ctx;
 
-	sc->mechs[0] = '\0';
-	if (!sc->rc.conn || !sc->listener || sc->listener->auth == AUTH_NONE || !sc->srv->sasl)
-		return sc->mechs;
-	if (sasl_ctx_mechs(sc->srv->sasl, plaintext_ok(sc), conn_tls_info(sc->rc.conn), sc->mechs,
-			   sizeof(sc->mechs)) < 0)
-		sc->mechs[0] = '\0';
-	return sc->mechs;
+	if (!sc->listener || sc->listener->auth == AUTH_NONE)
+		return "";
+	return runner_auth_mechs(&sc->rc, &sc->auth);
 }
 
-/* Runs on a worker thread: GNU SASL checks the password or the SCRAM proof
- * against the directory. */
-static void auth_work(struct rconn *rc)
+static void auth_done(struct rconn *rc, struct auth_step *st)
 {
-	struct smtp_conn *sc = (struct smtp_conn *)rc;
-	struct auth_step *st = sc->step;
-	const unsigned char *out = NULL;
-	size_t outlen = 0;
-
-	sc->step_result = sasl_exchange_step(sc->sx, &sc->srv->backend, st->in_absent ? NULL : st->in, st->in_len,
-					     &out, &outlen);
-	st->out = NULL;
-	st->out_len = 0;
-	if (sc->step_result == SASL_STEP_CONTINUE && outlen) {
-		st->out = xmalloc(outlen);
-		memcpy(st->out, out, outlen);
-		st->out_len = outlen;
-	}
-}
-
-static void auth_after(struct rconn *rc, int status)
-{
-	struct smtp_conn *sc = (struct smtp_conn *)rc;
-	struct auth_step *st = sc->step;
-	const char *who = sasl_exchange_authcid(sc->sx);
-
-	sc->step = NULL;
-	if (status < 0)
-		sc->step_result = SASL_STEP_TEMPFAIL;
-	switch (sc->step_result) {
-	case SASL_STEP_CONTINUE:
-		st->status = AUTH_CONTINUE;
-		break;
-	case SASL_STEP_SUCCESS:
-		st->status = AUTH_OK;
-		snprintf(st->user, sizeof(st->user), "%s", sasl_exchange_user(sc->sx));
-		runner_auth_result(rc, st->user, 1);
-		break;
-	case SASL_STEP_FAILURE:
-		st->status = AUTH_FAILED;
-		snprintf(st->user, sizeof(st->user), "%s", who);
-		runner_auth_result(rc, who, 0);
-		break;
-	case SASL_STEP_MALFORMED:
-		st->status = AUTH_MALFORMED;
-		break;
-	default:
-		st->status = AUTH_TEMPFAIL;
-		break;
-	}
 	smtp_session_auth_done(rc->session, st);
 }
 
 static void io_auth_step(void *ctx, struct auth_step *st)
 {
 	struct smtp_conn *sc = ctx;
-	unsigned delay = 0;
 
-	if (st->first) {
-		sasl_exchange_free(&sc->sx);
-		if (!sc->rc.conn || sasl_exchange_new(sc->srv->sasl, st->mech, plaintext_ok(sc),
-						      conn_tls_info(sc->rc.conn), &sc->sx) < 0) {
-			st->status = AUTH_MALFORMED;
-			smtp_session_auth_done(sc->rc.session, st);
-			return;
-		}
-		/* the client address's failed-login delay, before the first step */
-		delay = runner_auth_delay(&sc->rc, "");
-	}
-	if (!sc->sx) {
-		st->status = AUTH_TEMPFAIL;
-		smtp_session_auth_done(sc->rc.session, st);
-		return;
-	}
-	sc->step = st;
-	runner_submit(&sc->rc, auth_work, auth_after, delay);
+	runner_auth_step(&sc->rc, &sc->auth, st);
 }
 
 static void io_auth_end(void *ctx)
 {
 	struct smtp_conn *sc = ctx;
 
-	sasl_exchange_free(&sc->sx);
+	runner_auth_end(&sc->auth);
 }
 
 /* Runs on a worker thread: does the envelope sender deliver to the user
@@ -512,6 +417,12 @@ static void *s_open(struct rconn *rc, void *ctx, const struct runner_open *o)
 		p.submission = sc->listener->submission;
 		p.auth_required = sc->listener->auth == AUTH_REQUIRED;
 	}
+	sc->auth = (struct runner_auth){
+		.ctx = srv->sasl,
+		.backend = &srv->backend,
+		.policy = sc->listener ? sc->listener->allow_plaintext_auth : PLAINTEXT_AUTH_LOOPBACK,
+		.done = auth_done,
+	};
 	return smtp_session_new(&p, &smtp_io, sc);
 }
 
@@ -526,7 +437,7 @@ static int s_free(struct rconn *rc)
 
 	io_release(rc);
 	smtp_session_free(&s);
-	sasl_exchange_free(&((struct smtp_conn *)rc)->sx);
+	runner_auth_end(&((struct smtp_conn *)rc)->auth);
 	return 0;
 }
 
