@@ -299,6 +299,11 @@ class Lockout(Case):
         locked = sum(1 for r in replies if r.startswith('* BYE [UNAVAILABLE] Too many failed logins'))
         self.assertEqual(no, 4, replies)
         self.assertEqual(locked, 3, replies)
+        # the log reaches the test through a reader thread: give the 4th
+        # line time to arrive (a 5th would still fail the check below)
+        deadline = time.monotonic() + bt.scaled(10)
+        while len(re.findall(r'login failed user=', s.log())) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.assertEqual(len(re.findall(r'login failed user=', s.log())), 4)
         self.assert_refused(s)
 
